@@ -1,0 +1,260 @@
+// layers.hpp: Keras-style layers. Constructors check their arguments the way Keras does and throw
+// InvalidArgument with Keras' wording; build() creates the weights once the input shape is known.
+//
+// Shapes given to and returned by build() exclude the batch dimension (Keras prints it as None).
+// Images are NHWC. Weights use Keras' layouts: Conv2D kernel (rows, cols, in, filters), Dense kernel (in, units).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dropnet/constraints.hpp"
+#include "dropnet/export.hpp"
+#include "dropnet/tensor.hpp"
+
+namespace dropnet {
+
+namespace backend { class Backend; }
+
+// What a layer needs to run: the backend that owns its tensors and whether this is a training pass.
+struct RunContext {
+  backend::Backend& backend;
+  bool training = false;
+};
+
+// One trainable weight. After Sequential::compile, value and grad are views into the model's parameter
+// arena on the model's device (so the optimizer updates all of them in one call).
+struct Param {
+  std::string name;                    // "kernel" or "bias"
+  Shape shape;                         // Keras layout
+  Tensor value;
+  Tensor grad;
+  std::optional<MaxNorm> constraint;
+};
+
+enum class ActivationKind { Linear, ReLU, Softmax };
+// "linear" (or ""), "relu", "softmax"; throws InvalidArgument otherwise.
+DROPNET_EXPORT ActivationKind parse_activation(const std::string& name);
+
+class DROPNET_EXPORT Layer {
+ public:
+  virtual ~Layer();
+  Layer(const Layer&) = delete;
+  Layer& operator=(const Layer&) = delete;
+
+  // Keras class name ("Conv2D") and the stem of the automatic layer name ("conv2d").
+  virtual std::string type() const = 0;
+  virtual std::string name_stem() const = 0;
+  const std::string& name() const noexcept { return name_; }
+  void set_name(std::string name) { name_ = std::move(name); }
+
+  // Creates the weights for `input_shape` (host tensors, drawn from `seed`) and returns the output shape.
+  // Throws InvalidArgument when the input shape does not suit the layer.
+  virtual Shape build(const Shape& input_shape, std::uint64_t seed) = 0;
+  bool built() const noexcept { return built_; }
+  const Shape& input_shape() const noexcept { return input_shape_; }
+  const Shape& output_shape() const noexcept { return output_shape_; }
+
+  std::vector<Param>& params() noexcept { return params_; }
+  const std::vector<Param>& params() const noexcept { return params_; }
+  std::int64_t count_params() const;
+
+  // Sizes per-batch scratch buffers (a softmax layer's logits) for batches of up to max_batch on device.
+  virtual void allocate(std::int64_t max_batch, Device device);
+
+  // y = layer(x). x is (N, input_shape...), y is (N, output_shape...), both on ctx.backend's device.
+  virtual void forward(const Tensor& x, Tensor& y, RunContext& ctx) = 0;
+  // From dy = dL/dy: writes dx = dL/dx (unless dx is null: the first layer) and overwrites each
+  // params()[i].grad with dL/dparam. x and y are the tensors of the last forward.
+  virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) = 0;
+
+  // A layer whose output is softmax(z) keeps z so that the loss can be computed from logits (stably)
+  // and backward can start from dL/dz = (softmax(z) - target) / N.
+  virtual bool softmax_output() const noexcept { return false; }
+  virtual const Tensor& logits() const;
+  virtual void backward_from_logits(const Tensor& x, const Tensor& dz, Tensor* dx, RunContext& ctx);
+
+ protected:
+  Layer() = default;
+  // Records the shapes and marks the layer built; returns output_shape.
+  Shape finish_build(const Shape& input_shape, Shape output_shape);
+
+  std::string name_;
+  std::vector<Param> params_;
+
+ private:
+  bool built_ = false;
+  Shape input_shape_;
+  Shape output_shape_;
+};
+
+// ---------------------------------------------------------------------------------------------------
+
+struct Conv2DOptions {
+  std::array<std::int64_t, 2> strides = {1, 1};
+  std::string padding = "valid";                       // "valid" | "same"
+  std::string activation = "linear";                   // "linear" | "relu" | "softmax" (over channels)
+  bool use_bias = true;
+  std::string kernel_initializer = "glorot_uniform";
+  std::string bias_initializer = "zeros";
+  std::optional<MaxNorm> kernel_constraint;
+};
+
+// keras.layers.Conv2D(filters, kernel_size, ...), channels_last, no dilation or groups.
+// Input (H, W, C) -> output (OH, OW, filters); "valid": OH = (H - kh) / sh + 1, "same": OH = ceil(H / sh).
+class DROPNET_EXPORT Conv2D : public Layer {
+ public:
+  Conv2D(std::int64_t filters, std::array<std::int64_t, 2> kernel_size, Conv2DOptions options = {});
+  std::string type() const override { return "Conv2D"; }
+  std::string name_stem() const override { return "conv2d"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void allocate(std::int64_t max_batch, Device device) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  bool softmax_output() const noexcept override { return activation_ == ActivationKind::Softmax; }
+  const Tensor& logits() const override { return z_; }
+  void backward_from_logits(const Tensor& x, const Tensor& dz, Tensor* dx, RunContext& ctx) override;
+
+  std::int64_t filters() const noexcept { return filters_; }
+  const Conv2DOptions& options() const noexcept { return options_; }
+
+ private:
+  struct Geometry;
+  Geometry geometry(std::int64_t batch) const;
+  std::int64_t filters_;
+  std::array<std::int64_t, 2> kernel_size_;
+  Conv2DOptions options_;
+  ActivationKind activation_;
+  Tensor z_;        // pre-activation scratch (max_batch, OH, OW, filters); softmax and ReLU need it
+  Tensor dz_;       // dL/dz scratch
+};
+
+struct MaxPooling2DOptions {
+  std::array<std::int64_t, 2> pool_size = {2, 2};
+  std::optional<std::array<std::int64_t, 2>> strides;   // defaults to pool_size
+  std::string padding = "valid";                        // "valid" | "same"
+};
+
+// keras.layers.MaxPooling2D. In backward the gradient goes to the first maximum of each window
+// (row-major order), as in TensorFlow; ties are the only case where implementations differ.
+class DROPNET_EXPORT MaxPooling2D : public Layer {
+ public:
+  explicit MaxPooling2D(MaxPooling2DOptions options = {});
+  std::string type() const override { return "MaxPooling2D"; }
+  std::string name_stem() const override { return "max_pooling2d"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  const MaxPooling2DOptions& options() const noexcept { return options_; }
+
+ private:
+  MaxPooling2DOptions options_;
+};
+
+struct DropoutOptions {
+  // Keras' noise_shape, batch dimension included; std::nullopt entries take the input's dimension.
+  // The mask has this shape and is broadcast over the input. Empty: the input's shape.
+  std::vector<std::optional<std::int64_t>> noise_shape;
+  // Layer seed. Without one, the model derives it from its own seed and the layer's position.
+  std::optional<std::uint64_t> seed;
+};
+
+// keras.layers.Dropout(rate): during training zeroes each element with probability `rate` and divides the
+// others by 1 - rate; the identity in inference or when rate == 0; zeros when rate == 1. The mask of the
+// n-th training call is a pure function of (seed, n, element index): see kernels/dropout_math.hpp.
+class DROPNET_EXPORT Dropout : public Layer {
+ public:
+  explicit Dropout(double rate, DropoutOptions options = {});
+  std::string type() const override { return "Dropout"; }
+  std::string name_stem() const override { return "dropout"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+
+  double rate() const noexcept { return rate_; }
+  // Changes the rate (checked as in the constructor); the dropout benchmark sweeps it on one model.
+  void set_rate(double rate);
+  std::uint64_t seed() const noexcept { return seed_; }
+  // Training calls made so far: the next training forward uses this step, then increments it.
+  std::uint64_t step() const noexcept { return step_; }
+  void set_step(std::uint64_t step) noexcept { step_ = step; }
+  // The concrete mask shape (batch included) for an input of `input_shape` (batch included).
+  Shape mask_shape(const Shape& input_shape) const;
+
+ private:
+  double rate_;
+  DropoutOptions options_;
+  std::uint64_t seed_ = 0;
+  std::uint64_t step_ = 0;       // Keras' SeedGenerator counter
+  std::uint64_t last_step_ = 0;  // the step of the last training forward, which backward regenerates
+};
+
+// keras.layers.Flatten: (H, W, C) -> (H * W * C), row-major (channels_last order, as Keras).
+class DROPNET_EXPORT Flatten : public Layer {
+ public:
+  Flatten() = default;
+  std::string type() const override { return "Flatten"; }
+  std::string name_stem() const override { return "flatten"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+};
+
+struct DenseOptions {
+  std::string activation = "linear";                   // "linear" | "relu" | "softmax"
+  bool use_bias = true;
+  std::string kernel_initializer = "glorot_uniform";
+  std::string bias_initializer = "zeros";
+  std::optional<MaxNorm> kernel_constraint;
+};
+
+// keras.layers.Dense(units): y = activation(x @ kernel + bias), x of shape (N, in).
+class DROPNET_EXPORT Dense : public Layer {
+ public:
+  explicit Dense(std::int64_t units, DenseOptions options = {});
+  std::string type() const override { return "Dense"; }
+  std::string name_stem() const override { return "dense"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void allocate(std::int64_t max_batch, Device device) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  bool softmax_output() const noexcept override { return activation_ == ActivationKind::Softmax; }
+  const Tensor& logits() const override { return z_; }
+  void backward_from_logits(const Tensor& x, const Tensor& dz, Tensor* dx, RunContext& ctx) override;
+
+  std::int64_t units() const noexcept { return units_; }
+  const DenseOptions& options() const noexcept { return options_; }
+
+ private:
+  std::int64_t units_;
+  DenseOptions options_;
+  ActivationKind activation_;
+  Tensor z_;
+  Tensor dz_;
+};
+
+// keras.layers.Activation(name): elementwise relu/linear, or softmax over the last axis.
+class DROPNET_EXPORT Activation : public Layer {
+ public:
+  explicit Activation(const std::string& activation);
+  std::string type() const override { return "Activation"; }
+  std::string name_stem() const override { return "activation"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  bool softmax_output() const noexcept override { return kind_ == ActivationKind::Softmax; }
+  // For softmax the logits are the input of the last forward.
+  const Tensor& logits() const override { return input_; }
+  void backward_from_logits(const Tensor& x, const Tensor& dz, Tensor* dx, RunContext& ctx) override;
+  ActivationKind kind() const noexcept { return kind_; }
+
+ private:
+  ActivationKind kind_;
+  Tensor input_;  // a view of the last forward's input (no copy)
+};
+
+}  // namespace dropnet

@@ -1,0 +1,134 @@
+// model.hpp: keras.Sequential: add layers, compile, fit, evaluate, predict, summary.
+//
+//   dropnet::Sequential model({32, 32, 3});
+//   model.add(dropnet::Conv2D(64, {3, 3}, {.activation = "relu", .kernel_initializer = "he_uniform"}));
+//   ...
+//   model.compile({.optimizer = dropnet::Adam{}, .seed = 1});
+//   dropnet::History h = model.fit(x, y, {.batch_size = 250, .epochs = 55, .validation_split = 0.2});
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "dropnet/device.hpp"
+#include "dropnet/export.hpp"
+#include "dropnet/layers.hpp"
+#include "dropnet/optimizers.hpp"
+#include "dropnet/tensor.hpp"
+
+namespace dropnet {
+
+class Sequential;
+
+// Metric values by Keras name: "loss", "accuracy", "val_loss", "val_accuracy".
+using Logs = std::map<std::string, double>;
+
+// Hooks into fit, as keras.callbacks.Callback. Epochs and batches count from 0.
+class DROPNET_EXPORT Callback {
+ public:
+  virtual ~Callback();
+  virtual void on_train_begin(Sequential& model);
+  virtual void on_epoch_begin(int epoch);
+  // After each training batch, with the running means of the epoch so far.
+  virtual void on_batch_end(int batch, const Logs& logs);
+  virtual void on_epoch_end(int epoch, const Logs& logs);
+  virtual void on_train_end(const Logs& logs);
+};
+
+struct CompileOptions {
+  Adam optimizer{};
+  std::string loss = "categorical_crossentropy";    // the only loss: on a softmax output, from logits
+  std::vector<std::string> metrics = {"accuracy"};  // "accuracy" (categorical) or none
+  std::optional<Device> device;                     // default: CUDA when available, else CPU
+  // Seeds weight initialisation, unseeded dropout layers and shuffling. Default: a random seed
+  // (as Keras without set_random_seed); seed() tells which was used.
+  std::optional<std::uint64_t> seed;
+};
+
+struct FitOptions {
+  int batch_size = 32;
+  int epochs = 1;
+  int verbose = 1;               // 0 silent, 1 progress bar, 2 one line per epoch
+  double validation_split = 0.0; // the last fraction of x and y, taken before shuffling
+  bool shuffle = true;           // reshuffle the training part every epoch
+  int initial_epoch = 0;         // the epoch to start at (for resuming)
+  std::vector<Callback*> callbacks;
+  std::FILE* out = stdout;       // where progress goes
+};
+
+struct History {
+  std::vector<int> epoch;
+  std::map<std::string, std::vector<double>> history;  // "loss", "accuracy", "val_loss", "val_accuracy"
+};
+
+struct Evaluation {
+  double loss = 0.0;
+  double accuracy = 0.0;
+};
+
+struct PredictOptions {
+  int batch_size = 32;
+  // Keep dropout active (Monte Carlo dropout). Each call then draws fresh masks.
+  bool dropout = false;
+};
+
+class DROPNET_EXPORT Sequential {
+ public:
+  // `input_shape` excludes the batch dimension, e.g. {32, 32, 3}.
+  explicit Sequential(Shape input_shape, std::string name = "sequential");
+  ~Sequential();
+  Sequential(Sequential&&) noexcept;
+  Sequential& operator=(Sequential&&) noexcept;
+
+  // Appends a layer, naming it as Keras does (conv2d, conv2d_1, ...) unless it has a name.
+  Layer& add(std::unique_ptr<Layer> layer);
+  template <typename L, typename = std::enable_if_t<std::is_base_of_v<Layer, std::decay_t<L>>>>
+  std::decay_t<L>& add(L&& layer) {
+    return static_cast<std::decay_t<L>&>(add(std::make_unique<std::decay_t<L>>(std::move(layer))));
+  }
+
+  // Builds every layer (weights drawn from the seed), moves the weights to the device and sets up Adam.
+  // Throws InvalidArgument for an unknown loss or metric, a model that does not end in softmax, or
+  // layers whose shapes do not chain.
+  void compile(const CompileOptions& options = {});
+
+  // Trains on x (N, input_shape...) and one-hot y (N, classes), host or device tensors.
+  History fit(const Tensor& x, const Tensor& y, const FitOptions& options = {});
+  Evaluation evaluate(const Tensor& x, const Tensor& y, int batch_size = 32, int verbose = 1,
+                      std::FILE* out = stdout);
+  // Softmax outputs (N, classes) as a host tensor.
+  Tensor predict(const Tensor& x, const PredictOptions& options = {});
+  // One optimizer step on one batch; returns that batch's loss and accuracy (dropout active).
+  Logs train_on_batch(const Tensor& x, const Tensor& y);
+
+  // The Keras-style table: layer (type), output shape, parameter count, totals.
+  std::string summary() const;
+
+  const std::string& name() const noexcept;
+  const Shape& input_shape() const noexcept;
+  std::size_t layer_count() const noexcept;
+  Layer& layer(std::size_t i);
+  const Layer& layer(std::size_t i) const;
+  std::int64_t count_params() const;
+
+  bool compiled() const noexcept;
+  Device device() const;                 // after compile
+  std::uint64_t seed() const;            // after compile
+  std::int64_t iterations() const;       // optimizer steps taken
+  const Adam& optimizer() const;
+
+  // A callback sets this to end fit after the current epoch (keras: model.stop_training).
+  bool stop_training = false;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dropnet

@@ -1,0 +1,15 @@
+// optimizers.hpp: the optimizer configuration. The update itself (Keras' formula) is in
+// kernels/adam_math.hpp and runs on the model's device in one call over all parameters.
+#pragma once
+
+namespace dropnet {
+
+// keras.optimizers.Adam with Keras' defaults. epsilon is the paper's "epsilon hat".
+struct Adam {
+  double learning_rate = 1e-3;
+  double beta_1 = 0.9;
+  double beta_2 = 0.999;
+  double epsilon = 1e-7;
+};
+
+}  // namespace dropnet

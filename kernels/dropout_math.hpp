@@ -1,0 +1,41 @@
+// dropout_math.hpp: Keras' Dropout, element by element, for both backends.
+//
+// Keep rule. Element i of the mask (row-major index into the mask shape, i.e. the input shape with
+// noise_shape's 1s broadcast) at training step `step` of a layer seeded `seed` uses
+//     u = uniform_from_bits(philox_block(seed, step, i / 4).w[i % 4])      (in (0, 1])
+//     keep  <=>  u < keep_prob,   keep_prob = 1 - rate
+// which is exactly curand_init(seed, /*subsequence=*/step, /*offset=*/4 * (i / 4)) followed by
+// curand_uniform4() and its component i % 4. So the mask is a pure function of (seed, step, i): no launch
+// shape, thread count or backend enters it, and backward regenerates it instead of storing it.
+//
+// Scale: kept elements are divided by keep_prob (Keras: `inputs / keep_prob`, inverted dropout).
+// rate == 0 is the identity and rate == 1 gives zeros (handled by the callers, as Keras does).
+#pragma once
+
+#include <cstdint>
+
+#include "hd.hpp"
+#include "philox.hpp"
+
+namespace dropnet::kernels {
+
+// keep_prob as both backends derive it from the layer's rate (rounded to float once, by the layer).
+DROPNET_HD float dropout_keep_prob(float rate) { return 1.0f - rate; }
+
+DROPNET_HD bool dropout_keep(std::uint32_t bits, float keep_prob) {
+  return uniform_from_bits(bits) < keep_prob;
+}
+
+DROPNET_HD bool dropout_keep_at(std::uint64_t seed, std::uint64_t step, std::uint64_t mask_index,
+                                float keep_prob) {
+  const PhiloxBlock b = philox_block(seed, step, mask_index / 4);
+  return dropout_keep(b.w[mask_index % 4], keep_prob);
+}
+
+// The same expression serves forward (x -> y) and backward (dy -> dx): d(x / p)/dx = 1 / p.
+template <typename T>
+DROPNET_HD T dropout_apply(T value, bool keep, T keep_prob) {
+  return keep ? value / keep_prob : T(0);
+}
+
+}  // namespace dropnet::kernels

@@ -1,0 +1,124 @@
+// backend.hpp: the op contract. Every op a layer, the loss or the optimizer needs is one virtual function
+// here; the CPU backend (backend/cpu/) and the CUDA backend (backend/cuda/) implement the same signatures,
+// and layers never ask which one runs them. All tensors passed to a backend live on its device.
+//
+// Conventions: images NHWC; Conv2D kernels (KH, KW, C, K) and Dense kernels (IN, OUT), Keras layouts,
+// row-major. Backward functions overwrite (never accumulate into) their outputs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "dropnet/device.hpp"
+#include "dropnet/layers.hpp"
+#include "dropnet/tensor.hpp"
+#include "kernels/adam_math.hpp"
+
+namespace dropnet::backend {
+
+// A Conv2D problem. Padding is given as the top/left pad; bottom/right follow from the output size.
+struct ConvGeometry {
+  std::int64_t n, h, w, c;        // input (N, H, W, C)
+  std::int64_t kh, kw, k;         // kernel (KH, KW, C, K)
+  std::int64_t sh, sw;            // strides
+  std::int64_t pad_top, pad_left;
+  std::int64_t oh, ow;            // output (N, OH, OW, K)
+};
+
+// A MaxPooling2D problem (windows that run past the edge take the max of what is inside).
+struct PoolGeometry {
+  std::int64_t n, h, w, c;
+  std::int64_t ph, pw;            // pool size
+  std::int64_t sh, sw;
+  std::int64_t pad_top, pad_left;
+  std::int64_t oh, ow;
+};
+
+// Output size and leading pad for one spatial axis, Keras' rules: "valid" (in - k) / s + 1 with no pad;
+// "same" ceil(in / s) with the total pad max((out - 1) * s + k - in, 0) split with the smaller half first.
+struct AxisGeometry {
+  std::int64_t out, pad_before;
+};
+AxisGeometry axis_geometry(std::int64_t in, std::int64_t k, std::int64_t s, bool same_padding);
+
+// One dropout call. The mask has `mask_shape` (rank of the input, each entry the input's or 1) and is
+// broadcast over the input; see kernels/dropout_math.hpp for how each mask element is drawn.
+struct DropoutCall {
+  std::uint64_t seed;
+  std::uint64_t step;
+  float rate;                      // in (0, 1); 0 and 1 are handled by the layer
+  Shape input_shape;               // batch included
+  Shape mask_shape;
+};
+
+// A max-norm projection of one kernel: `shape` is its Keras shape and `axes` the (non-negative, sorted)
+// axes summed over for each norm.
+struct MaxNormCall {
+  Shape shape;
+  std::vector<int> axes;
+  float max_value;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const noexcept = 0;
+
+  // Memory in this backend's address space.
+  virtual float* allocate(std::size_t count) = 0;
+  virtual void deallocate(float* ptr) noexcept = 0;
+  virtual void fill(float* ptr, std::size_t count, float value) = 0;
+  // Waits until every op issued so far has finished (a no-op on the CPU).
+  virtual void synchronize() = 0;
+
+  // y = conv(x, w) + b; b may be null (the activation is a separate op).
+  virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
+                              const ConvGeometry& g) = 0;
+  // From dy (N, OH, OW, K): dx (may be null), dw, db (may be null).
+  virtual void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                               Tensor* db, const ConvGeometry& g) = 0;
+
+  virtual void maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) = 0;
+  virtual void maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
+                                  const PoolGeometry& g) = 0;
+
+  // y = x @ w + b for x (N, IN), w (IN, OUT); b may be null.
+  virtual void dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) = 0;
+  virtual void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                              Tensor* db) = 0;
+
+  // Elementwise relu/linear, or softmax over the last axis. In place (y == z) is allowed.
+  virtual void activation_forward(ActivationKind kind, const Tensor& z, Tensor& y) = 0;
+  // dz from dy and the forward output y. In place (dz == dy) is allowed.
+  virtual void activation_backward(ActivationKind kind, const Tensor& y, const Tensor& dy, Tensor& dz) = 0;
+
+  virtual void dropout_forward(const Tensor& x, Tensor& y, const DropoutCall& call) = 0;
+  // Regenerates the mask of the forward with the same call: dx = dy * mask / (1 - rate).
+  virtual void dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) = 0;
+
+  // Softmax cross-entropy from logits z (N, C) and targets t (N, C), rows of t summing to 1:
+  //   loss_i = logsumexp(z_i) - sum_j t_ij z_ij,   correct_i = argmax z_i == argmax t_i
+  // Adds sum_i loss_i to stats[0] and sum_i correct_i to stats[1] (stats: 2 floats on this device), and,
+  // when dz is not null, writes dz = (softmax(z) - t) * grad_scale.
+  virtual void softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
+                                     Tensor& stats) = 0;
+
+  // Keras' Adam over `count` contiguous parameters (kernels/adam_math.hpp).
+  virtual void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
+                           const kernels::AdamStep& step) = 0;
+  // Keras' MaxNorm on one kernel in place (kernels/maxnorm_math.hpp).
+  virtual void maxnorm(float* w, const MaxNormCall& call) = 0;
+
+  // dst row r = src row index[r] for r < index.size(); src may live on the host or on this device.
+  virtual void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) = 0;
+};
+
+// The backend for `device`; throws DeviceUnavailable for CUDA when cuda_available() is false.
+Backend& backend_for(Device device);
+
+// Copies `count` floats between any two devices.
+void copy(float* dst, Device dst_device, const float* src, Device src_device, std::size_t count);
+
+}  // namespace dropnet::backend

@@ -1,0 +1,64 @@
+// activation.cpp: relu, linear and row-wise softmax on the CPU.
+#include <algorithm>
+#include <cmath>
+
+#include "backend/cpu/ops.hpp"
+
+namespace dropnet::backend::cpu {
+
+template <typename T>
+void activation_forward(ActivationKind kind, const T* z, T* y, std::int64_t rows, std::int64_t cols) {
+  const std::int64_t n = rows * cols;
+  switch (kind) {
+    case ActivationKind::Linear:
+      if (y != z) std::copy(z, z + n, y);
+      return;
+    case ActivationKind::ReLU:
+#pragma omp parallel for simd schedule(static)
+      for (std::int64_t i = 0; i < n; ++i) y[i] = z[i] > T(0) ? z[i] : T(0);
+      return;
+    case ActivationKind::Softmax:
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const T* zr = z + r * cols;
+        T* yr = y + r * cols;
+        const T m = *std::max_element(zr, zr + cols);
+        T sum = 0;
+        for (std::int64_t j = 0; j < cols; ++j) sum += (yr[j] = std::exp(zr[j] - m));
+        for (std::int64_t j = 0; j < cols; ++j) yr[j] /= sum;
+      }
+      return;
+  }
+}
+
+template <typename T>
+void activation_backward(ActivationKind kind, const T* y, const T* dy, T* dz, std::int64_t rows, std::int64_t cols) {
+  const std::int64_t n = rows * cols;
+  switch (kind) {
+    case ActivationKind::Linear:
+      if (dz != dy) std::copy(dy, dy + n, dz);
+      return;
+    case ActivationKind::ReLU:
+#pragma omp parallel for simd schedule(static)
+      for (std::int64_t i = 0; i < n; ++i) dz[i] = y[i] > T(0) ? dy[i] : T(0);
+      return;
+    case ActivationKind::Softmax:
+      for (std::int64_t r = 0; r < rows; ++r) {
+        const T* yr = y + r * cols;
+        const T* dyr = dy + r * cols;
+        T dot = 0;
+        for (std::int64_t j = 0; j < cols; ++j) dot += dyr[j] * yr[j];
+        T* dzr = dz + r * cols;
+        for (std::int64_t j = 0; j < cols; ++j) dzr[j] = yr[j] * (dyr[j] - dot);
+      }
+      return;
+  }
+}
+
+template void activation_forward<float>(ActivationKind, const float*, float*, std::int64_t, std::int64_t);
+template void activation_forward<double>(ActivationKind, const double*, double*, std::int64_t, std::int64_t);
+template void activation_backward<float>(ActivationKind, const float*, const float*, float*, std::int64_t,
+                                         std::int64_t);
+template void activation_backward<double>(ActivationKind, const double*, const double*, double*, std::int64_t,
+                                          std::int64_t);
+
+}  // namespace dropnet::backend::cpu

@@ -1,0 +1,118 @@
+// conv2d.cpp: Conv2D on the CPU as im2col + GEMM. NHWC input and the Keras kernel layout (KH, KW, C, K)
+// make this natural: a patch row is (ky, kx, c) in memory order, and the kernel is already the
+// (KH*KW*C, K) matrix, so y = patches @ kernel needs no transposes.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "backend/cpu/ops.hpp"
+
+namespace dropnet::backend::cpu {
+namespace {
+
+// Images per GEMM: bounds the patch matrix to ~16 MiB of floats while keeping the GEMM tall.
+std::int64_t images_per_chunk(const ConvGeometry& g) {
+  const std::int64_t per_image = g.oh * g.ow * g.kh * g.kw * g.c;
+  return std::clamp<std::int64_t>((std::int64_t(4) << 20) / std::max<std::int64_t>(per_image, 1), 1, g.n);
+}
+
+// patches (rows = images [n0, n1) x OH x OW, cols = KH*KW*C); zeros where the window leaves the input.
+template <typename T>
+void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const ConvGeometry& g) {
+  const std::int64_t cols = g.kh * g.kw * g.c;
+  const std::int64_t rows = (n1 - n0) * g.oh * g.ow;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t img = n0 + r / (g.oh * g.ow);
+    const std::int64_t oy = (r / g.ow) % g.oh, ox = r % g.ow;
+    T* out = patches + r * cols;
+    for (std::int64_t ky = 0; ky < g.kh; ++ky) {
+      const std::int64_t iy = oy * g.sh - g.pad_top + ky;
+      for (std::int64_t kx = 0; kx < g.kw; ++kx, out += g.c) {
+        const std::int64_t ix = ox * g.sw - g.pad_left + kx;
+        if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+          std::fill(out, out + g.c, T(0));
+        } else {
+          std::memcpy(out, x + ((img * g.h + iy) * g.w + ix) * g.c, sizeof(T) * std::size_t(g.c));
+        }
+      }
+    }
+  }
+}
+
+// The adjoint of im2col: adds each patch entry back onto the input position it came from. Parallel over
+// images, since patches of one image overlap but those of different images do not.
+template <typename T>
+void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const ConvGeometry& g) {
+  const std::int64_t cols = g.kh * g.kw * g.c;
+#pragma omp parallel for schedule(static)
+  for (std::int64_t img = n0; img < n1; ++img) {
+    for (std::int64_t oy = 0; oy < g.oh; ++oy) {
+      for (std::int64_t ox = 0; ox < g.ow; ++ox) {
+        const T* in = patches + (((img - n0) * g.oh + oy) * g.ow + ox) * cols;
+        for (std::int64_t ky = 0; ky < g.kh; ++ky) {
+          const std::int64_t iy = oy * g.sh - g.pad_top + ky;
+          for (std::int64_t kx = 0; kx < g.kw; ++kx, in += g.c) {
+            const std::int64_t ix = ox * g.sw - g.pad_left + kx;
+            if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+            T* out = dx + ((img * g.h + iy) * g.w + ix) * g.c;
+            for (std::int64_t c = 0; c < g.c; ++c) out[c] += in[c];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry& g) {
+  const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
+  const std::int64_t chunk = images_per_chunk(g);
+  std::vector<T> patches(std::size_t(chunk * per_image * cols));
+  for (std::int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const std::int64_t n1 = std::min(g.n, n0 + chunk), rows = (n1 - n0) * per_image;
+    T* out = y + n0 * per_image * g.k;
+    if (b != nullptr) {
+      for (std::int64_t r = 0; r < rows; ++r) std::copy(b, b + g.k, out + r * g.k);
+    }
+    im2col(x, patches.data(), n0, n1, g);
+    gemm<T>(false, false, rows, g.k, cols, T(1), patches.data(), cols, w, g.k, b ? T(1) : T(0), out, g.k);
+  }
+}
+
+template <typename T>
+void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
+  const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
+  const std::int64_t chunk = images_per_chunk(g);
+  std::vector<T> patches(std::size_t(chunk * per_image * cols));
+  if (dx != nullptr) std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
+  if (db != nullptr) {
+    std::fill(db, db + g.k, T(0));
+    for (std::int64_t r = 0; r < g.n * per_image; ++r)
+      for (std::int64_t k = 0; k < g.k; ++k) db[k] += dy[r * g.k + k];
+  }
+  for (std::int64_t n0 = 0; n0 < g.n; n0 += chunk) {
+    const std::int64_t n1 = std::min(g.n, n0 + chunk), rows = (n1 - n0) * per_image;
+    const T* dy_chunk = dy + n0 * per_image * g.k;
+    im2col(x, patches.data(), n0, n1, g);
+    // dw (cols x K) += patches^T (cols x rows) @ dy (rows x K)
+    gemm<T>(true, false, cols, g.k, rows, T(1), patches.data(), cols, dy_chunk, g.k, n0 == 0 ? T(0) : T(1), dw,
+            g.k);
+    if (dx != nullptr) {
+      // dpatches (rows x cols) = dy (rows x K) @ w^T (K x cols), reusing the patch buffer.
+      gemm<T>(false, true, rows, cols, g.k, T(1), dy_chunk, g.k, w, g.k, T(0), patches.data(), cols);
+      col2im_add(patches.data(), dx, n0, n1, g);
+    }
+  }
+}
+
+template void conv2d_forward<float>(const float*, const float*, const float*, float*, const ConvGeometry&);
+template void conv2d_forward<double>(const double*, const double*, const double*, double*, const ConvGeometry&);
+template void conv2d_backward<float>(const float*, const float*, const float*, float*, float*, float*,
+                                     const ConvGeometry&);
+template void conv2d_backward<double>(const double*, const double*, const double*, double*, double*, double*,
+                                      const ConvGeometry&);
+
+}  // namespace dropnet::backend::cpu

@@ -1,0 +1,114 @@
+// cpu_backend.cpp: adapts Tensors to the raw-pointer reference ops.
+#include "backend/cpu/cpu_backend.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include <fmt/format.h>
+
+#include "backend/cpu/ops.hpp"
+#include "dropnet/errors.hpp"
+
+namespace dropnet::backend::cpu {
+namespace {
+
+void require_cpu(const Tensor& t, const char* what) {
+  if (t.device() != Device::CPU)
+    throw InvalidArgument(fmt::format("CPU backend: {} is a CUDA tensor; copy it with to(Device::CPU)", what));
+}
+
+// Rows of a 2-D view of t whose last axis has `cols` entries.
+std::int64_t rows_of(const Tensor& t) { return t.rank() ? t.size() / t.dim(-1) : 1; }
+
+}  // namespace
+
+float* CpuBackend::allocate(std::size_t count) {
+  // 64-byte alignment for AVX-512 loads; aligned_alloc wants a size that is a multiple of it.
+  const std::size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return static_cast<float*>(p);
+}
+
+void CpuBackend::deallocate(float* ptr) noexcept { std::free(ptr); }
+
+void CpuBackend::fill(float* ptr, std::size_t count, float value) { std::fill(ptr, ptr + count, value); }
+
+void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
+                                const ConvGeometry& g) {
+  require_cpu(x, "conv2d input");
+  cpu::conv2d_forward(x.data(), w.data(), b ? b->data() : nullptr, y.data(), g);
+}
+
+void CpuBackend::conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                                 Tensor* db, const ConvGeometry& g) {
+  cpu::conv2d_backward(x.data(), w.data(), dy.data(), dx ? dx->data() : nullptr, dw.data(),
+                       db ? db->data() : nullptr, g);
+}
+
+void CpuBackend::maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) {
+  require_cpu(x, "max-pooling input");
+  cpu::maxpool2d_forward(x.data(), y.data(), g);
+}
+
+void CpuBackend::maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
+                                    const PoolGeometry& g) {
+  cpu::maxpool2d_backward(x.data(), y.data(), dy.data(), dx.data(), g);
+}
+
+void CpuBackend::dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
+  require_cpu(x, "dense input");
+  cpu::dense_forward(x.data(), w.data(), b ? b->data() : nullptr, y.data(), x.dim(0), w.dim(0), w.dim(1));
+}
+
+void CpuBackend::dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                                Tensor* db) {
+  cpu::dense_backward(x.data(), w.data(), dy.data(), dx ? dx->data() : nullptr, dw.data(),
+                      db ? db->data() : nullptr, x.dim(0), w.dim(0), w.dim(1));
+}
+
+void CpuBackend::activation_forward(ActivationKind kind, const Tensor& z, Tensor& y) {
+  cpu::activation_forward(kind, z.data(), y.data(), rows_of(z), z.rank() ? z.dim(-1) : 1);
+}
+
+void CpuBackend::activation_backward(ActivationKind kind, const Tensor& y, const Tensor& dy, Tensor& dz) {
+  cpu::activation_backward(kind, y.data(), dy.data(), dz.data(), rows_of(y), y.rank() ? y.dim(-1) : 1);
+}
+
+void CpuBackend::dropout_forward(const Tensor& x, Tensor& y, const DropoutCall& call) {
+  require_cpu(x, "dropout input");
+  cpu::dropout_apply(x.data(), y.data(), call);
+}
+
+void CpuBackend::dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) {
+  cpu::dropout_apply(dy.data(), dx.data(), call);
+}
+
+void CpuBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
+                                       Tensor& stats) {
+  double loss = 0, correct = 0;
+  cpu::softmax_cross_entropy(z.data(), t.data(), dz ? dz->data() : nullptr, grad_scale, rows_of(z), z.dim(-1),
+                             loss, correct);
+  stats.data()[0] += float(loss);
+  stats.data()[1] += float(correct);
+}
+
+void CpuBackend::adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
+                             const kernels::AdamStep& step) {
+  cpu::adam_update(params, grads, m, v, count, step);
+}
+
+void CpuBackend::maxnorm(float* w, const MaxNormCall& call) { cpu::maxnorm(w, call); }
+
+void CpuBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) {
+  require_cpu(src, "gather source");
+  const std::int64_t row = src.dim(0) ? src.size() / src.dim(0) : 0;
+  const float* s = src.data();
+  float* d = dst.data();
+  for (std::size_t r = 0; r < index.size(); ++r)
+    std::memcpy(d + std::int64_t(r) * row, s + index[r] * row, sizeof(float) * std::size_t(row));
+}
+
+}  // namespace dropnet::backend::cpu

@@ -1,0 +1,38 @@
+// cpu_backend.hpp: the Backend contract on the host, over the reference ops of ops.hpp.
+#pragma once
+
+#include "backend/backend.hpp"
+
+namespace dropnet::backend::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const noexcept override { return Device::CPU; }
+  float* allocate(std::size_t count) override;
+  void deallocate(float* ptr) noexcept override;
+  void fill(float* ptr, std::size_t count, float value) override;
+  void synchronize() override {}
+
+  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
+                      const ConvGeometry& g) override;
+  void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
+                       const ConvGeometry& g) override;
+  void maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) override;
+  void maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
+                          const PoolGeometry& g) override;
+  void dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) override;
+  void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                      Tensor* db) override;
+  void activation_forward(ActivationKind kind, const Tensor& z, Tensor& y) override;
+  void activation_backward(ActivationKind kind, const Tensor& y, const Tensor& dy, Tensor& dz) override;
+  void dropout_forward(const Tensor& x, Tensor& y, const DropoutCall& call) override;
+  void dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) override;
+  void softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
+                             Tensor& stats) override;
+  void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
+                   const kernels::AdamStep& step) override;
+  void maxnorm(float* w, const MaxNormCall& call) override;
+  void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) override;
+};
+
+}  // namespace dropnet::backend::cpu

@@ -1,0 +1,61 @@
+// ops.hpp: the CPU backend's reference implementations, on raw pointers and templated on the scalar
+// type: float for training, double for the gradient checks in tests/cpu/. CpuBackend (cpu_backend.hpp)
+// adapts them to the Backend contract; each is restated in the comment above it.
+#pragma once
+
+#include <cstdint>
+
+#include "backend/backend.hpp"
+
+namespace dropnet::backend::cpu {
+
+// Row-major C (m x n) = alpha * op(A) (m x k) * op(B) (k x n) + beta * C, through OpenBLAS.
+template <typename T>
+void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
+          std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc);
+
+// y (N,OH,OW,K) = x (N,H,W,C) (*) w (KH,KW,C,K) + b, by im2col and one GEMM per chunk of images.
+template <typename T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry& g);
+// dw = sum over patches of patch^T dy; db = sum dy; dx = col2im(dy w^T). dx and db may be null.
+template <typename T>
+void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g);
+
+// y = max over each window (positions outside the input are skipped).
+template <typename T>
+void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g);
+// dx = 0, then each dy goes to the first (row-major) position of its window where x == y.
+template <typename T>
+void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGeometry& g);
+
+// y (N,OUT) = x (N,IN) w (IN,OUT) + b.
+template <typename T>
+void dense_forward(const T* x, const T* w, const T* b, T* y, std::int64_t n, std::int64_t in, std::int64_t out);
+// dx = dy w^T, dw = x^T dy, db = sum_rows dy. dx and db may be null.
+template <typename T>
+void dense_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, std::int64_t n, std::int64_t in,
+                    std::int64_t out);
+
+// relu: max(z, 0); linear: z; softmax: exp(z - max) / sum over each row of `cols`.
+template <typename T>
+void activation_forward(ActivationKind kind, const T* z, T* y, std::int64_t rows, std::int64_t cols);
+// relu: dy * (y > 0); linear: dy; softmax: y * (dy - sum(dy * y)) per row.
+template <typename T>
+void activation_backward(ActivationKind kind, const T* y, const T* dy, T* dz, std::int64_t rows, std::int64_t cols);
+
+// out = in * mask / (1 - rate) with the mask of kernels/dropout_math.hpp broadcast from call.mask_shape;
+// forward (x -> y) and backward (dy -> dx) are the same map.
+template <typename T>
+void dropout_apply(const T* in, T* out, const DropoutCall& call);
+
+// Per row i: loss_i = logsumexp(z_i) - sum_j t_ij z_ij; adds sum loss_i to loss_sum and the count of rows
+// whose first argmax of z equals the first argmax of t to correct; dz (if not null) = (softmax(z) - t) * scale.
+template <typename T>
+void softmax_cross_entropy(const T* z, const T* t, T* dz, T grad_scale, std::int64_t rows, std::int64_t cols,
+                           double& loss_sum, double& correct);
+
+void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
+                 const kernels::AdamStep& step);
+void maxnorm(float* w, const MaxNormCall& call);
+
+}  // namespace dropnet::backend::cpu

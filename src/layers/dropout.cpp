@@ -1,0 +1,84 @@
+// dropout.cpp: keras.layers.Dropout. The layer owns Keras' SeedGenerator state (seed, step); the mask
+// math is in kernels/dropout_math.hpp and runs on whichever backend holds the tensors.
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "dropnet/errors.hpp"
+#include "layers/layer_util.hpp"
+
+namespace dropnet {
+namespace {
+
+void check_rate(double rate) {
+  if (!(rate >= 0.0 && rate <= 1.0))
+    throw InvalidArgument(fmt::format("Invalid value received for argument `rate`. Expected a float value "
+                                      "between 0 and 1. Received: rate={}", rate));
+}
+
+}  // namespace
+
+Dropout::Dropout(double rate, DropoutOptions options) : rate_(rate), options_(std::move(options)) {
+  check_rate(rate_);
+  for (const auto& d : options_.noise_shape) {
+    if (d && *d <= 0)
+      throw InvalidArgument(fmt::format("Invalid value received for argument `noise_shape`. Expected a tuple "
+                                        "of positive integers or None. Received an entry {}", *d));
+  }
+}
+
+void Dropout::set_rate(double rate) {
+  check_rate(rate);
+  rate_ = rate;
+}
+
+Shape Dropout::build(const Shape& in, std::uint64_t seed) {
+  seed_ = options_.seed.value_or(layer_util::derive_seed(seed, 3));
+  Shape with_batch{1};
+  with_batch.insert(with_batch.end(), in.begin(), in.end());
+  mask_shape(with_batch);  // checks noise_shape against the input once, at build time
+  return finish_build(in, in);
+}
+
+Shape Dropout::mask_shape(const Shape& input_shape) const {
+  if (options_.noise_shape.empty()) return input_shape;
+  if (options_.noise_shape.size() != input_shape.size())
+    throw InvalidArgument(fmt::format("layer '{}': noise_shape has {} entries but the input {} (batch included) "
+                                      "has rank {}", name_, options_.noise_shape.size(),
+                                      to_string(input_shape), input_shape.size()));
+  Shape mask(input_shape.size());
+  for (std::size_t i = 0; i < mask.size(); ++i) {
+    mask[i] = options_.noise_shape[i].value_or(input_shape[i]);
+    // The batch entry is checked against real batches only (build uses a batch of 1).
+    if (mask[i] != 1 && mask[i] != input_shape[i] && !(i == 0 && input_shape[0] == 1))
+      throw InvalidArgument(fmt::format("layer '{}': noise_shape entry {} is {}; it must be 1 or the input's "
+                                        "dimension {} to broadcast", name_, i, mask[i], input_shape[i]));
+  }
+  return mask;
+}
+
+void Dropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
+  if (!ctx.training || rate_ == 0.0) {
+    y.copy_from(x);
+    return;
+  }
+  last_step_ = step_++;
+  if (rate_ == 1.0) {
+    y.fill(0.0f);
+    return;
+  }
+  ctx.backend.dropout_forward(x, y, {seed_, last_step_, float(rate_), x.shape(), mask_shape(x.shape())});
+}
+
+void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
+  if (dx == nullptr) return;
+  if (!ctx.training || rate_ == 0.0) {
+    dx->copy_from(dy);
+  } else if (rate_ == 1.0) {
+    dx->fill(0.0f);
+  } else {
+    ctx.backend.dropout_backward(dy, *dx, {seed_, last_step_, float(rate_), x.shape(), mask_shape(x.shape())});
+  }
+}
+
+}  // namespace dropnet

@@ -1,0 +1,101 @@
+// layer.cpp: what all layers share: naming, shapes, parameter bookkeeping, argument checks.
+#include "layers/layer_util.hpp"
+
+#include <fmt/format.h>
+
+#include "dropnet/errors.hpp"
+#include "dropnet/initializers.hpp"
+#include "kernels/philox.hpp"
+
+namespace dropnet {
+
+ActivationKind parse_activation(const std::string& name) {
+  if (name.empty() || name == "linear") return ActivationKind::Linear;
+  if (name == "relu") return ActivationKind::ReLU;
+  if (name == "softmax") return ActivationKind::Softmax;
+  throw InvalidArgument(fmt::format("Could not interpret activation function identifier: '{}'; "
+                                    "expected linear, relu or softmax", name));
+}
+
+Layer::~Layer() = default;
+
+std::int64_t Layer::count_params() const {
+  std::int64_t n = 0;
+  for (const Param& p : params_) n += element_count(p.shape);
+  return n;
+}
+
+void Layer::allocate(std::int64_t, Device) {}
+
+const Tensor& Layer::logits() const {
+  throw InvalidArgument(fmt::format("layer '{}' ({}) has no softmax output", name_, type()));
+}
+
+void Layer::backward_from_logits(const Tensor&, const Tensor&, Tensor*, RunContext&) {
+  throw InvalidArgument(fmt::format("layer '{}' ({}) has no softmax output", name_, type()));
+}
+
+Shape Layer::finish_build(const Shape& input_shape, Shape output_shape) {
+  input_shape_ = input_shape;
+  output_shape_ = std::move(output_shape);
+  built_ = true;
+  return output_shape_;
+}
+
+namespace layer_util {
+
+void check_positive_pair(const std::array<std::int64_t, 2>& v, const char* what) {
+  if (v[0] <= 0 || v[1] <= 0)
+    throw InvalidArgument(fmt::format("Invalid value for argument `{}`. Expected a strictly positive value. "
+                                      "Received {}=({}, {}).", what, what, v[0], v[1]));
+}
+
+bool parse_padding(const std::string& padding) {
+  if (padding == "valid") return false;
+  if (padding == "same") return true;
+  throw InvalidArgument(fmt::format("The `padding` argument must be one of \"valid\", \"same\". Received: '{}'",
+                                    padding));
+}
+
+void check_initializer(const std::string& name, const char* what) {
+  if (!is_initializer(name))
+    throw InvalidArgument(fmt::format("Could not interpret initializer identifier for `{}`: '{}'; expected "
+                                      "glorot_uniform, glorot_normal, he_uniform, he_normal, zeros or ones",
+                                      what, name));
+}
+
+void check_constraint(const std::optional<MaxNorm>& c) {
+  if (c && !(c->max_value > 0.0 && c->max_value < 1e30))
+    throw InvalidArgument(fmt::format("MaxNorm: max_value must be positive and finite; received {}", c->max_value));
+}
+
+std::vector<int> normalize_axes(const MaxNorm& c, const Shape& shape, const std::string& layer) {
+  std::vector<int> axes;
+  const int rank = static_cast<int>(shape.size());
+  for (int a : c.axis) {
+    const int n = a < 0 ? a + rank : a;
+    if (n < 0 || n >= rank)
+      throw InvalidArgument(fmt::format("layer '{}': MaxNorm axis {} is out of range for a kernel of shape {}",
+                                        layer, a, to_string(shape)));
+    if (std::find(axes.begin(), axes.end(), n) == axes.end()) axes.push_back(n);
+  }
+  if (axes.empty()) throw InvalidArgument(fmt::format("layer '{}': MaxNorm needs at least one axis", layer));
+  std::sort(axes.begin(), axes.end());
+  return axes;
+}
+
+Param make_param(std::string name, Shape shape, const std::string& initializer, std::uint64_t seed,
+                 std::optional<MaxNorm> constraint) {
+  Param p{std::move(name), shape, Tensor(shape, Device::CPU), Tensor(), std::move(constraint)};
+  initialize(initializer, p.value, seed);
+  return p;
+}
+
+std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) {
+  return kernels::splitmix64(seed ^ kernels::splitmix64(stream));
+}
+
+Tensor batch_view(Tensor& buffer, std::int64_t batch) { return buffer.rows(0, batch); }
+
+}  // namespace layer_util
+}  // namespace dropnet

@@ -1,0 +1,157 @@
+// fit.cpp: keras.Model.fit, evaluate and predict for Sequential.
+//
+// What fit reports follows Keras: loss and accuracy are batch-size-weighted running means over the epoch
+// (dropout active, weights changing between batches); validation uses inference mode on the last
+// validation_split of the arrays, split off before any shuffling.
+#include <cmath>
+#include <numeric>
+
+#include <fmt/format.h>
+
+#include "dropnet/errors.hpp"
+#include "kernels/philox.hpp"
+#include "model/impl.hpp"
+#include "model/progress.hpp"
+
+namespace dropnet {
+namespace {
+
+// The order of the training rows in `epoch`: Fisher-Yates driven by Philox keyed by the model seed, so it
+// depends on (seed, epoch) only, like Keras 3.16's default_rng(epoch), and a resumed run sees the same order.
+std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, int epoch, bool shuffle) {
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), std::int64_t(0));
+  if (!shuffle) return order;
+  const std::uint64_t key = kernels::splitmix64(seed ^ 0x53485546464C45ull);  // "SHUFFLE"
+  for (std::int64_t i = n - 1; i > 0; --i) {
+    const auto b = kernels::philox_block(key, std::uint64_t(epoch), std::uint64_t(i));
+    const std::uint64_t r = (std::uint64_t(b.w[1]) << 32) | b.w[0];
+    std::swap(order[std::size_t(i)], order[std::size_t(r % std::uint64_t(i + 1))]);
+  }
+  return order;
+}
+
+struct Totals {
+  double loss = 0, correct = 0;
+  std::int64_t seen = 0;
+  Logs logs(const std::string& prefix = "") const {
+    return {{prefix + "accuracy", seen ? correct / double(seen) : 0.0},
+            {prefix + "loss", seen ? loss / double(seen) : 0.0}};
+  }
+};
+
+}  // namespace
+
+History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
+  Impl& m = *impl_;
+  m.require_compiled("fit");
+  m.check_data(x, &y, "fit");
+  if (o.batch_size <= 0) throw InvalidArgument(fmt::format("fit: batch_size must be positive, got {}", o.batch_size));
+  if (o.epochs < 0) throw InvalidArgument(fmt::format("fit: epochs must be >= 0, got {}", o.epochs));
+  if (o.verbose < 0 || o.verbose > 2) throw InvalidArgument(fmt::format("fit: verbose must be 0, 1 or 2, got {}", o.verbose));
+  if (!(o.validation_split >= 0.0 && o.validation_split < 1.0))
+    throw InvalidArgument(fmt::format("fit: validation_split must be in [0, 1), got {}", o.validation_split));
+  if (o.initial_epoch < 0 || o.initial_epoch > o.epochs)
+    throw InvalidArgument(fmt::format("fit: initial_epoch {} must be in [0, epochs={}]", o.initial_epoch, o.epochs));
+
+  const std::int64_t n = x.dim(0);
+  const auto split_at = static_cast<std::int64_t>(std::floor(double(n) * (1.0 - o.validation_split)));
+  if (o.validation_split > 0.0 && (split_at == 0 || split_at == n))
+    throw InvalidArgument(fmt::format("Training data contains {} samples, which is not sufficient to split it "
+                                      "into a validation and training set as specified by validation_split={}. "
+                                      "Either provide more data, or a different value for validation_split.",
+                                      n, o.validation_split));
+  if (split_at == 0) throw InvalidArgument("fit: no training samples");
+  const Tensor x_val = x.rows(split_at, n), y_val = y.rows(split_at, n);
+  const std::int64_t steps = (split_at + o.batch_size - 1) / o.batch_size;
+  m.ensure_capacity(std::min<std::int64_t>(o.batch_size, split_at));
+
+  History history;
+  stop_training = false;
+  for (Callback* cb : o.callbacks) cb->on_train_begin(*this);
+  Logs logs;
+  for (int epoch = o.initial_epoch; epoch < o.epochs && !stop_training; ++epoch) {
+    for (Callback* cb : o.callbacks) cb->on_epoch_begin(epoch);
+    if (o.verbose && o.out) fmt::print(o.out, "Epoch {}/{}\n", epoch + 1, o.epochs);
+    ProgressBar bar(o.out, o.verbose, steps);
+    const std::vector<std::int64_t> order = epoch_order(split_at, m.seed, epoch, o.shuffle);
+    Totals train;
+    for (std::int64_t step = 0; step < steps; ++step) {
+      const std::int64_t begin = step * o.batch_size, end = std::min(split_at, begin + o.batch_size);
+      m.gather(x, &y, std::span(order).subspan(std::size_t(begin), std::size_t(end - begin)));
+      m.forward(end - begin, true);
+      const auto [loss, correct] = m.loss_and_update(end - begin, true);
+      train.loss += loss;
+      train.correct += correct;
+      train.seen += end - begin;
+      logs = train.logs();
+      bar.update(step + 1, logs);
+      for (Callback* cb : o.callbacks) cb->on_batch_end(int(step), logs);
+    }
+    if (split_at < n) {
+      const Evaluation v = evaluate(x_val, y_val, o.batch_size, 0, nullptr);
+      logs["val_loss"] = v.loss;
+      logs["val_accuracy"] = v.accuracy;
+    }
+    bar.finish(logs);
+    history.epoch.push_back(epoch);
+    for (const auto& [k, v] : logs) history.history[k].push_back(v);
+    for (Callback* cb : o.callbacks) cb->on_epoch_end(epoch, logs);
+  }
+  for (Callback* cb : o.callbacks) cb->on_train_end(logs);
+  return history;
+}
+
+Evaluation Sequential::evaluate(const Tensor& x, const Tensor& y, int batch_size, int verbose, std::FILE* out) {
+  Impl& m = *impl_;
+  m.require_compiled("evaluate");
+  m.check_data(x, &y, "evaluate");
+  if (batch_size <= 0) throw InvalidArgument(fmt::format("evaluate: batch_size must be positive, got {}", batch_size));
+  const std::int64_t n = x.dim(0);
+  if (n == 0) throw InvalidArgument("evaluate: no samples");
+  const std::int64_t steps = (n + batch_size - 1) / batch_size;
+  m.ensure_capacity(std::min<std::int64_t>(batch_size, n));
+  ProgressBar bar(out, verbose, steps);
+  Totals totals;
+  std::vector<std::int64_t> index;
+  for (std::int64_t step = 0; step < steps; ++step) {
+    const std::int64_t begin = step * batch_size, end = std::min(n, begin + batch_size);
+    index.resize(std::size_t(end - begin));
+    std::iota(index.begin(), index.end(), begin);
+    m.gather(x, &y, index);
+    m.forward(end - begin, false);
+    const auto [loss, correct] = m.loss_and_update(end - begin, false);
+    totals.loss += loss;
+    totals.correct += correct;
+    totals.seen += end - begin;
+    bar.update(step + 1, totals.logs());
+  }
+  bar.finish(totals.logs());
+  return {totals.loss / double(n), totals.correct / double(n)};
+}
+
+Tensor Sequential::predict(const Tensor& x, const PredictOptions& o) {
+  Impl& m = *impl_;
+  m.require_compiled("predict");
+  m.check_data(x, nullptr, "predict");
+  if (o.batch_size <= 0) throw InvalidArgument(fmt::format("predict: batch_size must be positive, got {}", o.batch_size));
+  const std::int64_t n = x.dim(0);
+  const Shape& out_shape = m.layers.back()->output_shape();
+  Shape result_shape{n};
+  result_shape.insert(result_shape.end(), out_shape.begin(), out_shape.end());
+  Tensor result(result_shape, Device::CPU);
+  m.ensure_capacity(std::max<std::int64_t>(1, std::min<std::int64_t>(o.batch_size, n)));
+  std::vector<std::int64_t> index;
+  for (std::int64_t begin = 0; begin < n; begin += o.batch_size) {
+    const std::int64_t end = std::min(n, begin + o.batch_size);
+    index.resize(std::size_t(end - begin));
+    std::iota(index.begin(), index.end(), begin);
+    m.gather(x, nullptr, index);
+    m.forward(end - begin, o.dropout);
+    Tensor dst = result.rows(begin, end);
+    dst.copy_from(m.outputs.back().rows(0, end - begin));
+  }
+  return result;
+}
+
+}  // namespace dropnet

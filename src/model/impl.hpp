@@ -1,0 +1,54 @@
+// impl.hpp: Sequential's private state and the training step shared by fit, evaluate and predict.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.hpp"
+#include "dropnet/model.hpp"
+
+namespace dropnet {
+
+struct Sequential::Impl {
+  std::string name;
+  Shape input_shape;
+  std::vector<std::unique_ptr<Layer>> layers;
+  std::map<std::string, int> names_used;  // for Keras' automatic names conv2d, conv2d_1, ...
+
+  bool compiled = false;
+  CompileOptions options;
+  Device device = Device::CPU;
+  std::uint64_t seed = 0;
+  backend::Backend* backend = nullptr;
+  std::int64_t iterations = 0;
+
+  // Every weight, gradient and Adam moment lives in one flat buffer each, so that Adam is one call.
+  Tensor weights, grads, adam_m, adam_v;
+  // The MaxNorm projections to run after each step (pointers into the layers' params()).
+  std::vector<std::pair<Param*, backend::MaxNormCall>> constraints;
+
+  // Per-batch buffers, sized for the largest batch seen so far.
+  std::int64_t capacity = 0;
+  std::vector<Tensor> outputs;       // layer i's output (capacity, output_shape...)
+  std::vector<Tensor> output_grads;  // dL/d(output of layer i)
+  Tensor batch_x, batch_y, stats;    // stats: [sum of losses, count of correct] of the last call
+
+  void ensure_capacity(std::int64_t batch);
+  // Copies the rows `index` of x and y into the batch buffers (y may be empty for predict).
+  void gather(const Tensor& x, const Tensor* y, std::span<const std::int64_t> index);
+  // Runs the layers on the first n rows of batch_x.
+  void forward(std::int64_t n, bool training);
+  // Loss and correct count of the first n rows of the last forward against batch_y; with `backward`
+  // also runs the backward pass, the Adam step and the constraints.
+  std::pair<double, double> loss_and_update(std::int64_t n, bool backward);
+  void apply_optimizer();
+  Tensor layer_input(std::size_t i, std::int64_t n);
+
+  void require_compiled(const char* what) const;
+  void check_data(const Tensor& x, const Tensor* y, const char* what) const;
+};
+
+}  // namespace dropnet

@@ -1,0 +1,238 @@
+// sequential.cpp: building, compiling and the training step of keras.Sequential.
+#include <algorithm>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "dropnet/errors.hpp"
+#include "kernels/philox.hpp"
+#include "layers/layer_util.hpp"
+#include "model/impl.hpp"
+
+namespace dropnet {
+
+Callback::~Callback() = default;
+void Callback::on_train_begin(Sequential&) {}
+void Callback::on_epoch_begin(int) {}
+void Callback::on_batch_end(int, const Logs&) {}
+void Callback::on_epoch_end(int, const Logs&) {}
+void Callback::on_train_end(const Logs&) {}
+
+Sequential::Sequential(Shape input_shape, std::string name) : impl_(std::make_unique<Impl>()) {
+  for (std::int64_t d : input_shape)
+    if (d <= 0) throw InvalidArgument(fmt::format("input shape {} must have positive dimensions",
+                                                  to_string(input_shape)));
+  if (input_shape.empty()) throw InvalidArgument("input shape must have at least one dimension");
+  impl_->name = std::move(name);
+  impl_->input_shape = std::move(input_shape);
+}
+Sequential::~Sequential() = default;
+Sequential::Sequential(Sequential&&) noexcept = default;
+Sequential& Sequential::operator=(Sequential&&) noexcept = default;
+
+Layer& Sequential::add(std::unique_ptr<Layer> layer) {
+  if (!layer) throw InvalidArgument("add(): null layer");
+  if (impl_->compiled) throw InvalidArgument("add(): the model is already compiled");
+  if (layer->name().empty()) {
+    const int n = impl_->names_used[layer->name_stem()]++;
+    layer->set_name(n == 0 ? layer->name_stem() : fmt::format("{}_{}", layer->name_stem(), n));
+  }
+  for (const auto& l : impl_->layers)
+    if (l->name() == layer->name())
+      throw InvalidArgument(fmt::format("add(): a layer named '{}' is already in the model", layer->name()));
+  impl_->layers.push_back(std::move(layer));
+  return *impl_->layers.back();
+}
+
+void Sequential::compile(const CompileOptions& options) {
+  Impl& m = *impl_;
+  if (options.loss != "categorical_crossentropy")
+    throw InvalidArgument(fmt::format("unknown loss '{}'; dropnet implements categorical_crossentropy",
+                                      options.loss));
+  for (const auto& metric : options.metrics)
+    if (metric != "accuracy" && metric != "categorical_accuracy")
+      throw InvalidArgument(fmt::format("unknown metric '{}'; dropnet implements accuracy", metric));
+  const Adam& a = options.optimizer;
+  if (!(a.learning_rate > 0) || !(a.beta_1 >= 0 && a.beta_1 < 1) || !(a.beta_2 >= 0 && a.beta_2 < 1) ||
+      !(a.epsilon >= 0))
+    throw InvalidArgument(fmt::format("Adam: expected learning_rate > 0, 0 <= beta_1, beta_2 < 1 and "
+                                      "epsilon >= 0; got {}, {}, {}, {}", a.learning_rate, a.beta_1, a.beta_2,
+                                      a.epsilon));
+  if (m.layers.empty()) throw InvalidArgument("compile(): the model has no layers");
+  if (!m.layers.back()->softmax_output())
+    throw InvalidArgument("compile(): categorical_crossentropy needs a model that ends in softmax "
+                          "(Dense(..., activation=\"softmax\") or Activation(\"softmax\"))");
+
+  m.options = options;
+  m.device = options.device.value_or(cuda_available() ? Device::CUDA : Device::CPU);
+  m.backend = &backend::backend_for(m.device);
+  m.seed = options.seed ? *options.seed : std::random_device{}() | (std::uint64_t(std::random_device{}()) << 32);
+
+  // Build: each layer's seed depends on the model seed and the layer's position only, so the same
+  // architecture and seed give the same weights whatever the dropout rates.
+  Shape shape = m.input_shape;
+  for (std::size_t i = 0; i < m.layers.size(); ++i)
+    shape = m.layers[i]->build(shape, kernels::splitmix64(m.seed + 0x632BE59BD9B4E019ull * (i + 1)));
+
+  // Place every parameter in the flat buffers, each aligned to 64 floats for vector loads.
+  constexpr std::int64_t kAlign = 64;
+  std::int64_t total = 0;
+  for (auto& l : m.layers)
+    for (Param& p : l->params()) total += (element_count(p.shape) + kAlign - 1) / kAlign * kAlign;
+  m.weights = Tensor({total}, m.device);
+  m.grads = Tensor({total}, m.device);
+  m.adam_m = Tensor({total}, m.device);
+  m.adam_v = Tensor({total}, m.device);
+  std::int64_t offset = 0;
+  m.constraints.clear();
+  for (auto& l : m.layers) {
+    for (Param& p : l->params()) {
+      const std::int64_t n = element_count(p.shape);
+      Tensor value = m.weights.rows(offset, offset + n).reshaped(p.shape);
+      value.copy_from(p.value);
+      p.value = value;
+      p.grad = m.grads.rows(offset, offset + n).reshaped(p.shape);
+      offset += (n + kAlign - 1) / kAlign * kAlign;
+      if (p.constraint)
+        m.constraints.push_back({&p, {p.shape, layer_util::normalize_axes(*p.constraint, p.shape, l->name()),
+                                      float(p.constraint->max_value)}});
+    }
+  }
+  m.iterations = 0;
+  m.capacity = 0;
+  m.stats = Tensor({2}, m.device);
+  m.compiled = true;
+}
+
+void Sequential::Impl::require_compiled(const char* what) const {
+  if (!compiled) throw InvalidArgument(fmt::format("{}: call compile() first", what));
+}
+
+void Sequential::Impl::check_data(const Tensor& x, const Tensor* y, const char* what) const {
+  Shape want{x.rank() ? x.dim(0) : 0};
+  want.insert(want.end(), input_shape.begin(), input_shape.end());
+  if (x.shape() != want)
+    throw InvalidArgument(fmt::format("{}: x has shape {}; expected (N, {} for this model", what,
+                                      to_string(x.shape()), to_string(input_shape).substr(1)));
+  if (y == nullptr) return;
+  const Shape& out = layers.back()->output_shape();
+  if (y->rank() != 2 || y->dim(0) != x.dim(0) || y->dim(1) != out[0])
+    throw InvalidArgument(fmt::format("{}: y has shape {}; expected one-hot labels ({}, {})", what,
+                                      to_string(y->shape()), x.dim(0), out[0]));
+}
+
+void Sequential::Impl::ensure_capacity(std::int64_t batch) {
+  if (batch <= capacity) return;
+  outputs.clear();
+  output_grads.clear();
+  for (auto& l : layers) {
+    Shape s{batch};
+    s.insert(s.end(), l->output_shape().begin(), l->output_shape().end());
+    outputs.emplace_back(s, device);
+    output_grads.emplace_back(s, device);
+    l->allocate(batch, device);
+  }
+  Shape xs{batch};
+  xs.insert(xs.end(), input_shape.begin(), input_shape.end());
+  batch_x = Tensor(xs, device);
+  batch_y = Tensor({batch, layers.back()->output_shape()[0]}, device);
+  capacity = batch;
+}
+
+void Sequential::Impl::gather(const Tensor& x, const Tensor* y, std::span<const std::int64_t> index) {
+  const auto n = static_cast<std::int64_t>(index.size());
+  Tensor bx = batch_x.rows(0, n);
+  backend->gather_rows(x, index, bx);
+  if (y != nullptr) {
+    Tensor by = batch_y.rows(0, n);
+    backend->gather_rows(*y, index, by);
+  }
+}
+
+Tensor Sequential::Impl::layer_input(std::size_t i, std::int64_t n) {
+  return i == 0 ? batch_x.rows(0, n) : outputs[i - 1].rows(0, n);
+}
+
+void Sequential::Impl::forward(std::int64_t n, bool training) {
+  RunContext ctx{*backend, training};
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    Tensor in = layer_input(i, n);
+    Tensor out = outputs[i].rows(0, n);
+    layers[i]->forward(in, out, ctx);
+  }
+}
+
+std::pair<double, double> Sequential::Impl::loss_and_update(std::int64_t n, bool backward) {
+  const std::size_t last = layers.size() - 1;
+  Tensor logits = layers[last]->logits().rows(0, n);
+  Tensor labels = batch_y.rows(0, n);
+  Tensor dlogits = output_grads[last].rows(0, n);
+  stats.fill(0.0f);
+  // Keras' loss is the mean over the batch, so each row's gradient carries 1 / n.
+  backend->softmax_cross_entropy(logits, labels, backward ? &dlogits : nullptr, 1.0f / float(n), stats);
+  if (backward) {
+    RunContext ctx{*backend, true};
+    for (std::size_t i = last + 1; i-- > 0;) {
+      Tensor in = layer_input(i, n);
+      Tensor dx = i > 0 ? output_grads[i - 1].rows(0, n) : Tensor();
+      Tensor* dx_ptr = i > 0 ? &dx : nullptr;
+      if (i == last) {
+        layers[i]->backward_from_logits(in, dlogits, dx_ptr, ctx);
+      } else {
+        Tensor out = outputs[i].rows(0, n);
+        Tensor dy = output_grads[i].rows(0, n);
+        layers[i]->backward(in, out, dy, dx_ptr, ctx);
+      }
+    }
+    apply_optimizer();
+  }
+  const std::vector<float> s = stats.to_vector();
+  return {double(s[0]), double(s[1])};
+}
+
+void Sequential::Impl::apply_optimizer() {
+  const Adam& a = options.optimizer;
+  ++iterations;
+  const kernels::AdamStep step =
+      kernels::adam_step(a.learning_rate, a.beta_1, a.beta_2, a.epsilon, static_cast<long long>(iterations));
+  backend->adam_update(weights.data(), grads.data(), adam_m.data(), adam_v.data(),
+                       static_cast<std::size_t>(weights.size()), step);
+  // Keras applies constraints after the gradients, on every step.
+  for (auto& [param, call] : constraints) backend->maxnorm(param->value.data(), call);
+}
+
+Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
+  Impl& m = *impl_;
+  m.require_compiled("train_on_batch");
+  m.check_data(x, &y, "train_on_batch");
+  const std::int64_t n = x.dim(0);
+  if (n == 0) throw InvalidArgument("train_on_batch: empty batch");
+  m.ensure_capacity(n);
+  std::vector<std::int64_t> index(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) index[std::size_t(i)] = i;
+  m.gather(x, &y, index);
+  m.forward(n, true);
+  const auto [loss, correct] = m.loss_and_update(n, true);
+  return {{"loss", loss / double(n)}, {"accuracy", correct / double(n)}};
+}
+
+const std::string& Sequential::name() const noexcept { return impl_->name; }
+const Shape& Sequential::input_shape() const noexcept { return impl_->input_shape; }
+std::size_t Sequential::layer_count() const noexcept { return impl_->layers.size(); }
+Layer& Sequential::layer(std::size_t i) {
+  if (i >= impl_->layers.size()) throw InvalidArgument(fmt::format("layer({}): the model has {} layers", i, impl_->layers.size()));
+  return *impl_->layers[i];
+}
+const Layer& Sequential::layer(std::size_t i) const { return const_cast<Sequential*>(this)->layer(i); }
+std::int64_t Sequential::count_params() const {
+  std::int64_t n = 0;
+  for (const auto& l : impl_->layers) n += l->count_params();
+  return n;
+}
+bool Sequential::compiled() const noexcept { return impl_->compiled; }
+Device Sequential::device() const { impl_->require_compiled("device()"); return impl_->device; }
+std::uint64_t Sequential::seed() const { impl_->require_compiled("seed()"); return impl_->seed; }
+std::int64_t Sequential::iterations() const { return impl_->iterations; }
+const Adam& Sequential::optimizer() const { return impl_->options.optimizer; }
+
+}  // namespace dropnet
