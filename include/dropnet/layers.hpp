@@ -80,6 +80,9 @@ class DROPNET_EXPORT Layer {
 
  protected:
   Layer() = default;
+  // Layers move into the model (Sequential::add); only the model then owns them.
+  Layer(Layer&&) = default;
+  Layer& operator=(Layer&&) = default;
   // Records the shapes and marks the layer built; returns output_shape.
   Shape finish_build(const Shape& input_shape, Shape output_shape);
 
