@@ -14,7 +14,6 @@ void activation_forward(ActivationKind kind, const T* z, T* y, std::int64_t rows
       if (y != z) std::copy(z, z + n, y);
       return;
     case ActivationKind::ReLU:
-#pragma omp parallel for simd schedule(static)
       for (std::int64_t i = 0; i < n; ++i) y[i] = z[i] > T(0) ? z[i] : T(0);
       return;
     case ActivationKind::Softmax:
@@ -38,7 +37,6 @@ void activation_backward(ActivationKind kind, const T* y, const T* dy, T* dz, st
       if (dz != dy) std::copy(dy, dy + n, dz);
       return;
     case ActivationKind::ReLU:
-#pragma omp parallel for simd schedule(static)
       for (std::int64_t i = 0; i < n; ++i) dz[i] = y[i] > T(0) ? dy[i] : T(0);
       return;
     case ActivationKind::Softmax:

@@ -1,6 +1,8 @@
 // conv2d.cpp: Conv2D on the CPU as im2col + GEMM. NHWC input and the Keras kernel layout (KH, KW, C, K)
 // make this natural: a patch row is (ky, kx, c) in memory order, and the kernel is already the
-// (KH*KW*C, K) matrix, so y = patches @ kernel needs no transposes.
+// (KH*KW*C, K) matrix, so y = patches @ kernel needs no transposes. OpenBLAS threads the GEMMs; the
+// loops here stay single-threaded (an OpenMP pool beside OpenBLAS's threads made steps 2x slower on
+// 2 cores, the two pools spinning against each other).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -21,7 +23,6 @@ template <typename T>
 void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const ConvGeometry& g) {
   const std::int64_t cols = g.kh * g.kw * g.c;
   const std::int64_t rows = (n1 - n0) * g.oh * g.ow;
-#pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int64_t img = n0 + r / (g.oh * g.ow);
     const std::int64_t oy = (r / g.ow) % g.oh, ox = r % g.ow;
@@ -40,12 +41,10 @@ void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const Conv
   }
 }
 
-// The adjoint of im2col: adds each patch entry back onto the input position it came from. Parallel over
-// images, since patches of one image overlap but those of different images do not.
+// The adjoint of im2col: adds each patch entry back onto the input position it came from.
 template <typename T>
 void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const ConvGeometry& g) {
   const std::int64_t cols = g.kh * g.kw * g.c;
-#pragma omp parallel for schedule(static)
   for (std::int64_t img = n0; img < n1; ++img) {
     for (std::int64_t oy = 0; oy < g.oh; ++oy) {
       for (std::int64_t ox = 0; ox < g.ow; ++ox) {

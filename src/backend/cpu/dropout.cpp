@@ -15,7 +15,6 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
 
   // One byte per mask element; four elements share one Philox block.
   std::vector<unsigned char> keep(static_cast<std::size_t>(mask_count));
-#pragma omp parallel for schedule(static)
   for (std::int64_t block = 0; block < (mask_count + 3) / 4; ++block) {
     const kernels::PhiloxBlock bits = kernels::philox_block(call.seed, call.step, std::uint64_t(block));
     for (std::int64_t lane = 0; lane < 4 && block * 4 + lane < mask_count; ++lane)
@@ -24,7 +23,6 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
 
   const T p = T(keep_prob);
   if (mask_count == n) {
-#pragma omp parallel for simd schedule(static)
     for (std::int64_t i = 0; i < n; ++i) out[i] = kernels::dropout_apply(in[i], keep[std::size_t(i)] != 0, p);
     return;
   }

@@ -8,7 +8,6 @@ namespace dropnet::backend::cpu {
 
 void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
                  const kernels::AdamStep& step) {
-#pragma omp parallel for simd schedule(static)
   for (std::size_t i = 0; i < count; ++i) kernels::adam_update(params[i], m[i], v[i], grads[i], step);
 }
 

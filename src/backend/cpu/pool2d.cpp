@@ -8,7 +8,6 @@ namespace dropnet::backend::cpu {
 
 template <typename T>
 void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g) {
-#pragma omp parallel for schedule(static)
   for (std::int64_t r = 0; r < g.n * g.oh * g.ow; ++r) {
     const std::int64_t img = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
     T* out = y + r * g.c;
@@ -29,8 +28,6 @@ void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g) {
 template <typename T>
 void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGeometry& g) {
   std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
-  // Parallel over images: windows of one image may overlap (stride < pool), those of two images never do.
-#pragma omp parallel for schedule(static)
   for (std::int64_t img = 0; img < g.n; ++img) {
     for (std::int64_t oy = 0; oy < g.oh; ++oy) {
       for (std::int64_t ox = 0; ox < g.ow; ++ox) {
