@@ -110,7 +110,7 @@ TEST_CASE("Dropout layer: Keras' rate check, identity at inference and rate 0, z
   REQUIRE_THROWS_AS(Dropout(0.5, {.noise_shape = {std::nullopt, 3}}).build({8}, 0), InvalidArgument);
 }
 
-TEST_CASE("Dropout layer: each training call advances the step; backward regenerates the same mask", "[dropout]") {
+TEST_CASE("Dropout layer: each training call advances the step, and backward regenerates the same mask", "[dropout]") {
   const Tensor x = testing::random_tensor({4, 64}, 17, 0.5, 1.5);  // no zeros in x
   RunContext train{cpu(), true};
   Dropout layer(0.4, {.seed = 99});

@@ -136,7 +136,7 @@ TEST_CASE("validation_split holds out the last fraction and is reported as val_*
   CHECK(no_val.history.count("val_loss") == 0);
 }
 
-TEST_CASE("predict is deterministic; Monte Carlo dropout predict is not", "[model]") {
+TEST_CASE("predict is deterministic, Monte Carlo dropout predict is not", "[model]") {
   auto [x, y] = make_data(6, 7);
   Sequential m = small_model(0.5);
   m.compile({.device = Device::CPU, .seed = 5});

@@ -35,7 +35,7 @@ TEST_CASE("philox_block lays out (seed, subsequence, block) as curand_init does"
   for (int i = 0; i < 4; ++i) CHECK(a.w[i] == b.w[i]);
 }
 
-TEST_CASE("uniform_from_bits maps words to (0, 1] as curand_uniform", "[philox]") {
+TEST_CASE("uniform_from_bits maps words into 0 < u <= 1 as curand_uniform", "[philox]") {
   CHECK(uniform_from_bits(0u) == 1.1641532e-10f);          // 2^-33, never 0
   CHECK(uniform_from_bits(0xFFFFFFFFu) == 1.0f);           // rounds up to 1
   CHECK(uniform_from_bits(0x80000000u) == 0.5f);            // 0.5 + 2^-33 rounds to 0.5 in float

@@ -1,0 +1,105 @@
+// main.cpp: the dropnet program: dispatches to a command, prints help and the version, and turns every
+// failure into one line on stderr ("dropnet: error: ...") and an exit code. Nothing escapes as an abort.
+#include <cstdio>
+#include <exception>
+#include <new>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cli/args.hpp"
+#include "cli/train_command.hpp"
+#include "dropnet/device.hpp"
+#include "dropnet/errors.hpp"
+#include "dropnet/version.hpp"
+
+namespace dropnet::cli {
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: dropnet train [flags]      train the seed convnet on CIFAR-10\n"
+    "       dropnet help [train]       explain the commands and flags\n"
+    "       dropnet --version\n";
+
+std::string general_help() {
+  return fmt::format(
+      "dropnet {}: Keras-style convnets and dropout studies on CUDA and the CPU.\n\n{}\n"
+      "Commands:\n"
+      "  train    Train the seed model (the Keras dropout convnet) on CIFAR-10 and report the test\n"
+      "           loss and accuracy.\n"
+      "  help     \"dropnet help train\" shows the help of train.\n\n"
+      "Options: -h, --help (this help); -V, --version (print the version).\n\n"
+      "{}",
+      DROPNET_VERSION_STRING, kUsage, train_help());
+}
+
+// One line: newlines inside a library message become spaces.
+void print_error(std::string message) {
+  for (char& ch : message)
+    if (ch == '\n' || ch == '\r') ch = ' ';
+  std::fflush(stdout);  // keep the progress already printed before the error
+  std::fprintf(stderr, "dropnet: error: %s\n", message.c_str());
+}
+
+int dispatch(const std::vector<std::string>& args) {
+  if (args.empty()) {
+    std::fputs(kUsage, stderr);
+    std::fputs("Run 'dropnet --help' for the flags and exit codes.\n", stderr);
+    return kExitUsage;
+  }
+  const std::string& command = args[0];
+  const std::span<const std::string> rest(args.data() + 1, args.size() - 1);
+  if (command == "--help" || command == "-h" || (command == "help" && rest.empty())) {
+    fmt::print("{}", general_help());
+    return kExitOk;
+  }
+  if (command == "help") {
+    if (rest.size() == 1 && rest[0] == "train") {
+      fmt::print("{}", train_help());
+      return kExitOk;
+    }
+    throw UsageError(fmt::format("no help for '{}'; expected 'dropnet help train'", rest[0]));
+  }
+  if (command == "--version" || command == "-V" || command == "version") {
+    fmt::print("dropnet {} (CUDA backend {})\n", DROPNET_VERSION_STRING, cuda_compiled() ? "built in" : "not built");
+    return kExitOk;
+  }
+  if (command == "train") {
+    return run_train(rest);
+  }
+  if (command.rfind("-", 0) == 0)
+    throw UsageError(fmt::format("unknown option '{}' before a command; expected 'dropnet train [flags]'", command));
+  throw UsageError(fmt::format("unknown command '{}'; expected train, help or --version", command));
+}
+
+}  // namespace
+}  // namespace dropnet::cli
+
+int main(int argc, char** argv) {
+  using namespace dropnet::cli;
+  try {
+    return dispatch(std::vector<std::string>(argv + 1, argv + argc));
+  } catch (const UsageError& e) {
+    print_error(e.what());
+    return kExitUsage;
+  } catch (const dropnet::InvalidArgument& e) {
+    // A value the library rejects (a rate outside [0, 1], a validation split too large for --limit):
+    // the command line is what must change.
+    print_error(e.what());
+    return kExitUsage;
+  } catch (const dropnet::Error& e) {
+    print_error(e.what());
+    return kExitRuntime;
+  } catch (const std::bad_alloc&) {
+    print_error("out of memory (try a smaller --batch-size or --limit)");
+    return kExitRuntime;
+  } catch (const std::exception& e) {
+    print_error(fmt::format("internal error: {}", e.what()));
+    return kExitRuntime;
+  } catch (...) {
+    print_error("internal error: unknown exception");
+    return kExitRuntime;
+  }
+}

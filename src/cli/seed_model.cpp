@@ -1,0 +1,42 @@
+// seed_model.cpp: the seed model (see seed_model.hpp).
+#include "cli/seed_model.hpp"
+
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dropnet/cifar10.hpp"
+#include "dropnet/errors.hpp"
+#include "dropnet/layers.hpp"
+
+namespace dropnet::cli {
+
+Sequential build_seed_model(const SeedModelConfig& config) {
+  if (!(config.max_norm >= 0.0 && std::isfinite(config.max_norm)))
+    throw InvalidArgument("seed model: max_norm must be a finite number >= 0 (0: no constraint); received " +
+                          std::to_string(config.max_norm));
+  std::optional<MaxNorm> constraint;
+  if (config.max_norm > 0.0) constraint = MaxNorm{.max_value = config.max_norm};
+
+  const Conv2DOptions conv{.padding = "valid", .activation = "relu", .kernel_initializer = "he_uniform",
+                           .kernel_constraint = constraint};
+  const MaxPooling2DOptions pool{.pool_size = {2, 2}, .strides = std::nullopt};
+  const DenseOptions hidden{.activation = "relu", .kernel_initializer = "he_uniform", .kernel_constraint = constraint};
+  const DenseOptions output{.activation = "softmax", .kernel_constraint = std::nullopt};
+  auto rate = [&](std::size_t i) { return config.layer_dropout[i].value_or(config.dropout); };
+
+  Sequential model({cifar10::kHeight, cifar10::kWidth, cifar10::kChannels});
+  model.add(std::make_unique<Conv2D>(64, std::array<std::int64_t, 2>{3, 3}, conv));
+  model.add(std::make_unique<MaxPooling2D>(pool));
+  model.add(std::make_unique<Dropout>(rate(0)));
+  model.add(std::make_unique<Conv2D>(64, std::array<std::int64_t, 2>{3, 3}, conv));
+  model.add(std::make_unique<MaxPooling2D>(pool));
+  model.add(std::make_unique<Dropout>(rate(1)));
+  model.add(std::make_unique<Flatten>());
+  model.add(std::make_unique<Dense>(256, hidden));
+  model.add(std::make_unique<Dense>(cifar10::kClasses, output));
+  return model;
+}
+
+}  // namespace dropnet::cli

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# test_cli.sh: checks the dropnet program's contract: help, version, one-line errors with the right exit
+# codes, and a tiny training run on the bundled sample.
+#
+#   bash tests/cli/test_cli.sh BUILD/dropnet SOURCE_DIR
+#
+# Registered in CTest as:
+#   add_test(NAME cli COMMAND bash ${PROJECT_SOURCE_DIR}/tests/cli/test_cli.sh
+#            $<TARGET_FILE:dropnet_cli> ${PROJECT_SOURCE_DIR})
+set -u
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 PATH/TO/dropnet SOURCE_DIR" >&2
+  exit 2
+fi
+[[ -x $1 && -f $1 ]] || { echo "not an executable: $1" >&2; exit 2; }
+DROPNET=$(realpath "$1")   # absolute: one check runs from another directory
+SRC=$(realpath "$2")
+SAMPLE=$SRC/data/cifar10-sample
+[[ -d $SAMPLE ]] || { echo "bundled sample not found: $SAMPLE" >&2; exit 2; }
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+
+fail() {
+  echo "FAIL: $*"
+  echo "  stdout (last lines):"; tail -n 5 "$WORK/out" | sed 's/^/    /'
+  echo "  stderr:"; sed 's/^/    /' "$WORK/err"
+  failures=$((failures + 1))
+}
+pass() { echo "ok: $*"; }
+
+# run ARGS...: runs dropnet with stdout and stderr captured; sets $rc.
+run() {
+  "$DROPNET" "$@" >"$WORK/out" 2>"$WORK/err"
+  rc=$?
+}
+
+# expect_error NAME CODE PATTERN ARGS...: exit code CODE (or any non-zero when CODE is "nonzero"),
+# nothing on stdout but maybe progress, exactly one stderr line starting "dropnet: error: " and matching
+# the extended regex PATTERN.
+expect_error() {
+  local name=$1 code=$2 pattern=$3
+  shift 3
+  run "$@"
+  local lines
+  lines=$(wc -l <"$WORK/err")
+  if [[ $code == nonzero && $rc -eq 0 ]] || [[ $code != nonzero && $rc -ne $code ]]; then
+    fail "$name: exit code $rc, expected $code"
+  elif [[ $lines -ne 1 ]]; then
+    fail "$name: $lines stderr lines, expected exactly 1"
+  elif ! grep -qE "^dropnet: error: " "$WORK/err"; then
+    fail "$name: stderr does not start with 'dropnet: error: '"
+  elif ! grep -qiE -e "$pattern" "$WORK/err"; then
+    fail "$name: stderr does not match /$pattern/"
+  else
+    pass "$name (exit $rc): $(cat "$WORK/err")"
+  fi
+}
+
+# --- help and version ----------------------------------------------------------------------------------
+FLAGS="--epochs --batch-size --dropout --max-norm --validation-split --learning-rate --seed --data --limit
+       --test-limit --device --verbose"
+for args in "--help" "train --help" "help train"; do
+  # shellcheck disable=SC2086
+  run $args
+  if [[ $rc -ne 0 ]]; then
+    fail "dropnet $args: exit code $rc, expected 0"
+    continue
+  fi
+  missing=""
+  for flag in $FLAGS; do grep -qe "$flag " "$WORK/out" || missing="$missing $flag"; done
+  grep -q "Exit codes" "$WORK/out" || missing="$missing (exit codes)"
+  if [[ -n $missing ]]; then fail "dropnet $args does not mention:$missing"; else pass "dropnet $args"; fi
+done
+
+run --version
+if [[ $rc -eq 0 ]] && grep -qE "^dropnet [0-9]+\.[0-9]+\.[0-9]+" "$WORK/out"; then
+  pass "--version: $(head -n 1 "$WORK/out")"
+else
+  fail "--version: exit $rc"
+fi
+
+run
+if [[ $rc -eq 2 ]] && grep -q "Usage" "$WORK/err"; then pass "no arguments: usage, exit 2"; else fail "no arguments: exit $rc"; fi
+
+# --- usage errors: one line, exit 2 ----------------------------------------------------------------------
+expect_error "train --dropout 1.5" nonzero "rate|dropout" train --dropout 1.5
+expect_error "unknown flag" 2 "unknown flag '--frobnicate'" train --frobnicate 3
+expect_error "missing value" 2 "--epochs.*missing value" train --epochs
+expect_error "non-numeric value" 2 "--batch-size abc" train --batch-size abc
+expect_error "--epochs -1" 2 "--epochs -1" train --epochs -1
+expect_error "--batch-size 0" 2 "--batch-size 0" train --batch-size 0
+expect_error "partly numeric" 2 "--epochs 5x" train --epochs=5x
+expect_error "unknown device" 2 "auto, cpu or cuda" train --device tpu
+expect_error "unknown command" 2 "unknown command" frobnicate
+
+# --- runtime errors: one line naming the file, exit 1 -----------------------------------------------------
+cp -r "$SAMPLE" "$WORK/truncated"
+truncate -s -5 "$WORK/truncated/data_batch_2.bin"
+expect_error "truncated data file" 1 "data_batch_2\.bin" train --data "$WORK/truncated" --epochs 1 --device cpu
+expect_error "missing data directory" 1 "$WORK/nonexistent" train --data "$WORK/nonexistent" --device cpu
+
+# --- a tiny training run on the bundled sample -------------------------------------------------------------
+run train --data "$SAMPLE" --epochs 1 --limit 100 --test-limit 50 --batch-size 50 --device cpu --verbose 2
+if [[ $rc -ne 0 ]]; then
+  fail "tiny training run: exit code $rc"
+elif ! tail -n 1 "$WORK/out" | grep -qE "^Test loss: [0-9.]+ - test accuracy: [0-9.]+$"; then
+  fail "tiny training run: last line is not 'Test loss: X - test accuracy: Y'"
+elif ! grep -q "Epoch 1/1" "$WORK/out"; then
+  fail "tiny training run: no per-epoch progress"
+else
+  pass "tiny training run: $(tail -n 1 "$WORK/out")"
+fi
+
+# The same run without --data, from another directory: finds data/ through the source tree.
+(cd "$WORK" && "$DROPNET" train --epochs 1 --limit 100 --test-limit 50 --batch-size 50 --device cpu \
+   --verbose 0 >"$WORK/out" 2>"$WORK/err")
+rc=$?
+if [[ $rc -eq 0 ]] && grep -q "Test loss" "$WORK/out" && grep -qE "^Using .*CIFAR-10" "$WORK/out"; then
+  pass "default data lookup: $(head -n 1 "$WORK/out")"
+else
+  fail "default data lookup: exit $rc"
+fi
+
+if [[ $failures -ne 0 ]]; then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all CLI checks passed"
