@@ -86,7 +86,9 @@ std::vector<int> normalize_axes(const MaxNorm& c, const Shape& shape, const std:
 
 Param make_param(std::string name, Shape shape, const std::string& initializer, std::uint64_t seed,
                  std::optional<MaxNorm> constraint) {
-  Param p{std::move(name), shape, Tensor(shape, Device::CPU), Tensor(), std::move(constraint)};
+  // The gradient gets its own host buffer so that a layer also works outside a model (compile() then
+  // moves both into the model's flat buffers).
+  Param p{std::move(name), shape, Tensor(shape, Device::CPU), Tensor(shape, Device::CPU), std::move(constraint)};
   initialize(initializer, p.value, seed);
   return p;
 }
