@@ -21,8 +21,9 @@ inline constexpr std::int64_t kRecordBytes = 1 + kHeight * kWidth * kChannels;  
 inline constexpr std::array<const char*, kClasses> kClassNames = {
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"};
 
+// One split, as host (Device::CPU) tensors ready for Sequential::fit and evaluate.
 struct Split {
-  Tensor images;                    // (N, 32, 32, 3) float32 in [0, 1], NHWC
+  Tensor images;                    // (N, 32, 32, 3) float32 in [0, 1] (byte / 255), NHWC
   Tensor labels;                    // (N, 10) one-hot
   std::vector<std::uint8_t> classes;  // (N) class indices
   std::int64_t size() const noexcept { return static_cast<std::int64_t>(classes.size()); }

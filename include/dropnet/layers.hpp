@@ -1,5 +1,9 @@
 // layers.hpp: Keras-style layers. Constructors check their arguments the way Keras does and throw
-// InvalidArgument with Keras' wording; build() creates the weights once the input shape is known.
+// InvalidArgument with Keras' wording; build() creates the weights once the input shape is known, and
+// throws InvalidArgument (naming the layer) for an input shape the layer cannot take.
+//
+// Layers are normally only constructed and handed to Sequential::add, which builds, allocates and runs
+// them; build/allocate/forward/backward are the interface a custom Layer subclass implements.
 //
 // Shapes given to and returned by build() exclude the batch dimension (Keras prints it as None).
 // Images are NHWC. Weights use Keras' layouts: Conv2D kernel (rows, cols, in, filters), Dense kernel (in, units).
@@ -46,7 +50,8 @@ class DROPNET_EXPORT Layer {
   Layer(const Layer&) = delete;
   Layer& operator=(const Layer&) = delete;
 
-  // Keras class name ("Conv2D") and the stem of the automatic layer name ("conv2d").
+  // Keras class name ("Conv2D") and the stem of the automatic layer name ("conv2d"). name() is empty
+  // until set_name() or Sequential::add (which names it as Keras does: conv2d, conv2d_1, ...).
   virtual std::string type() const = 0;
   virtual std::string name_stem() const = 0;
   const std::string& name() const noexcept { return name_; }
@@ -73,7 +78,8 @@ class DROPNET_EXPORT Layer {
   virtual void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) = 0;
 
   // A layer whose output is softmax(z) keeps z so that the loss can be computed from logits (stably)
-  // and backward can start from dL/dz = (softmax(z) - target) / N.
+  // and backward can start from dL/dz = (softmax(z) - target) / N. Layer's own logits() and
+  // backward_from_logits(), for layers without a softmax output, throw InvalidArgument.
   virtual bool softmax_output() const noexcept { return false; }
   virtual const Tensor& logits() const;
   virtual void backward_from_logits(const Tensor& x, const Tensor& dz, Tensor* dx, RunContext& ctx);
@@ -109,6 +115,11 @@ struct Conv2DOptions {
 
 // keras.layers.Conv2D(filters, kernel_size, ...), channels_last, no dilation or groups.
 // Input (H, W, C) -> output (OH, OW, filters); "valid": OH = (H - kh) / sh + 1, "same": OH = ceil(H / sh).
+// Weights: kernel (kh, kw, C, filters), bias (filters) unless use_bias is false.
+// Throws InvalidArgument from the constructor for filters <= 0, a kernel_size or strides entry <= 0, a
+// padding other than "valid"/"same", an unknown activation or initializer name, or a MaxNorm whose
+// max_value is not positive and finite; from build() for an input that is not (H, W, C), a kernel larger
+// than a "valid" input, or a MaxNorm axis out of range.
 class DROPNET_EXPORT Conv2D : public Layer {
  public:
   Conv2D(std::int64_t filters, std::array<std::int64_t, 2> kernel_size, Conv2DOptions options = {});
@@ -142,8 +153,11 @@ struct MaxPooling2DOptions {
   std::string padding = "valid";                        // "valid" | "same"
 };
 
-// keras.layers.MaxPooling2D. In backward the gradient goes to the first maximum of each window
-// (row-major order), as in TensorFlow; ties are the only case where implementations differ.
+// keras.layers.MaxPooling2D. Input (H, W, C) -> output (OH, OW, C), OH computed as for Conv2D with
+// pool_size and strides (which default to pool_size); no weights. In backward the gradient goes to the
+// first maximum of each window (row-major order), as in TensorFlow; ties are the only case where
+// implementations differ. Throws InvalidArgument for a pool_size or strides entry <= 0 or an unknown
+// padding (constructor), and for an input that is not (H, W, C) or smaller than the window (build()).
 class DROPNET_EXPORT MaxPooling2D : public Layer {
  public:
   explicit MaxPooling2D(MaxPooling2DOptions options = {});
@@ -168,7 +182,11 @@ struct DropoutOptions {
 
 // keras.layers.Dropout(rate): during training zeroes each element with probability `rate` and divides the
 // others by 1 - rate; the identity in inference or when rate == 0; zeros when rate == 1. The mask of the
-// n-th training call is a pure function of (seed, n, element index): see kernels/dropout_math.hpp.
+// n-th training call is a pure function of (seed, n, element index) (Philox4x32-10; kernels/dropout_math.hpp
+// in dropnet's sources), the same on the CPU and the GPU. Any input shape; output shape = input shape;
+// no weights. Throws InvalidArgument for a rate outside [0, 1] (constructor, set_rate), a noise_shape
+// entry <= 0 (constructor), and a noise_shape whose rank differs from the input's (batch included) or
+// whose entries are neither 1 nor the input's dimension (build(), and forward for the batch entry).
 class DROPNET_EXPORT Dropout : public Layer {
  public:
   explicit Dropout(double rate, DropoutOptions options = {});
@@ -196,7 +214,8 @@ class DROPNET_EXPORT Dropout : public Layer {
   std::uint64_t last_step_ = 0;  // the step of the last training forward, which backward regenerates
 };
 
-// keras.layers.Flatten: (H, W, C) -> (H * W * C), row-major (channels_last order, as Keras).
+// keras.layers.Flatten: (H, W, C) -> (H * W * C), row-major (channels_last order, as Keras). Any input
+// shape (its element count); no weights.
 class DROPNET_EXPORT Flatten : public Layer {
  public:
   Flatten() = default;
@@ -215,7 +234,11 @@ struct DenseOptions {
   std::optional<MaxNorm> kernel_constraint;
 };
 
-// keras.layers.Dense(units): y = activation(x @ kernel + bias), x of shape (N, in).
+// keras.layers.Dense(units): y = activation(x @ kernel + bias), x of shape (N, in) -> y (N, units).
+// Weights: kernel (in, units), bias (units) unless use_bias is false. Unlike Keras, the input must be flat:
+// build() throws InvalidArgument for an input shape of rank other than 1 (put a Flatten before it). The
+// constructor throws InvalidArgument for units <= 0, an unknown activation or initializer name, or a
+// MaxNorm whose max_value is not positive and finite.
 class DROPNET_EXPORT Dense : public Layer {
  public:
   explicit Dense(std::int64_t units, DenseOptions options = {});
@@ -240,7 +263,8 @@ class DROPNET_EXPORT Dense : public Layer {
   Tensor dz_;
 };
 
-// keras.layers.Activation(name): elementwise relu/linear, or softmax over the last axis.
+// keras.layers.Activation(name): elementwise relu/linear, or softmax over the last axis. Any input shape;
+// output shape = input shape; no weights. Throws InvalidArgument for a name parse_activation rejects.
 class DROPNET_EXPORT Activation : public Layer {
  public:
   explicit Activation(const std::string& activation);

@@ -27,15 +27,18 @@ DROPNET_EXPORT std::string to_string(const Shape& shape);
 
 class DROPNET_EXPORT Tensor {
  public:
+  // An empty handle: rank 0, size() 0, data() nullptr.
   Tensor() = default;
-  // Zero-filled tensor of `shape` on `device`.
+  // Zero-filled tensor of `shape` on `device`. Throws InvalidArgument for a negative dimension and
+  // DeviceUnavailable for Device::CUDA when cuda_available() is false; DeviceError when the GPU
+  // allocation fails.
   explicit Tensor(Shape shape, Device device = Device::CPU);
-  // A host tensor holding `values`; values.size() must equal element_count(shape).
+  // A host tensor holding `values`; values.size() must equal element_count(shape) (else InvalidArgument).
   static Tensor from_vector(Shape shape, std::vector<float> values);
 
   const Shape& shape() const noexcept { return shape_; }
   int rank() const noexcept { return static_cast<int>(shape_.size()); }
-  // Dimension i; negative i counts from the end.
+  // Dimension i; negative i counts from the end. Throws InvalidArgument when i is out of range.
   std::int64_t dim(int i) const;
   std::int64_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
@@ -51,7 +54,8 @@ class DROPNET_EXPORT Tensor {
   // A copy on `device` (a deep copy even when device() == device).
   Tensor to(Device device) const;
   Tensor clone() const { return to(device_); }
-  // Copies the elements of `src` (same element count, any device) into this tensor's storage.
+  // Copies the elements of `src` (same element count, any device) into this tensor's storage, and so into
+  // every view sharing it. Throws InvalidArgument when the element counts differ.
   void copy_from(const Tensor& src);
   // Copies the elements to a host vector.
   std::vector<float> to_vector() const;
@@ -59,6 +63,7 @@ class DROPNET_EXPORT Tensor {
   void fill(float value);
 
   // Views sharing this storage. reshaped() keeps the element count; rows(b, e) selects [b, e) along dim 0.
+  // Throw InvalidArgument for a different element count, or unless 0 <= b <= e <= dim(0).
   Tensor reshaped(Shape shape) const;
   Tensor rows(std::int64_t begin, std::int64_t end) const;
 
