@@ -51,6 +51,15 @@ struct CompileOptions {
   std::optional<std::uint64_t> seed;
 };
 
+// The running sums of an epoch's training metrics after some of its batches (what fit reports as the
+// running means loss = loss_sum / seen and accuracy = correct / seen). Checkpoints record them so that a run
+// interrupted mid-epoch resumes with exactly the values it would have had (see checkpoint.hpp).
+struct EpochTotals {
+  double loss_sum = 0.0;   // sum over the records seen of their loss
+  double correct = 0.0;    // records classified correctly
+  std::int64_t seen = 0;   // records seen
+};
+
 struct FitOptions {
   int batch_size = 32;
   int epochs = 1;
@@ -58,6 +67,10 @@ struct FitOptions {
   double validation_split = 0.0; // the last fraction of x and y, taken before shuffling
   bool shuffle = true;           // reshuffle the training part every epoch
   int initial_epoch = 0;         // the epoch to start at (for resuming)
+  // Resuming inside initial_epoch: the batches of it already done and the metric sums after them (a
+  // TrainingState from load_checkpoint carries both). fit skips those batches of the epoch's order.
+  std::int64_t initial_step = 0;
+  EpochTotals initial_totals{};
   std::vector<Callback*> callbacks;
   std::FILE* out = stdout;       // where progress goes
 };
@@ -80,13 +93,16 @@ struct PredictOptions {
 
 class DROPNET_EXPORT Sequential {
  public:
-  // `input_shape` excludes the batch dimension, e.g. {32, 32, 3}.
+  // `input_shape` excludes the batch dimension, e.g. {32, 32, 3}. Throws InvalidArgument for an empty
+  // shape or a dimension <= 0. A Sequential is movable, not copyable.
   explicit Sequential(Shape input_shape, std::string name = "sequential");
   ~Sequential();
   Sequential(Sequential&&) noexcept;
   Sequential& operator=(Sequential&&) noexcept;
 
-  // Appends a layer, naming it as Keras does (conv2d, conv2d_1, ...) unless it has a name.
+  // Appends a layer, naming it as Keras does (conv2d, conv2d_1, ...) unless it has a name, and returns
+  // it (owned by the model from now on). Throws InvalidArgument for a null layer, a compiled model, or a
+  // name already in the model. The template moves a layer object in: model.add(Dense(10)).
   Layer& add(std::unique_ptr<Layer> layer);
   template <typename L, typename = std::enable_if_t<std::is_base_of_v<Layer, std::decay_t<L>>>>
   std::decay_t<L>& add(L&& layer) {
@@ -94,17 +110,27 @@ class DROPNET_EXPORT Sequential {
   }
 
   // Builds every layer (weights drawn from the seed), moves the weights to the device and sets up Adam.
-  // Throws InvalidArgument for an unknown loss or metric, a model that does not end in softmax, or
-  // layers whose shapes do not chain.
+  // Throws InvalidArgument for an unknown loss or metric, Adam values out of range (learning_rate <= 0,
+  // beta_1 or beta_2 outside [0, 1), epsilon < 0), a model without layers or that does not end in
+  // softmax, or layers whose shapes do not chain; DeviceUnavailable when options.device is CUDA and
+  // cuda_available() is false.
   void compile(const CompileOptions& options = {});
 
-  // Trains on x (N, input_shape...) and one-hot y (N, classes), host or device tensors.
+  // Trains on x (N, input_shape...) and one-hot y (N, classes), host or device tensors (copied batch by
+  // batch to the model's device). Returns the per-epoch metrics ("loss", "accuracy", and "val_loss",
+  // "val_accuracy" with a validation split). Every fit, evaluate, predict and train_on_batch throws
+  // InvalidArgument before compile() or when x or y does not have these shapes; fit also for a
+  // batch_size <= 0, epochs < 0, verbose outside 0..2, validation_split outside [0, 1) or leaving no
+  // training or no validation sample, and initial_epoch/initial_step out of range.
   History fit(const Tensor& x, const Tensor& y, const FitOptions& options = {});
+  // Loss and accuracy on x, y in inference mode (dropout off), means over all N samples. Throws
+  // InvalidArgument for batch_size <= 0 or N == 0.
   Evaluation evaluate(const Tensor& x, const Tensor& y, int batch_size = 32, int verbose = 1,
                       std::FILE* out = stdout);
-  // Softmax outputs (N, classes) as a host tensor.
+  // Softmax outputs (N, classes) as a host tensor. Throws InvalidArgument for batch_size <= 0.
   Tensor predict(const Tensor& x, const PredictOptions& options = {});
-  // One optimizer step on one batch; returns that batch's loss and accuracy (dropout active).
+  // One optimizer step on one batch; returns that batch's loss and accuracy (dropout active). Throws
+  // InvalidArgument for an empty batch.
   Logs train_on_batch(const Tensor& x, const Tensor& y);
 
   // The Keras-style table: layer (type), output shape, parameter count, totals.
@@ -113,13 +139,14 @@ class DROPNET_EXPORT Sequential {
   const std::string& name() const noexcept;
   const Shape& input_shape() const noexcept;
   std::size_t layer_count() const noexcept;
+  // The i-th layer (from 0, in the order added); throws InvalidArgument when i >= layer_count().
   Layer& layer(std::size_t i);
   const Layer& layer(std::size_t i) const;
   std::int64_t count_params() const;
 
   bool compiled() const noexcept;
-  Device device() const;                 // after compile
-  std::uint64_t seed() const;            // after compile
+  Device device() const;                 // after compile (InvalidArgument before)
+  std::uint64_t seed() const;            // after compile (InvalidArgument before)
   std::int64_t iterations() const;       // optimizer steps taken
   const Adam& optimizer() const;
 
@@ -129,6 +156,7 @@ class DROPNET_EXPORT Sequential {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  friend struct CheckpointAccess;  // checkpoint.cpp: optimizer state and fit progress
 };
 
 }  // namespace dropnet

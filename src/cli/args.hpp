@@ -26,6 +26,7 @@ class UsageError : public std::runtime_error {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitRuntime = 1;  // the library failed: bad data file, no GPU, ...
 inline constexpr int kExitUsage = 2;    // bad command line
+inline constexpr int kExitInterrupted = 130;  // Ctrl-C (128 + SIGINT), after saving a checkpoint
 
 struct FlagSpec {
   std::string name;           // without the dashes: "epochs"

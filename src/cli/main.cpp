@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "cli/args.hpp"
+#include "cli/model_commands.hpp"
 #include "cli/train_command.hpp"
 #include "dropnet/device.hpp"
 #include "dropnet/errors.hpp"
@@ -20,7 +21,11 @@ namespace {
 
 constexpr const char* kUsage =
     "Usage: dropnet train [flags]      train the seed convnet on CIFAR-10\n"
-    "       dropnet help [train]       explain the commands and flags\n"
+    "       dropnet evaluate --weights PATH [flags]\n"
+    "                                  test loss and accuracy of saved weights\n"
+    "       dropnet predict --weights PATH --input FILE [flags]\n"
+    "                                  class probabilities of CIFAR-format records\n"
+    "       dropnet help [COMMAND]     explain the commands and flags\n"
     "       dropnet --version\n";
 
 std::string general_help() {
@@ -29,7 +34,9 @@ std::string general_help() {
       "Commands:\n"
       "  train    Train the seed model (the Keras dropout convnet) on CIFAR-10 and report the test\n"
       "           loss and accuracy.\n"
-      "  help     \"dropnet help train\" shows the help of train.\n\n"
+      "  evaluate Test loss and accuracy of weights saved by 'train --save'.\n"
+      "  predict  Class probabilities (optionally Monte Carlo dropout) of records of a CIFAR-format file.\n"
+      "  help     \"dropnet help COMMAND\" shows the help of train, evaluate or predict.\n\n"
       "Options: -h, --help (this help); -V, --version (print the version).\n\n"
       "{}",
       DROPNET_VERSION_STRING, kUsage, train_help());
@@ -60,7 +67,15 @@ int dispatch(const std::vector<std::string>& args) {
       fmt::print("{}", train_help());
       return kExitOk;
     }
-    throw UsageError(fmt::format("no help for '{}'; expected 'dropnet help train'", rest[0]));
+    if (rest.size() == 1 && rest[0] == "evaluate") {
+      fmt::print("{}", evaluate_help());
+      return kExitOk;
+    }
+    if (rest.size() == 1 && rest[0] == "predict") {
+      fmt::print("{}", predict_help());
+      return kExitOk;
+    }
+    throw UsageError(fmt::format("no help for '{}'; expected 'dropnet help train|evaluate|predict'", rest[0]));
   }
   if (command == "--version" || command == "-V" || command == "version") {
     fmt::print("dropnet {} (CUDA backend {})\n", DROPNET_VERSION_STRING, cuda_compiled() ? "built in" : "not built");
@@ -69,9 +84,11 @@ int dispatch(const std::vector<std::string>& args) {
   if (command == "train") {
     return run_train(rest);
   }
+  if (command == "evaluate") return run_evaluate(rest);
+  if (command == "predict") return run_predict(rest);
   if (command.rfind("-", 0) == 0)
     throw UsageError(fmt::format("unknown option '{}' before a command; expected 'dropnet train [flags]'", command));
-  throw UsageError(fmt::format("unknown command '{}'; expected train, help or --version", command));
+  throw UsageError(fmt::format("unknown command '{}'; expected train, evaluate, predict, help or --version", command));
 }
 
 }  // namespace

@@ -2,8 +2,16 @@
 // finds the data, prints the device and the model summary, fits, then evaluates on the test set.
 #include "cli/train_command.hpp"
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <array>
+#include <cerrno>
 #include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
+#include <map>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -13,7 +21,9 @@
 #include <fmt/format.h>
 
 #include "cli/args.hpp"
+#include "cli/data_source.hpp"
 #include "cli/seed_model.hpp"
+#include "dropnet/checkpoint.hpp"
 #include "dropnet/cifar10.hpp"
 #include "dropnet/device.hpp"
 #include "dropnet/errors.hpp"
@@ -25,7 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // The seed program's settings are the defaults.
-const std::array<FlagSpec, 12> kTrainFlags = {{
+const std::array<FlagSpec, 15> kTrainFlags = {{
     {"epochs", "N", "55", "Training epochs."},
     {"batch-size", "N", "250", "Records per optimizer step (the last step of an epoch may be smaller)."},
     {"dropout", "RATE", "0.5",
@@ -51,6 +61,28 @@ const std::array<FlagSpec, 12> kTrainFlags = {{
     {"device", "auto|cpu|cuda", "auto", "Where to train: auto picks CUDA when a GPU is usable, else the CPU."},
     {"verbose", "0|1|2", "1",
      "Progress of fit and evaluate, as Keras: 0 silent, 1 a progress bar, 2 one line per epoch."},
+    {"save", "PATH", "",
+     "Write a resumable checkpoint (safetensors) to PATH at the end of every epoch, and the weights with the "
+     "best val_loss so far to PATH with .best before the extension (run.safetensors -> run.best.safetensors), "
+     "as Keras' ModelCheckpoint(save_best_only=True). Writes are atomic."},
+    {"resume", "PATH", "",
+     "Continue the run saved in checkpoint PATH up to --epochs, exactly as if it had not stopped. The "
+     "checkpoint's settings (batch size, dropout, max-norm, validation split, learning rate, seed, limit) are "
+     "used; giving one of those flags with another value is an error."},
+    {"log", "FILE", "",
+     "Append one CSV row per epoch (Keras' CSVLogger: epoch,accuracy,loss,val_accuracy,val_loss), flushed as "
+     "training goes. With --resume the file is first rewritten to the checkpoint's history."},
+}};
+
+// The settings a checkpoint records and a resume must reuse: metadata key, flag.
+constexpr std::array<std::pair<const char*, const char*>, 7> kResumeSettings = {{
+    {"train.batch_size", "batch-size"},
+    {"train.dropout", "dropout"},
+    {"train.max_norm", "max-norm"},
+    {"train.validation_split", "validation-split"},
+    {"train.learning_rate", "learning-rate"},
+    {"train.seed", "seed"},
+    {"train.limit", "limit"},
 }};
 
 struct TrainConfig {
@@ -66,6 +98,7 @@ struct TrainConfig {
   std::int64_t test_limit = -1;  // -1: all
   std::string device;
   int verbose = 1;
+  std::optional<std::string> save, resume, log;
 };
 
 // Every value checked here, before any work, so that a typo never costs a data load.
@@ -89,34 +122,10 @@ TrainConfig read_config(const Flags& f) {
   c.device = f.get_string("device");
   f.require(c.device == "auto" || c.device == "cpu" || c.device == "cuda", "device", "auto, cpu or cuda");
   c.verbose = static_cast<int>(f.get_int("verbose", 0, 2));
+  c.save = f.value("save");
+  c.resume = f.value("resume");
+  c.log = f.value("log");
   return c;
-}
-
-struct DataSource {
-  fs::path path;
-  std::string description;
-};
-
-// --data as given; else the full dataset, else the bundled sample, each in the current directory first,
-// then in the source tree.
-DataSource find_data(const std::optional<std::string>& flag) {
-  if (flag) return {*flag, fmt::format("Using CIFAR-10 from {}", *flag)};
-  const std::array<fs::path, 2> roots = {fs::path("."), fs::path(DROPNET_SOURCE_DIR)};
-  std::error_code ec;
-  for (const fs::path& root : roots) {
-    const fs::path full = root / "data" / "cifar-10-batches-bin";
-    if (fs::is_directory(full, ec)) return {full, fmt::format("Using the full CIFAR-10 at {}", full.lexically_normal().string())};
-  }
-  for (const fs::path& root : roots) {
-    const fs::path sample = root / "data" / "cifar10-sample";
-    if (fs::is_directory(sample, ec))
-      return {sample, fmt::format("Using the bundled CIFAR-10 sample at {} (a few hundred records, for smoke "
-                                  "tests); pass --data DIR for the full dataset",
-                                  sample.lexically_normal().string())};
-  }
-  throw IoError(fmt::format("no CIFAR-10 data found: neither data/cifar-10-batches-bin nor data/cifar10-sample "
-                            "exists in the current directory or in {}; pass --data DIR|ARCHIVE",
-                            DROPNET_SOURCE_DIR));
 }
 
 }  // namespace
@@ -142,11 +151,149 @@ std::string train_help() {
       "Exit codes:\n"
       "  0  success\n"
       "  1  runtime error: unreadable or damaged data (missing file, size not a multiple of 3073 bytes,\n"
-      "     label above 9), CUDA requested but unavailable, or another failure inside the library\n"
+      "     label above 9), a damaged or mismatched checkpoint, a NaN or infinite loss (training stops\n"
+      "     at once, keeping the last good checkpoint), CUDA requested but unavailable, or another failure\n"
+      "     inside the library\n"
       "  2  usage error: unknown command or flag, missing or malformed value, value out of range\n"
+      "  130  interrupted by Ctrl-C: the current step finished and a resumable checkpoint was saved (to --save\n"
+      "     PATH, else dropnet-interrupted.safetensors); a second Ctrl-C exits at once without saving\n"
       "Errors are one line on stderr: \"dropnet: error: <what was wrong and what was expected>\".\n",
       format_flag_help(kTrainFlags));
 }
+
+namespace {
+
+// --- checkpoint settings -------------------------------------------------------------------------------
+
+std::string setting_value(const TrainConfig& c, std::string_view key) {
+  if (key == "train.batch_size") return fmt::format("{}", c.batch_size);
+  if (key == "train.dropout") return fmt::format("{}", c.dropout);
+  if (key == "train.max_norm") return fmt::format("{}", c.max_norm);
+  if (key == "train.validation_split") return fmt::format("{}", c.validation_split);
+  if (key == "train.learning_rate") return fmt::format("{}", c.learning_rate);
+  if (key == "train.seed") return fmt::format("{}", c.seed);
+  if (key == "train.limit") return fmt::format("{}", c.limit);
+  throw std::logic_error(fmt::format("unknown setting {}", key));
+}
+
+// The run's settings, stored in every checkpoint so that --resume can reuse them.
+std::map<std::string, std::string> settings_metadata(const TrainConfig& c, std::int64_t records) {
+  std::map<std::string, std::string> m;
+  for (const auto& [key, flag] : kResumeSettings) m[key] = setting_value(c, key);
+  m["train.records"] = std::to_string(records);
+  return m;
+}
+
+// --resume: the checkpoint's settings replace the defaults; an explicit flag must agree with them.
+void adopt_checkpoint_settings(const Flags& f, TrainConfig& c, const TrainingState& s, const std::string& path) {
+  for (const auto& [key, flag] : kResumeSettings) {
+    const auto it = s.metadata.find(key);
+    if (it == s.metadata.end())
+      throw DataError(fmt::format("{}: checkpoint has no {} setting; was it written by 'dropnet train --save'?", path, key));
+    if (f.given(flag)) {
+      if (setting_value(c, key) != it->second)
+        throw UsageError(fmt::format("--{} {} differs from the checkpoint's {} ({}); an exact resume needs the same "
+                                     "settings: leave --{} out", flag, f.get_string(flag), it->second, path, flag));
+      continue;
+    }
+    const std::string& v = it->second;
+    char* end = nullptr;
+    errno = 0;
+    const double d = std::strtod(v.c_str(), &end);
+    if (end == v.c_str() || *end != '\0' || errno != 0)
+      throw DataError(fmt::format("{}: checkpoint setting {} is '{}', not a number", path, key, v));
+    if (key == std::string_view("train.batch_size")) c.batch_size = static_cast<int>(d);
+    else if (key == std::string_view("train.dropout")) c.dropout = d;
+    else if (key == std::string_view("train.max_norm")) c.max_norm = d;
+    else if (key == std::string_view("train.validation_split")) c.validation_split = d;
+    else if (key == std::string_view("train.learning_rate")) c.learning_rate = d;
+    else if (key == std::string_view("train.seed")) c.seed = std::strtoull(v.c_str(), nullptr, 10);
+    else if (key == std::string_view("train.limit")) c.limit = std::strtoll(v.c_str(), nullptr, 10);
+  }
+  if (c.seed != s.seed)
+    throw DataError(fmt::format("{}: checkpoint seed {} disagrees with its train.seed setting {}", path, s.seed, c.seed));
+}
+
+// "run.safetensors" -> "run.best.safetensors"; "run" -> "run.best".
+fs::path best_path(const fs::path& path) {
+  fs::path best = path;
+  if (path.has_extension()) best.replace_extension(".best" + path.extension().string());
+  else best += ".best";
+  return best;
+}
+
+// --- Ctrl-C ----------------------------------------------------------------------------------------------
+
+volatile std::sig_atomic_t g_interrupts = 0;
+
+extern "C" void on_sigint(int) {
+  if (g_interrupts != 0) {
+    static const char again[] = "\ndropnet: interrupted again: exiting now without saving\n";
+    [[maybe_unused]] auto n = ::write(STDERR_FILENO, again, sizeof again - 1);
+    ::_exit(130);
+  }
+  g_interrupts = 1;
+  static const char first[] =
+      "\ndropnet: interrupt: finishing the current step and saving a checkpoint (Ctrl-C again to exit at once)\n";
+  [[maybe_unused]] auto n = ::write(STDERR_FILENO, first, sizeof first - 1);
+}
+
+// Installs on_sigint for the lifetime of the guard (the training loop), then restores the old handler.
+class SigintGuard {
+ public:
+  SigintGuard() {
+    g_interrupts = 0;
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    ::sigaction(SIGINT, &sa, &old_);
+  }
+  ~SigintGuard() { ::sigaction(SIGINT, &old_, nullptr); }
+  SigintGuard(const SigintGuard&) = delete;
+  SigintGuard& operator=(const SigintGuard&) = delete;
+
+ private:
+  struct sigaction old_ {};
+};
+
+struct Interrupted {
+  std::string message;
+};
+
+// After every step (and epoch): on a pending Ctrl-C, saves a resumable checkpoint and ends training.
+class InterruptCheckpoint : public Callback {
+ public:
+  InterruptCheckpoint(fs::path path, std::map<std::string, std::string> metadata, const ModelCheckpoint* last)
+      : path_(std::move(path)), metadata_(std::move(metadata)), last_(last) {}
+  void on_train_begin(Sequential& model) override { model_ = &model; }
+  void on_batch_end(int, const Logs&) override { check(false); }
+  void on_epoch_end(int epoch, const Logs&) override {
+    // The epoch-end checkpoint of --save (if that is where we save) already holds this state.
+    check(last_ != nullptr && last_->path() == path_ && last_->last_saved_epoch() == epoch);
+  }
+
+ private:
+  void check(bool already_saved) {
+    if (g_interrupts == 0) return;
+    TrainingState s = training_state(*model_);
+    s.metadata = metadata_;
+    if (!already_saved) save_checkpoint(*model_, path_, s);
+    throw Interrupted{fmt::format("interrupted at epoch {}, {}: saved a resumable checkpoint to {}; continue with "
+                                  "'dropnet train --resume {}' (and the same --data, --epochs)",
+                                  s.epoch + 1, s.step == 0 ? std::string("before its first batch")
+                                                           : fmt::format("after batch {}", s.step),
+                                  path_.string(), path_.string())};
+  }
+  fs::path path_;
+  std::map<std::string, std::string> metadata_;
+  const ModelCheckpoint* last_;
+  Sequential* model_ = nullptr;
+};
+
+constexpr const char* kDefaultInterruptPath = "dropnet-interrupted.safetensors";
+
+}  // namespace
 
 int run_train(std::span<const std::string> args) {
   const Flags flags = parse_flags(args, kTrainFlags);
@@ -154,7 +301,15 @@ int run_train(std::span<const std::string> args) {
     fmt::print("{}", train_help());
     return kExitOk;
   }
-  const TrainConfig c = read_config(flags);
+  TrainConfig c = read_config(flags);
+  std::optional<TrainingState> resumed;
+  if (c.resume) {
+    resumed = read_training_state(*c.resume);
+    adopt_checkpoint_settings(flags, c, *resumed, *c.resume);
+    if (resumed->epoch > c.epochs || (resumed->epoch == c.epochs && resumed->step > 0))
+      throw UsageError(fmt::format("--epochs {}: the checkpoint {} is already at epoch {}; pass a larger --epochs "
+                                   "to train further", c.epochs, *c.resume, resumed->epoch + (resumed->step > 0)));
+  }
 
   const Device device = resolve_device(c.device);
   const DataSource source = find_data(c.data);
@@ -163,12 +318,18 @@ int run_train(std::span<const std::string> args) {
   std::fflush(stdout);
 
   const cifar10::Dataset data = cifar10::load(source.path, {.train_limit = c.limit, .test_limit = c.test_limit});
+  const std::int64_t n = data.train.size();
+  if (resumed) {
+    const auto it = resumed->metadata.find("train.records");
+    if (it != resumed->metadata.end() && it->second != std::to_string(n))
+      throw DataError(fmt::format("{}: the checkpoint was trained on {} records but {} has {} (with --limit {}); "
+                                  "resume on the same data", *c.resume, it->second, source.path.string(), n, c.limit));
+  }
 
   Sequential model = build_seed_model({.dropout = c.dropout, .max_norm = c.max_norm});
   model.compile({.optimizer = Adam{.learning_rate = c.learning_rate}, .device = device, .seed = c.seed});
   fmt::print("{}\n", model.summary());
 
-  const std::int64_t n = data.train.size();
   const auto n_train = static_cast<std::int64_t>(double(n) * (1.0 - c.validation_split));  // as fit splits
   fmt::print("Data: {} training records ({} for training, {} held out for validation), {} test records\n", n,
              n_train, n - n_train, data.test.size());
@@ -176,17 +337,74 @@ int run_train(std::span<const std::string> args) {
              "seed {}\n",
              c.epochs, c.batch_size, c.dropout, c.max_norm > 0 ? fmt::format("{}", c.max_norm) : "off",
              c.validation_split, c.learning_rate, c.seed);
-  std::fflush(stdout);
 
-  const auto start = std::chrono::steady_clock::now();
   FitOptions fit;
   fit.batch_size = c.batch_size;
   fit.epochs = c.epochs;
   fit.verbose = c.verbose;
   fit.validation_split = c.validation_split;
-  model.fit(data.train.images, data.train.labels, fit);
+  if (resumed) {
+    const TrainingState s = load_checkpoint(model, *c.resume);
+    resume_from(fit, s);
+    fmt::print("Resuming from {}: epoch {}{}, {} optimizer steps done\n", *c.resume, s.epoch + 1,
+               s.step ? fmt::format(" after batch {}", s.step) : std::string(" from its start"), s.iterations);
+  }
+  std::fflush(stdout);
+
+  // Callbacks: divergence check, checkpoints, CSV log, Ctrl-C.
+  const std::map<std::string, std::string> metadata = settings_metadata(c, n);
+  TerminateOnNaN nan_stop;
+  std::optional<ModelCheckpoint> last, best;
+  std::optional<CSVLogger> log;
+  fit.callbacks.push_back(&nan_stop);
+  if (c.save) {
+    last.emplace(*c.save, ModelCheckpointOptions{.metadata = metadata});
+    std::optional<double> best_so_far;
+    if (resumed)
+      if (const auto it = resumed->history.history.find("val_loss"); it != resumed->history.history.end())
+        for (double v : it->second)
+          if (std::isfinite(v) && (!best_so_far || v < *best_so_far)) best_so_far = v;
+    best.emplace(best_path(*c.save), ModelCheckpointOptions{.monitor = "val_loss", .save_best_only = true,
+                                                            .save_weights_only = true,
+                                                            .initial_value_threshold = best_so_far,
+                                                            .metadata = metadata});
+    fit.callbacks.push_back(&*last);
+    fit.callbacks.push_back(&*best);
+  }
+  if (c.log) {
+    log.emplace(*c.log, resumed.has_value());
+    fit.callbacks.push_back(&*log);
+  }
+  const fs::path interrupt_path = c.save ? fs::path(*c.save) : fs::path(kDefaultInterruptPath);
+  InterruptCheckpoint interrupt(interrupt_path, metadata, last ? &*last : nullptr);
+  fit.callbacks.push_back(&interrupt);
+
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    SigintGuard sigint;
+    model.fit(data.train.images, data.train.labels, fit);
+  } catch (const Interrupted& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "dropnet: %s\n", e.message.c_str());
+    return kExitInterrupted;
+  } catch (const TrainingDiverged& e) {
+    std::string where = "no checkpoint was saved (pass --save PATH to keep one)";
+    if (last && last->last_saved_epoch())
+      where = fmt::format("the last good checkpoint is {} (end of epoch {})", last->path().string(),
+                          *last->last_saved_epoch() + 1);
+    else if (c.resume)
+      where = fmt::format("the last good checkpoint is {}", *c.resume);
+    throw TrainingDiverged(fmt::format("{}; {}", e.what(), where), e.epoch, e.batch);
+  }
   const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-  fmt::print("Trained {} epoch{} in {:.1f} s\n", c.epochs, c.epochs == 1 ? "" : "s", took.count());
+  const int trained = c.epochs - fit.initial_epoch;
+  fmt::print("Trained {} epoch{} in {:.1f} s\n", trained, trained == 1 ? "" : "s", took.count());
+  if (c.save) {
+    fmt::print("Saved the last checkpoint to {}", *c.save);
+    if (best->last_saved_epoch()) fmt::print(" and the best weights (val_loss {:.4f}) to {}", *best->best(), best->path().string());
+    else if (best->skipped()) fmt::print(" (no validation split: no best weights file)");
+    fmt::print("\n");
+  }
 
   const Evaluation test = model.evaluate(data.test.images, data.test.labels, c.batch_size, c.verbose);
   fmt::print("Test loss: {:.4f} - test accuracy: {:.4f}\n", test.loss, test.accuracy);

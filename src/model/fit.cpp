@@ -65,6 +65,30 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
   const Tensor x_val = x.rows(split_at, n), y_val = y.rows(split_at, n);
   const std::int64_t steps = (split_at + o.batch_size - 1) / o.batch_size;
   m.ensure_capacity(std::min<std::int64_t>(o.batch_size, split_at));
+  if (o.initial_step != 0) {  // resuming mid-epoch: the sums must be those of exactly initial_step batches
+    const std::int64_t seen = std::min<std::int64_t>(o.initial_step * o.batch_size, split_at);
+    if (o.initial_step < 0 || o.initial_step > steps || o.initial_epoch >= o.epochs)
+      throw InvalidArgument(fmt::format("fit: initial_step {} must be in [0, {}] (the batches of an epoch) and "
+                                        "initial_epoch {} below epochs {}", o.initial_step, steps,
+                                        o.initial_epoch, o.epochs));
+    if (o.initial_totals.seen != seen)
+      throw InvalidArgument(fmt::format("fit: resuming after {} batches of {} records needs the totals of {} "
+                                        "records, got {} (was the checkpoint written with another batch_size or "
+                                        "another training set?)", o.initial_step, o.batch_size, seen,
+                                        o.initial_totals.seen));
+  }
+
+  // Checkpoints read where training is from m.progress; epochs from initial_epoch on are (re)done now.
+  m.progress.epoch = o.initial_epoch;
+  m.progress.step = o.initial_step;
+  m.progress.totals = o.initial_totals;
+  {
+    History& h = m.progress.history;
+    std::size_t keep = 0;
+    while (keep < h.epoch.size() && h.epoch[keep] < o.initial_epoch) ++keep;
+    h.epoch.resize(keep);
+    for (auto& [k, v] : h.history) v.resize(std::min(v.size(), keep));
+  }
 
   History history;
   stop_training = false;
@@ -76,7 +100,13 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
     ProgressBar bar(o.out, o.verbose, steps);
     const std::vector<std::int64_t> order = epoch_order(split_at, m.seed, epoch, o.shuffle);
     Totals train;
-    for (std::int64_t step = 0; step < steps; ++step) {
+    std::int64_t first_step = 0;
+    if (epoch == o.initial_epoch && o.initial_step > 0) {
+      first_step = o.initial_step;
+      train = {o.initial_totals.loss_sum, o.initial_totals.correct, o.initial_totals.seen};
+    }
+    logs = train.logs();
+    for (std::int64_t step = first_step; step < steps; ++step) {
       const std::int64_t begin = step * o.batch_size, end = std::min(split_at, begin + o.batch_size);
       m.gather(x, &y, std::span(order).subspan(std::size_t(begin), std::size_t(end - begin)));
       m.forward(end - begin, true);
@@ -85,6 +115,8 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
       train.correct += correct;
       train.seen += end - begin;
       logs = train.logs();
+      m.progress.step = step + 1;
+      m.progress.totals = {train.loss, train.correct, train.seen};
       bar.update(step + 1, logs);
       for (Callback* cb : o.callbacks) cb->on_batch_end(int(step), logs);
     }
@@ -96,6 +128,11 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
     bar.finish(logs);
     history.epoch.push_back(epoch);
     for (const auto& [k, v] : logs) history.history[k].push_back(v);
+    m.progress.epoch = epoch + 1;
+    m.progress.step = 0;
+    m.progress.totals = {};
+    m.progress.history.epoch.push_back(epoch);
+    for (const auto& [k, v] : logs) m.progress.history.history[k].push_back(v);
     for (Callback* cb : o.callbacks) cb->on_epoch_end(epoch, logs);
   }
   for (Callback* cb : o.callbacks) cb->on_train_end(logs);

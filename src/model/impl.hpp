@@ -30,6 +30,17 @@ struct Sequential::Impl {
   // The MaxNorm projections to run after each step (pointers into the layers' params()).
   std::vector<std::pair<Param*, backend::MaxNormCall>> constraints;
 
+  // Where training is, for checkpoints (checkpoint.cpp): fit updates it after every batch and epoch;
+  // load_checkpoint restores it. `epoch` is the epoch in progress (or the next one, with step 0), `step`
+  // the batches of it done, `totals` their metric sums, `history` every completed epoch (across fit calls
+  // and resumes).
+  struct Progress {
+    int epoch = 0;
+    std::int64_t step = 0;
+    EpochTotals totals;
+    History history;
+  } progress;
+
   // Per-batch buffers, sized for the largest batch seen so far.
   std::int64_t capacity = 0;
   std::vector<Tensor> outputs;       // layer i's output (capacity, output_shape...)

@@ -61,7 +61,7 @@ expect_error() {
 
 # --- help and version ----------------------------------------------------------------------------------
 FLAGS="--epochs --batch-size --dropout --max-norm --validation-split --learning-rate --seed --data --limit
-       --test-limit --device --verbose"
+       --test-limit --device --verbose --save --resume --log"
 for args in "--help" "train --help" "help train"; do
   # shellcheck disable=SC2086
   run $args
@@ -123,6 +123,73 @@ if [[ $rc -eq 0 ]] && grep -q "Test loss" "$WORK/out" && grep -qE "^Using .*CIFA
 else
   fail "default data lookup: exit $rc"
 fi
+
+# --- checkpoints: --save, --resume (exact), --log, Ctrl-C, evaluate, predict ---------------------------------
+B="--data $SAMPLE --test-limit 40 --device cpu --verbose 0"   # plus --limit and --batch-size below
+T="$B --limit 200 --batch-size 10"
+run train $T --epochs 3 --save "$WORK/straight.safetensors"
+[[ $rc -eq 0 && -f $WORK/straight.safetensors && -f $WORK/straight.best.safetensors ]] \
+  && pass "train --save writes the last and best files" || fail "train --save: exit $rc or files missing"
+run train $T --epochs 2 --save "$WORK/part.safetensors" --log "$WORK/run.csv"
+run train --data "$SAMPLE" --test-limit 40 --device cpu --verbose 0 --epochs 3 --resume "$WORK/part.safetensors" \
+  --save "$WORK/part.safetensors" --log "$WORK/run.csv"
+if [[ $rc -eq 0 ]] && cmp -s "$WORK/straight.safetensors" "$WORK/part.safetensors"; then
+  pass "2 epochs + resume to 3 is byte-identical to 3 epochs"
+else
+  fail "resume: exit $rc or the checkpoints differ"
+fi
+if [[ $(head -n 1 "$WORK/run.csv") == "epoch,accuracy,loss,val_accuracy,val_loss" && $(wc -l <"$WORK/run.csv") -eq 4 ]]; then
+  pass "--log: CSVLogger columns, one row per epoch across the resume"
+else
+  fail "--log: unexpected CSV: $(cat "$WORK/run.csv")"
+fi
+expect_error "--resume with another batch size" 2 "differs from the checkpoint" \
+  train $B --limit 200 --epochs 4 --resume "$WORK/part.safetensors" --batch-size 20
+head -c 100 "$WORK/part.safetensors" >"$WORK/truncated.safetensors"
+expect_error "--resume a truncated checkpoint" 1 "truncated\.safetensors: not a valid safetensors file" \
+  train $T --epochs 4 --resume "$WORK/truncated.safetensors"
+expect_error "--resume a weights file" 1 "is a weights file" \
+  train $T --epochs 4 --resume "$WORK/straight.best.safetensors"
+
+# Ctrl-C in epoch 2 (once the log shows epoch 1 done): exit 130, a checkpoint, and an exact resume.
+rm -f "$WORK/int.csv"
+(cd "$WORK" && exec "$DROPNET" train $B --batch-size 10 --limit 500 --epochs 3 --log "$WORK/int.csv" >"$WORK/out" 2>"$WORK/err") &
+pid=$!
+for _ in $(seq 1 600); do
+  [[ -f $WORK/int.csv && $(wc -l <"$WORK/int.csv" 2>/dev/null) -ge 2 ]] && break
+  sleep 0.1
+done
+kill -INT $pid
+wait $pid
+rc=$?
+if [[ $rc -eq 130 && -f $WORK/dropnet-interrupted.safetensors ]] && grep -q "saved a resumable checkpoint" "$WORK/err"; then
+  pass "Ctrl-C: exit 130, $(tail -n 1 "$WORK/err" | cut -c1-90)..."
+else
+  fail "Ctrl-C: exit $rc, expected 130 and $WORK/dropnet-interrupted.safetensors"
+fi
+run train $B --batch-size 10 --limit 500 --epochs 3 --save "$WORK/straight500.safetensors"
+run train --data "$SAMPLE" --test-limit 40 --device cpu --verbose 0 --epochs 3 \
+  --resume "$WORK/dropnet-interrupted.safetensors" --save "$WORK/resumed500.safetensors"
+if [[ $rc -eq 0 ]] && cmp -s "$WORK/straight500.safetensors" "$WORK/resumed500.safetensors"; then
+  pass "resume after Ctrl-C mid-epoch is byte-identical to the uninterrupted run"
+else
+  fail "resume after Ctrl-C: exit $rc or the checkpoints differ"
+fi
+
+run evaluate --weights "$WORK/straight.best.safetensors" --data "$SAMPLE" --device cpu
+if [[ $rc -eq 0 ]] && tail -n 1 "$WORK/out" | grep -qE "^Test loss: [0-9.]+ - test accuracy: [0-9.]+$"; then
+  pass "evaluate --weights: $(tail -n 1 "$WORK/out")"
+else
+  fail "evaluate --weights: exit $rc"
+fi
+run predict --weights "$WORK/straight.safetensors" --input "$SAMPLE/test_batch.bin" --records 5 --mc-samples 4 --device cpu
+if [[ $rc -eq 0 && $(wc -l <"$WORK/out") -eq 6 ]] && head -n 1 "$WORK/out" | grep -q "^record,label,predicted,airplane" \
+   && [[ $(tail -n 1 "$WORK/out" | tr ',' '\n' | wc -l) -eq 23 ]]; then
+  pass "predict --mc-samples: 5 records, means and stds"
+else
+  fail "predict: exit $rc"
+fi
+expect_error "predict without --input" 2 "--input is required" predict --weights "$WORK/straight.safetensors"
 
 if [[ $failures -ne 0 ]]; then
   echo "$failures check(s) failed"

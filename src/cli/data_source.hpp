@@ -1,0 +1,43 @@
+// data_source.hpp: where the CLI finds CIFAR-10 (shared by train, evaluate and predict).
+#pragma once
+
+#include <array>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "dropnet/errors.hpp"
+
+namespace dropnet::cli {
+
+struct DataSource {
+  std::filesystem::path path;
+  std::string description;
+};
+
+// --data as given; else the full dataset, else the bundled sample, each in the current directory first,
+// then in the source tree.
+inline DataSource find_data(const std::optional<std::string>& flag) {
+  if (flag) return {*flag, fmt::format("Using CIFAR-10 from {}", *flag)};
+  namespace fs = std::filesystem;
+  const std::array<fs::path, 2> roots = {fs::path("."), fs::path(DROPNET_SOURCE_DIR)};
+  std::error_code ec;
+  for (const fs::path& root : roots) {
+    const fs::path full = root / "data" / "cifar-10-batches-bin";
+    if (fs::is_directory(full, ec)) return {full, fmt::format("Using the full CIFAR-10 at {}", full.lexically_normal().string())};
+  }
+  for (const fs::path& root : roots) {
+    const fs::path sample = root / "data" / "cifar10-sample";
+    if (fs::is_directory(sample, ec))
+      return {sample, fmt::format("Using the bundled CIFAR-10 sample at {} (a few hundred records, for smoke "
+                                  "tests); pass --data DIR for the full dataset",
+                                  sample.lexically_normal().string())};
+  }
+  throw IoError(fmt::format("no CIFAR-10 data found: neither data/cifar-10-batches-bin nor data/cifar10-sample "
+                            "exists in the current directory or in {}; pass --data DIR|ARCHIVE",
+                            DROPNET_SOURCE_DIR));
+}
+
+}  // namespace dropnet::cli
