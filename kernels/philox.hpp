@@ -35,7 +35,7 @@ DROPNET_HD PhiloxBlock philox4x32_10(PhiloxCounter c, PhiloxKey k) {
   constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
   std::uint32_t x0 = c.w[0], x1 = c.w[1], x2 = c.w[2], x3 = c.w[3];
   std::uint32_t k0 = k.w[0], k1 = k.w[1];
-#if defined(__CUDACC__)
+#if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
   for (int round = 0; round < 10; ++round) {

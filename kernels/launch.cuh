@@ -1,0 +1,60 @@
+// launch.cuh: what every kernels/*.cu shares: the grid-stride loop, the grid size and the one launch
+// helper. Only .cu files include it.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "backend/cuda/cuda_check.hpp"
+
+namespace dropnet::kernels::detail {
+
+constexpr int kBlock = 256;
+
+inline cudaStream_t as_stream(void* stream) { return static_cast<cudaStream_t>(stream); }
+
+// Enough blocks for `items` threads, capped at 16 blocks per SM (two full waves of 256-thread blocks on
+// Hopper): grid-stride loops cover the rest, and the cap keeps a huge tensor from paying one block
+// launch per 256 elements. The SM count is read once (one GPU per process).
+inline unsigned grid_for(std::size_t items, int block = kBlock) {
+  static const std::size_t max_blocks = [] {
+    int device = 0, sms = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0)
+      sms = 132;
+    return static_cast<std::size_t>(sms) * 16;
+  }();
+  const std::size_t blocks = (items + block - 1) / block;
+  return static_cast<unsigned>(std::max<std::size_t>(1, std::min(blocks, max_blocks)));
+}
+
+// Queues kernel<<<grid_for(items), kBlock, 0, stream>>>(args...) unless items == 0, then checks the launch.
+// `name` goes into the DeviceError message.
+template <typename... Params, typename... Args>
+void launch_linear(const char* name, void (*kernel)(Params...), std::size_t items, void* stream,
+                   Args&&... args) {
+  if (items == 0) return;
+  kernel<<<grid_for(items), kBlock, 0, as_stream(stream)>>>(std::forward<Args>(args)...);
+  ::dropnet::backend::cuda::check_last_launch(name, __FILE__, __LINE__);
+}
+
+// Index of this thread in a 1-D grid and the grid's thread count, as 64-bit values.
+__device__ __forceinline__ std::int64_t global_thread() {
+  return static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ std::int64_t grid_threads() {
+  return static_cast<std::int64_t>(gridDim.x) * blockDim.x;
+}
+
+inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+}  // namespace dropnet::kernels::detail
+
+// for (i = this thread; i < n; i += all threads): the loop every elementwise kernel uses.
+#define DROPNET_GRID_STRIDE(i, n)                                                   \
+  for (std::int64_t i = ::dropnet::kernels::detail::global_thread(); i < (n);      \
+       i += ::dropnet::kernels::detail::grid_threads())

@@ -1,0 +1,114 @@
+// launchers.hpp: the host-side entry points of the CUDA kernels in kernels/*.cu.
+//
+// Plain C++ (no CUDA types), so the backend's .cpp files and the tests can call them without nvcc: a
+// stream travels as `void*` (a cudaStream_t) and every pointer is device memory unless it says otherwise.
+// Each launcher queues its kernel(s) on `stream` and returns at once; it throws dropnet::DeviceError when
+// the launch fails (it checks cudaGetLastError after every launch). n == 0 launches nothing.
+//
+// The per-element math lives in the shared headers (dropout_math.hpp, adam_math.hpp, maxnorm_math.hpp),
+// so the CPU backend and these kernels compute the same expressions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/adam_math.hpp"
+
+namespace dropnet::kernels {
+
+constexpr int kMaxRank = 8;
+
+// ---- elementwise.cu ------------------------------------------------------------------------------
+
+// p[i] = value for i < n.
+void launch_fill(float* p, std::size_t n, float value, void* stream);
+// y[r, c] += b[c] for a (rows, cols) row-major y.
+void launch_add_bias(float* y, const float* b, std::size_t rows, std::size_t cols, void* stream);
+// y = max(z, 0) (y may equal z).
+void launch_relu_forward(const float* z, float* y, std::size_t n, void* stream);
+// dz = dy where y > 0, else 0 (dz may equal dy).
+void launch_relu_backward(const float* y, const float* dy, float* dz, std::size_t n, void* stream);
+// Row-wise softmax of a (rows, cols) matrix, max-subtracted (y may equal z).
+void launch_softmax_forward(const float* z, float* y, std::size_t rows, std::size_t cols, void* stream);
+// dz = y * (dy - sum_j dy_j y_j) per row (dz may equal dy).
+void launch_softmax_backward(const float* y, const float* dy, float* dz, std::size_t rows, std::size_t cols,
+                             void* stream);
+// dst (cols, rows) = transpose of src (rows, cols), both row-major. The Conv2D kernel (KH*KW*C, K) <->
+// cuDNN's NHWC filter (K, KH*KW*C).
+void launch_transpose(const float* src, float* dst, std::size_t rows, std::size_t cols, void* stream);
+
+// An NHWC image batch and a window into a larger (padded) one.
+struct PadGeometry {
+  std::int64_t n, h, w, c;     // the unpadded image
+  std::int64_t ph, pw;         // the padded image (n, ph, pw, c)
+  std::int64_t top, left;      // where the unpadded image starts inside the padded one
+};
+// dst (n, ph, pw, c) = src placed at (top, left), `fill` elsewhere (src rows or columns that fall past
+// the padded extent are left out).
+void launch_pad_nhwc(const float* src, float* dst, const PadGeometry& g, float fill, void* stream);
+// dst (n, h, w, c) = the window of src (n, ph, pw, c) at (top, left); 0 where the window runs past src
+// (the padded image may end before the unpadded one when no output reads the last rows).
+void launch_crop_nhwc(const float* src, float* dst, const PadGeometry& g, void* stream);
+
+// ---- dropout.cu ----------------------------------------------------------------------------------
+
+// One dropout pass (forward x -> y or backward dy -> dx: the same expression, see dropout_math.hpp).
+// The input has `rank` dims; mask_stride[d] is the row-major stride of dim d in the mask, 0 where the
+// mask is broadcast (noise_shape 1). When the mask has the input's shape, mask index == element index.
+struct DropoutLaunch {
+  std::uint64_t seed;
+  std::uint64_t step;
+  float keep_prob;             // 1 - rate
+  std::int64_t count;          // input elements
+  int rank;
+  bool broadcast;              // some mask dim is 1 where the input's is not
+  std::int64_t dims[kMaxRank];
+  std::int64_t mask_stride[kMaxRank];
+};
+void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void* stream);
+
+// ---- adam.cu -------------------------------------------------------------------------------------
+
+// Keras' Adam over `count` contiguous parameters in one launch.
+void launch_adam(float* params, const float* grads, float* m, float* v, std::size_t count, const AdamStep& step,
+                 void* stream);
+
+// ---- maxnorm.cu ----------------------------------------------------------------------------------
+
+// Keras' MaxNorm on one kernel. The kernel's dims split into kept dims (one norm per combination: the
+// groups) and reduced dims (summed over within a group); each list is given outermost first as
+// (extent, element stride).
+struct MaxNormLaunch {
+  std::int64_t groups;
+  std::int64_t group_size;
+  int kept_rank;
+  int reduced_rank;
+  std::int64_t kept_extent[kMaxRank], kept_stride[kMaxRank];
+  std::int64_t reduced_extent[kMaxRank], reduced_stride[kMaxRank];
+  float max_value;
+};
+// `scratch` holds maxnorm_scratch_floats(call) floats (partial sums and one factor per group).
+std::size_t maxnorm_scratch_floats(const MaxNormLaunch& call);
+void launch_maxnorm(float* w, const MaxNormLaunch& call, float* scratch, void* stream);
+
+// ---- softmax_xent.cu -----------------------------------------------------------------------------
+
+// Softmax cross-entropy from logits (rows, cols); see Backend::softmax_cross_entropy. dz may be null.
+// stats[0] += sum of row losses, stats[1] += number of rows whose argmax z equals argmax t (first maximum
+// wins ties). The sums are reduced in a fixed order (partial sums per block in `partials`, then one
+// block adds them up), so the result does not depend on timing. `partials` holds
+// softmax_xent_partials(rows) floats.
+std::size_t softmax_xent_partials(std::size_t rows);
+void launch_softmax_xent(const float* z, const float* t, float* dz, float grad_scale, float* stats,
+                         std::size_t rows, std::size_t cols, float* partials, void* stream);
+
+// ---- gather.cu -----------------------------------------------------------------------------------
+
+// dst row r = src row index[r] for r < rows (rows of `row_size` floats; index on the device).
+void launch_gather_rows(const float* src, const std::int64_t* index, float* dst, std::size_t rows,
+                        std::size_t row_size, void* stream);
+// The same from a uint8 dataset (CIFAR-10 pixels kept on the GPU as bytes): dst = src * scale.
+void launch_gather_rows_u8(const std::uint8_t* src, const std::int64_t* index, float* dst, std::size_t rows,
+                           std::size_t row_size, float scale, void* stream);
+
+}  // namespace dropnet::kernels

@@ -1,0 +1,165 @@
+// cuda_backend.cpp: CudaBackend's memory, settings and the layer ops that go to cuDNN and cuBLAS
+// (the ops on dropnet's own kernels are in cuda_ops.cpp).
+#include "backend/cuda/cuda_backend.hpp"
+
+#include <string>
+
+#include "backend/cuda/conv_cudnn.hpp"
+#include "backend/cuda/dense_cublas.hpp"
+#include "backend/cuda/device_context.hpp"
+#include "backend/cuda/pool_cudnn.hpp"
+#include "backend/cuda/tensor_checks.hpp"
+#include "dropnet/errors.hpp"
+#include "kernels/launchers.hpp"
+
+namespace dropnet::backend::cuda {
+
+CudaBackend::CudaBackend()
+    : ctx_(std::make_unique<DeviceContext>()),
+      conv_(std::make_unique<CudnnConv>(*ctx_)),
+      pool_(std::make_unique<CudnnPool>(*ctx_)) {}
+
+CudaBackend::~CudaBackend() = default;
+
+// ---- memory ----------------------------------------------------------------------------------------
+
+float* CudaBackend::allocate(std::size_t count) {
+  if (count == 0) return nullptr;
+  void* ptr = nullptr;
+  CUDA_CHECK(cudaMalloc(&ptr, count * sizeof(float)));
+  std::lock_guard lock(memory_mutex_);
+  allocations_[ptr] = count * sizeof(float);
+  tensor_bytes_ += count * sizeof(float);
+  if (tensor_bytes_ > peak_tensor_bytes_) peak_tensor_bytes_ = tensor_bytes_;
+  return static_cast<float*>(ptr);
+}
+
+void CudaBackend::deallocate(float* ptr) noexcept {
+  if (ptr == nullptr) return;
+  {
+    std::lock_guard lock(memory_mutex_);
+    auto it = allocations_.find(ptr);
+    if (it != allocations_.end()) {
+      tensor_bytes_ -= it->second;
+      allocations_.erase(it);
+    }
+  }
+  // cudaFree waits for the work that may still use the block.
+  CUDA_CHECK_LOG(cudaFree(ptr));
+}
+
+void CudaBackend::fill(float* ptr, std::size_t count, float value) {
+  kernels::launch_fill(ptr, count, value, ctx_->stream_ptr());
+}
+
+void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(ctx_->stream())); }
+
+MemoryStats CudaBackend::memory_stats() const {
+  std::lock_guard lock(memory_mutex_);
+  return MemoryStats{tensor_bytes_, peak_tensor_bytes_, ctx_->bytes_in_scratch()};
+}
+
+void CudaBackend::reset_peak_memory() {
+  std::lock_guard lock(memory_mutex_);
+  peak_tensor_bytes_ = tensor_bytes_;
+}
+
+void* CudaBackend::stream() const noexcept { return ctx_->stream_ptr(); }
+
+// ---- settings --------------------------------------------------------------------------------------
+
+void CudaBackend::apply_settings(bool deterministic, bool allow_tf32, std::size_t workspace_limit) {
+  NumericSettings s = ctx_->settings();
+  if (s.deterministic == deterministic && s.allow_tf32 == allow_tf32 && s.workspace_limit == workspace_limit) return;
+  s.deterministic = deterministic;
+  s.allow_tf32 = allow_tf32;
+  s.workspace_limit = workspace_limit;
+  ctx_->set_settings(s);
+  // Plans chosen under the old settings are keyed by them and would never be used again.
+  conv_->clear();
+  pool_->clear();
+}
+
+void CudaBackend::set_deterministic(bool on) {
+  apply_settings(on, ctx_->settings().allow_tf32, ctx_->settings().workspace_limit);
+}
+bool CudaBackend::deterministic() const noexcept { return ctx_->settings().deterministic; }
+void CudaBackend::set_allow_tf32(bool on) {
+  apply_settings(ctx_->settings().deterministic, on, ctx_->settings().workspace_limit);
+}
+bool CudaBackend::allow_tf32() const noexcept { return ctx_->settings().allow_tf32; }
+void CudaBackend::set_workspace_limit(std::size_t bytes) {
+  apply_settings(ctx_->settings().deterministic, ctx_->settings().allow_tf32, bytes);
+}
+
+// ---- cuDNN and cuBLAS ops ----------------------------------------------------------------------------
+
+void CudaBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
+                                 const ConvGeometry& g) {
+  expect_device_tensor(x, g.n * g.h * g.w * g.c, "Conv2D input");
+  expect_device_tensor(w, g.kh * g.kw * g.c * g.k, "Conv2D kernel");
+  if (b != nullptr) expect_device_tensor(*b, g.k, "Conv2D bias");
+  expect_device_tensor(y, g.n * g.oh * g.ow * g.k, "Conv2D output");
+  if (y.empty()) return;
+  conv_->forward(x.data(), w.data(), b != nullptr ? b->data() : nullptr, y.data(), g);
+}
+
+void CudaBackend::conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                                  Tensor* db, const ConvGeometry& g) {
+  expect_device_tensor(x, g.n * g.h * g.w * g.c, "Conv2D input");
+  expect_device_tensor(w, g.kh * g.kw * g.c * g.k, "Conv2D kernel");
+  expect_device_tensor(dy, g.n * g.oh * g.ow * g.k, "Conv2D output gradient");
+  if (dx != nullptr) expect_device_tensor(*dx, g.n * g.h * g.w * g.c, "Conv2D input gradient");
+  expect_device_tensor(dw, g.kh * g.kw * g.c * g.k, "Conv2D kernel gradient");
+  if (db != nullptr) expect_device_tensor(*db, g.k, "Conv2D bias gradient");
+  if (g.n == 0 || g.oh == 0 || g.ow == 0) {
+    // An empty batch: every gradient is an empty sum.
+    if (dx != nullptr) fill(dx->data(), static_cast<std::size_t>(dx->size()), 0.0f);
+    fill(dw.data(), static_cast<std::size_t>(dw.size()), 0.0f);
+    if (db != nullptr) fill(db->data(), static_cast<std::size_t>(db->size()), 0.0f);
+    return;
+  }
+  conv_->backward(x.data(), w.data(), dy.data(), dx != nullptr ? dx->data() : nullptr, dw.data(),
+                  db != nullptr ? db->data() : nullptr, g);
+}
+
+void CudaBackend::maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) {
+  expect_device_tensor(x, g.n * g.h * g.w * g.c, "MaxPooling2D input");
+  expect_device_tensor(y, g.n * g.oh * g.ow * g.c, "MaxPooling2D output");
+  if (y.empty()) return;
+  pool_->forward(x.data(), y.data(), g);
+}
+
+void CudaBackend::maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
+                                     const PoolGeometry& g) {
+  expect_device_tensor(x, g.n * g.h * g.w * g.c, "MaxPooling2D input");
+  expect_device_tensor(y, g.n * g.oh * g.ow * g.c, "MaxPooling2D output");
+  expect_device_tensor(dy, g.n * g.oh * g.ow * g.c, "MaxPooling2D output gradient");
+  expect_device_tensor(dx, g.n * g.h * g.w * g.c, "MaxPooling2D input gradient");
+  if (dx.empty()) return;
+  if (y.empty()) {
+    fill(dx.data(), static_cast<std::size_t>(dx.size()), 0.0f);
+    return;
+  }
+  pool_->backward(x.data(), y.data(), dy.data(), dx.data(), g);
+}
+
+void CudaBackend::dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
+  const DenseDims d = dense_dims(x, w);
+  if (b != nullptr) expect_device_tensor(*b, d.out, "Dense bias");
+  expect_device_tensor(y, d.n * d.out, "Dense output");
+  cuda::dense_forward(*ctx_, x.data(), w.data(), b != nullptr ? b->data() : nullptr, y.data(), d.n, d.in, d.out);
+}
+
+void CudaBackend::dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                                 Tensor* db) {
+  const DenseDims d = dense_dims(x, w);
+  expect_device_tensor(dy, d.n * d.out, "Dense output gradient");
+  if (dx != nullptr) expect_device_tensor(*dx, d.n * d.in, "Dense input gradient");
+  expect_device_tensor(dw, d.in * d.out, "Dense kernel gradient");
+  if (db != nullptr) expect_device_tensor(*db, d.out, "Dense bias gradient");
+  cuda::dense_backward(*ctx_, x.data(), w.data(), dy.data(), dx != nullptr ? dx->data() : nullptr, dw.data(),
+                       db != nullptr ? db->data() : nullptr, d.n, d.in, d.out);
+}
+
+}  // namespace dropnet::backend::cuda

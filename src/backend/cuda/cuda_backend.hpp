@@ -1,0 +1,111 @@
+// cuda_backend.hpp: the CUDA implementation of the op contract (backend/backend.hpp).
+//
+// What runs where: Conv2D and MaxPooling2D on cuDNN (conv_cudnn.hpp, pool_cudnn.hpp), Dense on cuBLAS
+// (dense_cublas.hpp), everything else on dropnet's own kernels (kernels/*.cu through kernels/launchers.hpp):
+// dropout, max-norm, Adam, softmax cross-entropy, activations, bias, gathers.
+//
+// Ordering: every op is queued on the backend's one stream and returns without waiting (see
+// device_context.hpp); synchronize() waits for all of them. A whole training step is therefore one
+// stream-ordered sequence that CUDA graph capture could record once the first step has chosen every cuDNN
+// algorithm and grown every scratch buffer (not done yet: the training loop does not capture).
+//
+// The CUDA-only controls below are not part of Backend; reach them with
+// `dynamic_cast<backend::cuda::CudaBackend&>(backend_for(Device::CUDA))`.
+//
+// No CUDA type appears in this header, so tests and benchmarks include it with a plain C++ compiler.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <unordered_map>
+
+#include "backend/backend.hpp"
+
+namespace dropnet::backend::cuda {
+
+class DeviceContext;
+class CudnnConv;
+class CudnnPool;
+
+struct MemoryStats {
+  std::size_t tensor_bytes = 0;       // allocate()d and not yet deallocate()d
+  std::size_t peak_tensor_bytes = 0;  // the most tensor_bytes reached since reset_peak_memory()
+  std::size_t scratch_bytes = 0;      // cuDNN/cuBLAS workspaces and the backend's scratch buffers
+};
+
+class CudaBackend final : public Backend {
+ public:
+  // On the current CUDA device; throws DeviceError when a handle or the stream cannot be created.
+  CudaBackend();
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  Device device() const noexcept override { return Device::CUDA; }
+
+  float* allocate(std::size_t count) override;
+  void deallocate(float* ptr) noexcept override;
+  void fill(float* ptr, std::size_t count, float value) override;
+  void synchronize() override;
+
+  void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const ConvGeometry& g) override;
+  void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
+                       const ConvGeometry& g) override;
+  void maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) override;
+  void maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
+                          const PoolGeometry& g) override;
+  void dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) override;
+  void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
+                      Tensor* db) override;
+  void activation_forward(ActivationKind kind, const Tensor& z, Tensor& y) override;
+  void activation_backward(ActivationKind kind, const Tensor& y, const Tensor& dy, Tensor& dz) override;
+  void dropout_forward(const Tensor& x, Tensor& y, const DropoutCall& call) override;
+  void dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) override;
+  void softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale, Tensor& stats) override;
+  void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
+                   const kernels::AdamStep& step) override;
+  void maxnorm(float* w, const MaxNormCall& call) override;
+  void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) override;
+
+  // ---- CUDA-only --------------------------------------------------------------------------------
+
+  // dst row r = src row index[r] * scale for a uint8 dataset of rows of `row_size` bytes, `rows` rows,
+  // held on the GPU (src_on_device) or on the host. With the CIFAR-10 pixels on the GPU as bytes, a batch
+  // costs one small index copy instead of a float image copy. Throws InvalidArgument for an index out of
+  // [0, rows) or a dst too small.
+  void gather_rows_u8(const std::uint8_t* src, bool src_on_device, std::int64_t rows, std::int64_t row_size,
+                      std::span<const std::int64_t> index, float scale, Tensor& dst);
+
+  // Only reproducible algorithms (cuDNN's deterministic ones, chosen by heuristics rather than timing,
+  // and deterministic max-pooling backward): the same inputs give the same bits on every run. Slower.
+  void set_deterministic(bool on);
+  bool deterministic() const noexcept;
+  // TF32 tensor cores for float32 convolutions and GEMMs (off by default: results within 1e-5 of float32).
+  void set_allow_tf32(bool on);
+  bool allow_tf32() const noexcept;
+  // The most memory one cuDNN algorithm may take as workspace (default 64 MiB).
+  void set_workspace_limit(std::size_t bytes);
+
+  MemoryStats memory_stats() const;
+  void reset_peak_memory();
+
+  // The cudaStream_t every op is queued on, as void* (for graph capture or events in benchmarks).
+  void* stream() const noexcept;
+
+ private:
+  void apply_settings(bool deterministic, bool allow_tf32, std::size_t workspace_limit);
+
+  std::unique_ptr<DeviceContext> ctx_;
+  std::unique_ptr<CudnnConv> conv_;
+  std::unique_ptr<CudnnPool> pool_;
+
+  mutable std::mutex memory_mutex_;  // tensors may be freed from any thread
+  std::unordered_map<const void*, std::size_t> allocations_;
+  std::size_t tensor_bytes_ = 0;
+  std::size_t peak_tensor_bytes_ = 0;
+};
+
+}  // namespace dropnet::backend::cuda

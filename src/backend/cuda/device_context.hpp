@@ -1,0 +1,97 @@
+// device_context.hpp: what every CUDA op shares: the backend's one stream, the cuDNN and cuBLAS handles
+// bound to it, the numeric settings and the scratch buffers.
+//
+// Stream order. Every op of the backend is queued on stream(); the handles are bound to it, and no op
+// synchronizes the host except where its contract needs the host (gather_rows from host memory waits for
+// the previous copy out of its staging buffer). So a whole training step is one stream-ordered sequence,
+// which is what CUDA graph capture needs. The stream is a blocking one (see make_stream): synchronous
+// cudaMemcpy calls elsewhere (Tensor::to, backend::copy) are ordered with it.
+//
+// Scratch. Ops that need temporary device memory (cuDNN's workspace, the transposed filter, padded images,
+// partial sums...) take it from named slots that grow to the largest request and then stay: after the
+// first step of a model nothing is allocated, which also keeps graph capture free of cudaMalloc.
+#pragma once
+
+#include <array>
+#include <cstddef>
+
+#include "backend/cuda/device_resources.hpp"
+
+namespace dropnet::backend::cuda {
+
+struct NumericSettings {
+  // Only algorithms that give the same bits on every run (cuDNN's CUDNN_DETERMINISTIC ones, deterministic
+  // max-pooling backward). Off by default: cuDNN may then pick faster non-deterministic algorithms (those
+  // that sum with atomics), and results can differ in the last bits from run to run.
+  bool deterministic = false;
+  // TF32 tensor cores for float32 convolutions and GEMMs (about 10 mantissa bits per product). Off by
+  // default: float32 results then stay within 1e-5 relative of the CPU backend.
+  bool allow_tf32 = false;
+  // The most device memory a cuDNN algorithm may use as workspace (it counts in the peak memory).
+  std::size_t workspace_limit = std::size_t{64} << 20;
+};
+
+enum class Scratch {
+  CudnnWorkspace,
+  Filter,          // the Conv2D kernel transposed to cuDNN's NHWC filter layout (K, KH, KW, C)
+  FilterGrad,      // dW in that layout, before it is transposed back
+  PaddedInput,     // explicitly padded images, for "same" padding cuDNN cannot express
+  PaddedGrad,      // their gradient
+  PaddedOutput,    // pooling outputs computed on padded images
+  Partials,        // per-block partial sums of the loss kernel
+  Norms,           // max-norm's partial sums of squares and per-group factors
+  Ones,            // a vector of ones (bias gradients through GEMV)
+  Index,           // gather indices copied to the device
+  Count
+};
+
+class DeviceContext {
+ public:
+  // Sets up the stream and the handles on the current device; throws DeviceError.
+  DeviceContext();
+  ~DeviceContext();
+  DeviceContext(const DeviceContext&) = delete;
+  DeviceContext& operator=(const DeviceContext&) = delete;
+
+  cudaStream_t stream() const noexcept { return stream_.get(); }
+  void* stream_ptr() const noexcept { return stream_.get(); }   // for kernels/launchers.hpp
+  cudnnHandle_t cudnn() const noexcept { return cudnn_.get(); }
+  cublasHandle_t cublas() const noexcept { return cublas_.get(); }
+
+  const NumericSettings& settings() const noexcept { return settings_; }
+  // Applies the settings (cuBLAS math mode); the caller drops plans chosen under the old ones.
+  void set_settings(const NumericSettings& settings);
+
+  // At least `bytes` of the slot's device memory (valid until the next call for the same slot).
+  void* scratch(Scratch slot, std::size_t bytes);
+  template <typename T>
+  T* scratch_as(Scratch slot, std::size_t count) {
+    return static_cast<T*>(scratch(slot, count * sizeof(T)));
+  }
+  // A device vector of at least `count` ones.
+  const float* ones(std::size_t count);
+
+  // Pinned host memory for a host-to-device copy that must not block the host. staging() first waits
+  // until the copy queued from it last time has completed; staging_in_flight() marks the copy just
+  // queued from it (it records an event on the stream).
+  void* staging(std::size_t bytes);
+  void staging_in_flight();
+
+  int sm_count() const noexcept { return sm_count_; }
+  std::size_t bytes_in_scratch() const noexcept;
+
+ private:
+  Stream stream_;
+  CudnnHandle cudnn_;
+  CublasHandle cublas_;
+  DeviceBuffer cublas_workspace_;
+  NumericSettings settings_;
+  std::array<DeviceBuffer, static_cast<std::size_t>(Scratch::Count)> scratch_;
+  std::size_t ones_count_ = 0;
+  PinnedBuffer staging_;
+  Event staging_done_;
+  bool staging_pending_ = false;
+  int sm_count_ = 0;
+};
+
+}  // namespace dropnet::backend::cuda

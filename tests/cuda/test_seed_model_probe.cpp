@@ -1,0 +1,46 @@
+// A measurement, not a check (hidden tag [.probe]: `dropnet_cuda_tests "[probe]"` runs it; plain runs
+// and CTest skip it). One training step of the seed model at batch 250 on the GPU: the peak of device
+// memory the backend holds (tensors at their peak plus cuDNN/cuBLAS workspaces and scratch), comparable
+// with PyTorch's torch.cuda.max_memory_allocated for the same step (benchmarks/reference/
+// torch_seed_model.py), and images/s. scripts/gpu-check.sh parses the DROPNET_PROBE line.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "cli/seed_model.hpp"
+#include "cuda_test_support.hpp"
+
+using namespace dropnet;
+using namespace dropnet::cuda_testing;
+
+TEST_CASE("seed model training step: peak device memory and images/s", "[.probe]") {
+  const std::int64_t batch = 250;
+  backend::cuda::CudaBackend& be = gpu();
+  Sequential model = cli::build_seed_model({});
+  model.compile({.device = Device::CUDA, .seed = 1});
+  const Tensor x = host_random({batch, 32, 32, 3}, 1, 0.0, 1.0).to(Device::CUDA);
+  std::vector<float> ys(static_cast<std::size_t>(batch * 10), 0.0f);
+  for (std::int64_t i = 0; i < batch; ++i) ys[static_cast<std::size_t>(i * 10 + (i * 7) % 10)] = 1.0f;
+  const Tensor y = Tensor::from_vector({batch, 10}, ys).to(Device::CUDA);
+
+  for (int i = 0; i < 3; ++i) model.train_on_batch(x, y);  // algorithm search and scratch growth
+  be.synchronize();
+  be.reset_peak_memory();
+  const int steps = 30;
+  std::vector<double> times;
+  for (int i = 0; i < steps; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    model.train_on_batch(x, y);  // returns host numbers: the step has finished
+    be.synchronize();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  const double step_s = times[times.size() / 2];
+  const backend::cuda::MemoryStats m = be.memory_stats();
+  std::printf("DROPNET_PROBE {\"batch\": %lld, \"step_ms_median\": %.4f, \"images_per_second\": %.1f, "
+              "\"peak_tensor_bytes\": %zu, \"scratch_bytes\": %zu, \"peak_bytes\": %zu}\n",
+              static_cast<long long>(batch), step_s * 1e3, double(batch) / step_s, m.peak_tensor_bytes,
+              m.scratch_bytes, m.peak_tensor_bytes + m.scratch_bytes);
+  CHECK(step_s > 0.0);
+}
