@@ -49,6 +49,9 @@ struct CompileOptions {
   // Seeds weight initialisation, unseeded dropout layers and shuffling. Default: a random seed
   // (as Keras without set_random_seed); seed() tells which was used.
   std::optional<std::uint64_t> seed;
+  // Only reproducible algorithms: on the GPU, cuDNN's deterministic convolution and pooling algorithms
+  // (slower); the same inputs then give the same bits on every run. The CPU backend always is.
+  bool deterministic = false;
 };
 
 // The running sums of an epoch's training metrics after some of its batches (what fit reports as the

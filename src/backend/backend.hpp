@@ -72,6 +72,8 @@ class Backend {
   virtual void fill(float* ptr, std::size_t count, float value) = 0;
   // Waits until every op issued so far has finished (a no-op on the CPU).
   virtual void synchronize() = 0;
+  // Restricts the backend to reproducible algorithms (the CPU backend always is).
+  virtual void set_deterministic(bool) {}
 
   // y = conv(x, w) + b; b may be null (the activation is a separate op).
   virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,

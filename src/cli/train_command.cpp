@@ -35,7 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // The seed program's settings are the defaults.
-const std::array<FlagSpec, 15> kTrainFlags = {{
+const std::array<FlagSpec, 16> kTrainFlags = {{
     {"epochs", "N", "55", "Training epochs."},
     {"batch-size", "N", "250", "Records per optimizer step (the last step of an epoch may be smaller)."},
     {"dropout", "RATE", "0.5",
@@ -59,6 +59,9 @@ const std::array<FlagSpec, 15> kTrainFlags = {{
                        "the validation split comes out of these). Default: all."},
     {"test-limit", "N", "", "Evaluate on the first N test records only. Default: all."},
     {"device", "auto|cpu|cuda", "auto", "Where to train: auto picks CUDA when a GPU is usable, else the CPU."},
+    {"deterministic", "on|off", "off",
+     "on: only reproducible GPU algorithms (cuDNN's deterministic convolution and pooling), so a seed gives "
+     "the same bits on every run, somewhat slower. The CPU backend is always deterministic."},
     {"verbose", "0|1|2", "1",
      "Progress of fit and evaluate, as Keras: 0 silent, 1 a progress bar, 2 one line per epoch."},
     {"save", "PATH", "",
@@ -93,6 +96,7 @@ struct TrainConfig {
   double validation_split = 0;
   double learning_rate = 0;
   std::uint64_t seed = 0;
+  bool deterministic = false;
   std::optional<std::string> data;
   std::int64_t limit = -1;       // -1: all
   std::int64_t test_limit = -1;  // -1: all
@@ -116,6 +120,9 @@ TrainConfig read_config(const Flags& f) {
   c.learning_rate = f.get_double("learning-rate");
   f.require(c.learning_rate > 0.0, "learning-rate", "a learning rate > 0");
   c.seed = static_cast<std::uint64_t>(f.get_int("seed", 0, INT64_MAX));
+  const std::string det = f.get_string("deterministic");
+  f.require(det == "on" || det == "off", "deterministic", "on or off");
+  c.deterministic = det == "on";
   c.data = f.value("data");
   if (f.given("limit")) c.limit = f.get_int("limit", 1, INT64_MAX);
   if (f.given("test-limit")) c.test_limit = f.get_int("test-limit", 1, INT64_MAX);
@@ -327,7 +334,8 @@ int run_train(std::span<const std::string> args) {
   }
 
   Sequential model = build_seed_model({.dropout = c.dropout, .max_norm = c.max_norm});
-  model.compile({.optimizer = Adam{.learning_rate = c.learning_rate}, .device = device, .seed = c.seed});
+  model.compile({.optimizer = Adam{.learning_rate = c.learning_rate}, .device = device, .seed = c.seed,
+                 .deterministic = c.deterministic});
   fmt::print("{}\n", model.summary());
 
   const auto n_train = static_cast<std::int64_t>(double(n) * (1.0 - c.validation_split));  // as fit splits

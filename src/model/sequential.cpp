@@ -66,6 +66,7 @@ void Sequential::compile(const CompileOptions& options) {
   m.options = options;
   m.device = options.device.value_or(cuda_available() ? Device::CUDA : Device::CPU);
   m.backend = &backend::backend_for(m.device);
+  m.backend->set_deterministic(options.deterministic);
   m.seed = options.seed ? *options.seed : std::random_device{}() | (std::uint64_t(std::random_device{}()) << 32);
 
   // Build: each layer's seed depends on the model seed and the layer's position only, so the same

@@ -81,7 +81,7 @@ class CudaBackend final : public Backend {
 
   // Only reproducible algorithms (cuDNN's deterministic ones, chosen by heuristics rather than timing,
   // and deterministic max-pooling backward): the same inputs give the same bits on every run. Slower.
-  void set_deterministic(bool on);
+  void set_deterministic(bool on) override;
   bool deterministic() const noexcept;
   // TF32 tensor cores for float32 convolutions and GEMMs (off by default: results within 1e-5 of float32).
   void set_allow_tf32(bool on);
