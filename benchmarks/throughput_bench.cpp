@@ -1,0 +1,249 @@
+// throughput_bench.cpp: `dropnet-bench throughput`: one training step of the seed model (train_on_batch
+// on a fixed random batch), in images/s and model GFLOP/s, against OpenBLAS sgemm measured in the same
+// run. Efficiency = model FLOP/s / sgemm FLOP/s; the project's target on the CPU is 0.4.
+//
+// Model FLOPs are counted analytically from the layer shapes: the Conv2D and Dense GEMMs only (2 FLOPs per
+// multiply-add), forward once plus the two backward GEMMs (weight gradient and input gradient), i.e.
+// forward x 3, minus the first layer's input gradient, which training never computes. Pooling, ReLU,
+// dropout, softmax and Adam are not counted (they are memory-bound and small in FLOPs).
+//
+// The per-layer profile then times each layer's forward and backward through the same backend calls the
+// model makes, and on the CPU the bare GEMMs of each layer's shapes, so that the time a layer spends outside
+// its GEMMs (im2col, col2im, bias, activation) is visible.
+#include <random>
+
+#include <cblas.h>
+#include <fmt/format.h>
+
+#include "backend/backend.hpp"
+#include "backend/cpu/ops.hpp"
+#include "bench_util.hpp"
+#include "cli/args.hpp"
+#include "cli/seed_model.hpp"
+#include "dropnet/dropnet.hpp"
+#include "kernels/adam_math.hpp"
+#include "layers/layer_util.hpp"
+
+namespace dropnet::bench {
+namespace {
+
+constexpr double kTargetEfficiency = 0.4;
+
+const std::vector<cli::FlagSpec>& throughput_flags() {
+  static const std::vector<cli::FlagSpec> specs = {
+      {"device", "auto|cpu|cuda", "auto", "Where to train."},
+      {"batch-size", "N", "250", "Images per training step (the seed's batch size)."},
+      {"steps", "N", "10", "Timed training steps; the median step time is reported."},
+      {"warmup", "N", "2", "Untimed steps first (buffers are sized and caches warmed)."},
+      {"gemm-size", "N", "2048", "M = N = K of the reference sgemm."},
+      {"profile", "0|1", "1", "Print the per-layer profile."},
+  };
+  return specs;
+}
+
+// The GEMMs one layer runs in a training step, as (m, n, k) of C (m x n) = A (m x k) B (k x n).
+struct LayerGemms {
+  std::int64_t m = 0, n = 0, k = 0;  // forward
+  bool has = false;
+  double forward_flops() const { return 2.0 * double(m) * double(n) * double(k); }
+};
+
+LayerGemms layer_gemms(const Layer& layer, std::int64_t batch) {
+  LayerGemms g;
+  if (layer.type() == "Conv2D") {
+    const Shape& out = layer.output_shape();
+    const Shape& kernel = layer.params()[0].shape;  // (KH, KW, C, K)
+    g = {batch * out[0] * out[1], kernel[3], kernel[0] * kernel[1] * kernel[2], true};
+  } else if (layer.type() == "Dense") {
+    const Shape& kernel = layer.params()[0].shape;  // (IN, OUT)
+    g = {batch, kernel[1], kernel[0], true};
+  }
+  return g;
+}
+
+// FLOPs of one training step of `layer` (index i): forward, weight gradient, input gradient (not for i = 0).
+double step_flops(const LayerGemms& g, std::size_t i) { return g.has ? g.forward_flops() * (i == 0 ? 2 : 3) : 0.0; }
+
+// sgemm GFLOP/s at the median and at the best of 5 runs.
+std::pair<double, double> sgemm_gflops(std::int64_t size) {
+  std::vector<float> a(std::size_t(size * size)), b(a.size()), c(a.size());
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1, 1);
+  for (auto& v : a) v = u(rng);
+  for (auto& v : b) v = u(rng);
+  const Timing t = time_repeats(1, 5, [&] {
+    backend::cpu::gemm<float>(false, false, size, size, size, 1.0f, a.data(), size, b.data(), size, 0.0f, c.data(), size);
+  });
+  const double flops = 2.0 * double(size) * double(size) * double(size);
+  return {flops / t.median / 1e9, flops / t.min / 1e9};
+}
+
+}  // namespace
+
+int run_throughput(std::span<const std::string> args) {
+  const cli::Flags flags = cli::parse_flags(args, throughput_flags());
+  if (flags.help) {
+    fmt::print("usage: dropnet-bench throughput [flags]\n\nOne training step of the seed model: images/s, model "
+               "GFLOP/s and the efficiency against OpenBLAS sgemm.\n\nflags:\n{}",
+               cli::format_flag_help(throughput_flags()));
+    return kExitOk;
+  }
+  const Device device = device_from_flag(flags.get_string("device"));
+  const std::int64_t batch = flags.get_int("batch-size", 1, 1 << 16);
+  const int steps = int(flags.get_int("steps", 1, 100000));
+  const int warmup = int(flags.get_int("warmup", 0, 100000));
+  const std::int64_t gemm_size = flags.get_int("gemm-size", 64, 16384);
+  const bool profile = flags.get_int("profile", 0, 1) == 1;
+
+  fmt::print("device: {}\n", describe(device));
+  if (device == Device::CPU) fmt::print("OpenBLAS threads: {}\n", openblas_get_num_threads());
+
+  // The seed model as dropnet train builds it (dropout 0.5, max-norm 2), on a fixed random batch.
+  Sequential model = cli::build_seed_model({});
+  model.compile({.device = device, .seed = 1});
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> pixel(0.0f, 1.0f);
+  std::vector<float> xs(std::size_t(batch * 32 * 32 * 3)), ys(std::size_t(batch * 10), 0.0f);
+  for (auto& v : xs) v = pixel(rng);
+  for (std::int64_t i = 0; i < batch; ++i) ys[std::size_t(i * 10 + std::int64_t(rng() % 10))] = 1.0f;
+  const Tensor x = Tensor::from_vector({batch, 32, 32, 3}, xs).to(device);
+  const Tensor y = Tensor::from_vector({batch, 10}, ys).to(device);
+
+  backend::Backend& be = backend::backend_for(device);
+  const Timing step = time_repeats(warmup, steps, [&] {
+    model.train_on_batch(x, y);  // reads the loss back, so the step has finished on any device
+  });
+  const double step_s = step.median;
+
+  double model_flops = 0;
+  for (std::size_t i = 0; i < model.layer_count(); ++i) model_flops += step_flops(layer_gemms(model.layer(i), batch), i);
+  const double model_gflops = model_flops / step_s / 1e9;
+  fmt::print("\nseed model, batch {}: median step {:.1f} ms over {} steps ({} warm-up) = {:.1f} images/s "
+             "(best step {:.1f} ms = {:.1f} images/s)\n", batch, step_s * 1e3, steps, warmup, double(batch) / step_s,
+             step.min * 1e3, double(batch) / step.min);
+  fmt::print("model FLOPs per step: {:.2f} GFLOP (conv/dense GEMMs: forward x 3 for forward + backward, less "
+             "conv1's input gradient, which is not computed) = {:.1f} GFLOP/s\n", model_flops / 1e9, model_gflops);
+
+  double efficiency = 0;
+  if (device == Device::CPU) {
+    const auto [blas, blas_best] = sgemm_gflops(gemm_size);
+    efficiency = model_gflops / blas;
+    fmt::print("OpenBLAS sgemm {0}x{0}x{0}: {1:.1f} GFLOP/s median, {2:.1f} best of 5 (same run)\n", gemm_size, blas,
+               blas_best);
+    fmt::print("efficiency = model FLOP/s / sgemm FLOP/s = {:.2f} (target >= {:.1f}: {}); best against best: {:.2f}\n",
+               efficiency, kTargetEfficiency, efficiency >= kTargetEfficiency ? "met" : "NOT met",
+               model_flops / step.min / 1e9 / blas_best);
+  } else {
+    fmt::print("(efficiency against OpenBLAS is defined for --device cpu only)\n");
+  }
+  if (!profile) return kExitOk;
+
+  // ---- per-layer profile: the same backend calls as a training step, timed one by one --------------
+  const std::size_t L = model.layer_count();
+  std::vector<Tensor> outs, grads;
+  for (std::size_t i = 0; i < L; ++i) {
+    Shape s{batch};
+    s.insert(s.end(), model.layer(i).output_shape().begin(), model.layer(i).output_shape().end());
+    outs.emplace_back(s, device);
+    grads.emplace_back(s, device);
+  }
+  RunContext ctx{be, true};
+  Tensor stats({2}, device);
+  auto input = [&](std::size_t i) { return i == 0 ? x : outs[i - 1]; };
+  std::vector<double> fwd(L), bwd(L);
+  for (std::size_t i = 0; i < L; ++i)
+    fwd[i] = median_seconds(1, steps, [&] {
+      model.layer(i).forward(input(i), outs[i], ctx);
+      be.synchronize();
+    });
+  Tensor dz = grads[L - 1];
+  const double loss_s = median_seconds(1, steps, [&] {
+    stats.fill(0.0f);
+    be.softmax_cross_entropy(model.layer(L - 1).logits().rows(0, batch), y, &dz, 1.0f / float(batch), stats);
+    be.synchronize();
+  });
+  for (std::size_t i = L; i-- > 0;) {
+    bwd[i] = median_seconds(1, steps, [&] {
+      Tensor* dx = i > 0 ? &grads[i - 1] : nullptr;
+      if (i == L - 1) model.layer(i).backward_from_logits(input(i), dz, dx, ctx);
+      else model.layer(i).backward(input(i), outs[i], grads[i], dx, ctx);
+      be.synchronize();
+    });
+  }
+  // The optimizer: Adam over every parameter (on buffers of the model's size), then the MaxNorm projections.
+  const auto params = std::size_t(model.count_params());
+  Tensor pw({std::int64_t(params)}, device), pg({std::int64_t(params)}, device), pm({std::int64_t(params)}, device),
+      pv({std::int64_t(params)}, device);
+  const double adam_s = median_seconds(1, steps, [&] {
+    be.adam_update(pw.data(), pg.data(), pm.data(), pv.data(), params, kernels::adam_step(1e-3, 0.9, 0.999, 1e-7, 1));
+    be.synchronize();
+  });
+  const double maxnorm_s = median_seconds(1, steps, [&] {
+    for (std::size_t i = 0; i < L; ++i)
+      for (Param& p : model.layer(i).params())
+        if (p.constraint)
+          be.maxnorm(p.value.data(), {p.shape, layer_util::normalize_axes(*p.constraint, p.shape, model.layer(i).name()),
+                                      float(p.constraint->max_value)});
+    be.synchronize();
+  });
+
+  // On the CPU, the bare GEMMs of each conv/dense layer (same m, n, k and transposes as the backend),
+  // each timed on its own: forward y = x w, weight gradient dw = x^T dy, input gradient dx = dy w^T.
+  struct GemmTime { std::string layer, what; std::int64_t m, n, k; double seconds; };
+  std::vector<GemmTime> gemm_times;
+  std::vector<double> gemm_s(L, 0.0);
+  if (device == Device::CPU) {
+    for (std::size_t i = 0; i < L; ++i) {
+      const LayerGemms g = layer_gemms(model.layer(i), batch);
+      if (!g.has) continue;
+      std::vector<float> A(std::size_t(g.m * g.k), 0.1f), B(std::size_t(g.k * g.n), 0.1f), C(std::size_t(g.m * g.n));
+      std::vector<float> dA(A.size());
+      auto timed = [&](const char* what, std::int64_t m, std::int64_t n, std::int64_t k, auto fn) {
+        const double t = median_seconds(1, steps, fn);
+        gemm_times.push_back({model.layer(i).name(), what, m, n, k, t});
+        gemm_s[i] += t;
+      };
+      timed("forward x w", g.m, g.n, g.k, [&] {
+        backend::cpu::gemm<float>(false, false, g.m, g.n, g.k, 1.0f, A.data(), g.k, B.data(), g.n, 0.0f, C.data(), g.n);
+      });
+      timed("weight grad x^T dy", g.k, g.n, g.m, [&] {
+        backend::cpu::gemm<float>(true, false, g.k, g.n, g.m, 1.0f, A.data(), g.k, C.data(), g.n, 0.0f, B.data(), g.n);
+      });
+      if (i > 0)
+        timed("input grad dy w^T", g.m, g.k, g.n, [&] {
+          backend::cpu::gemm<float>(false, true, g.m, g.k, g.n, 1.0f, C.data(), g.n, B.data(), g.n, 0.0f, dA.data(), g.k);
+        });
+    }
+  }
+
+  double total = loss_s + adam_s + maxnorm_s;
+  for (std::size_t i = 0; i < L; ++i) total += fwd[i] + bwd[i];
+  fmt::print("\nper-layer profile (median of {} calls each; {:.1f} ms in total against a {:.1f} ms step; the rest "
+             "is batch gathering and reading the loss back):\n\n", steps, total * 1e3, step_s * 1e3);
+  fmt::print("| layer | output | forward ms | backward ms | % of step | GFLOP | GFLOP/s | bare GEMMs ms |\n"
+             "|---|---|---:|---:|---:|---:|---:|---:|\n");
+  for (std::size_t i = 0; i < L; ++i) {
+    const Layer& l = model.layer(i);
+    const LayerGemms g = layer_gemms(l, batch);
+    const double flops = step_flops(g, i), t = fwd[i] + bwd[i];
+    fmt::print("| {} ({}) | {} | {:.2f} | {:.2f} | {:.1f} | {} | {} | {} |\n", l.name(), l.type(),
+               to_string(l.output_shape()), fwd[i] * 1e3, bwd[i] * 1e3, 100 * t / step_s,
+               g.has ? fmt::format("{:.2f}", flops / 1e9) : "", g.has ? fmt::format("{:.1f}", flops / t / 1e9) : "",
+               g.has && gemm_s[i] > 0 ? fmt::format("{:.2f}", gemm_s[i] * 1e3) : "");
+  }
+  fmt::print("| softmax + cross-entropy | | {:.2f} | | {:.1f} | | | |\n", loss_s * 1e3, 100 * loss_s / step_s);
+  fmt::print("| adam ({} params) | | {:.2f} | | {:.1f} | | | |\n", params, adam_s * 1e3, 100 * adam_s / step_s);
+  fmt::print("| max-norm (3 kernels) | | {:.2f} | | {:.1f} | | | |\n", maxnorm_s * 1e3, 100 * maxnorm_s / step_s);
+  if (device == Device::CPU) {
+    fmt::print("\nbare GEMMs: forward, weight-gradient and input-gradient GEMMs of the layer's shapes on the whole "
+               "batch, without im2col/col2im, bias or activation; layer time minus this is the overhead around "
+               "the GEMMs. One by one (C = m x n, inner dimension k):\n\n"
+               "| layer | GEMM | m | n | k | ms | GFLOP/s |\n|---|---|---:|---:|---:|---:|---:|\n");
+    for (const GemmTime& g : gemm_times)
+      fmt::print("| {} | {} | {} | {} | {} | {:.2f} | {:.1f} |\n", g.layer, g.what, g.m, g.n, g.k, g.seconds * 1e3,
+                 2.0 * double(g.m) * double(g.n) * double(g.k) / g.seconds / 1e9);
+  }
+  return kExitOk;
+}
+
+}  // namespace dropnet::bench
