@@ -42,10 +42,10 @@ struct Totals {
 
 }  // namespace
 
-History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
+History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions& o) {
   Impl& m = *impl_;
   m.require_compiled("fit");
-  m.check_data(x, &y, "fit");
+  m.check_data(x_in, &y_in, "fit");
   if (o.batch_size <= 0) throw InvalidArgument(fmt::format("fit: batch_size must be positive, got {}", o.batch_size));
   if (o.epochs < 0) throw InvalidArgument(fmt::format("fit: epochs must be >= 0, got {}", o.epochs));
   if (o.verbose < 0 || o.verbose > 2) throw InvalidArgument(fmt::format("fit: verbose must be 0, 1 or 2, got {}", o.verbose));
@@ -54,7 +54,7 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
   if (o.initial_epoch < 0 || o.initial_epoch > o.epochs)
     throw InvalidArgument(fmt::format("fit: initial_epoch {} must be in [0, epochs={}]", o.initial_epoch, o.epochs));
 
-  const std::int64_t n = x.dim(0);
+  const std::int64_t n = x_in.dim(0);
   const auto split_at = static_cast<std::int64_t>(std::floor(double(n) * (1.0 - o.validation_split)));
   if (o.validation_split > 0.0 && (split_at == 0 || split_at == n))
     throw InvalidArgument(fmt::format("Training data contains {} samples, which is not sufficient to split it "
@@ -62,6 +62,10 @@ History Sequential::fit(const Tensor& x, const Tensor& y, const FitOptions& o) {
                                       "Either provide more data, or a different value for validation_split.",
                                       n, o.validation_split));
   if (split_at == 0) throw InvalidArgument("fit: no training samples");
+  // Host arrays go to the model's device once, so that every batch (and the validation pass) is gathered
+  // there rather than copied from the host at each step. A no-op on the CPU.
+  const Tensor x = x_in.device() == m.device ? x_in : x_in.to(m.device);
+  const Tensor y = y_in.device() == m.device ? y_in : y_in.to(m.device);
   const Tensor x_val = x.rows(split_at, n), y_val = y.rows(split_at, n);
   const std::int64_t steps = (split_at + o.batch_size - 1) / o.batch_size;
   m.ensure_capacity(std::min<std::int64_t>(o.batch_size, split_at));
