@@ -23,6 +23,7 @@
 #include "dropnet/model.hpp"
 #include "io/safetensors.hpp"
 #include "support/matchers.hpp"
+#include "support/temp_dir.hpp"
 #include "support/testing.hpp"
 
 namespace fs = std::filesystem;
@@ -31,22 +32,7 @@ using dropnet::testing::MessageContains;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device random;
-    path_ = fs::temp_directory_path() / ("dropnet-ckpt-" + std::to_string(random()) + "-" + std::to_string(::getpid()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using TempDir = dropnet::testing::TempDir;
 
 Sequential small_model(std::int64_t hidden = 8) {
   Sequential m({6, 6, 2});

@@ -3,6 +3,8 @@
 // Fixture pixels follow a formula of (record, channel, row, column) so every decoded value can be checked,
 // and the tar archives are built byte by byte here (not with tar(1)) so the tests control each header field.
 #include <catch2/catch.hpp>
+
+#include "support/temp_dir.hpp"
 #include <zlib.h>
 
 #include <array>
@@ -51,27 +53,7 @@ class MessageContains : public Catch::MatcherBase<std::exception> {
   std::vector<std::string> fragments_;
 };
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class TempDir {
- public:
-  TempDir() {
-    static std::atomic<int> counter{0};
-    std::random_device random;
-    path_ = fs::temp_directory_path() /
-            ("dropnet-cifar10-" + std::to_string(random()) + "-" + std::to_string(counter++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = dropnet::testing::TempDir;
 
 // The pixel byte of record `r` at (channel c, row h, column w) in every fixture.
 std::uint8_t pixel(int r, int c, int h, int w) {

@@ -2,6 +2,8 @@
 // per kind of malformed file, each checking that the error names the file and the problem.
 #include <catch2/catch.hpp>
 
+#include "support/temp_dir.hpp"
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,22 +32,7 @@ using dropnet::testing::MessageContains;
 
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    std::random_device random;
-    path_ = fs::temp_directory_path() / ("dropnet-st-" + std::to_string(random()) + "-" + std::to_string(::getpid()));
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = dropnet::testing::TempDir;
 
 // A file: the 8-byte little-endian length (`declared`, default the header's size), the header, the data.
 std::string make_file(const std::string& header, const std::string& data, std::optional<std::uint64_t> declared = {}) {
