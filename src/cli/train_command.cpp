@@ -1,6 +1,7 @@
 // train_command.cpp: `dropnet train`, the seed program. Reads and checks every flag before any work,
 // finds the data, prints the device and the model summary, fits, then evaluates on the test set.
 #include "cli/train_command.hpp"
+#include "svg_plot.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -35,7 +36,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // The seed program's settings are the defaults.
-const std::array<FlagSpec, 16> kTrainFlags = {{
+const std::array<FlagSpec, 17> kTrainFlags = {{
     {"epochs", "N", "55", "Training epochs."},
     {"batch-size", "N", "250", "Records per optimizer step (the last step of an epoch may be smaller)."},
     {"dropout", "RATE", "0.5",
@@ -75,6 +76,9 @@ const std::array<FlagSpec, 16> kTrainFlags = {{
     {"log", "FILE", "",
      "Append one CSV row per epoch (Keras' CSVLogger: epoch,accuracy,loss,val_accuracy,val_loss), flushed as "
      "training goes. With --resume the file is first rewritten to the checkpoint's history."},
+    {"plot", "FILE.svg", "",
+     "When training ends, draw the accuracy and loss curves (training and validation, per epoch) as a "
+     "self-contained SVG."},
 }};
 
 // The settings a checkpoint records and a resume must reuse: metadata key, flag.
@@ -102,7 +106,7 @@ struct TrainConfig {
   std::int64_t test_limit = -1;  // -1: all
   std::string device;
   int verbose = 1;
-  std::optional<std::string> save, resume, log;
+  std::optional<std::string> save, resume, log, plot;
 };
 
 // Every value checked here, before any work, so that a typo never costs a data load.
@@ -132,6 +136,7 @@ TrainConfig read_config(const Flags& f) {
   c.save = f.value("save");
   c.resume = f.value("resume");
   c.log = f.value("log");
+  c.plot = f.value("plot");
   return c;
 }
 
@@ -388,9 +393,10 @@ int run_train(std::span<const std::string> args) {
   fit.callbacks.push_back(&interrupt);
 
   const auto start = std::chrono::steady_clock::now();
+  History history;
   try {
     SigintGuard sigint;
-    model.fit(data.train.images, data.train.labels, fit);
+    history = model.fit(data.train.images, data.train.labels, fit);
   } catch (const Interrupted& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "dropnet: %s\n", e.message.c_str());
@@ -412,6 +418,11 @@ int run_train(std::span<const std::string> args) {
     if (best->last_saved_epoch()) fmt::print(" and the best weights (val_loss {:.4f}) to {}", *best->best(), best->path().string());
     else if (best->skipped()) fmt::print(" (no validation split: no best weights file)");
     fmt::print("\n");
+  }
+
+  if (c.plot) {
+    plot::write_history_plot(*c.plot, history, fmt::format("seed model, dropout {}, max-norm {}", c.dropout, c.max_norm));
+    fmt::print("Wrote the training curves to {}\n", *c.plot);
   }
 
   const Evaluation test = model.evaluate(data.test.images, data.test.labels, c.batch_size, c.verbose);
