@@ -13,8 +13,9 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
   const std::int64_t n = element_count(call.input_shape);
   const std::int64_t mask_count = element_count(call.mask_shape);
 
-  // One byte per mask element; four elements share one Philox block.
-  std::vector<unsigned char> keep(static_cast<std::size_t>(mask_count));
+  // One byte per mask element; four elements share one Philox block. The buffer is kept between calls.
+  thread_local std::vector<unsigned char> keep;
+  keep.resize(static_cast<std::size_t>(mask_count));
   for (std::int64_t block = 0; block < (mask_count + 3) / 4; ++block) {
     const kernels::PhiloxBlock bits = kernels::philox_block(call.seed, call.step, std::uint64_t(block));
     for (std::int64_t lane = 0; lane < 4 && block * 4 + lane < mask_count; ++lane)
@@ -23,7 +24,7 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
 
   const T p = T(keep_prob);
   if (mask_count == n) {
-    for (std::int64_t i = 0; i < n; ++i) out[i] = kernels::dropout_apply(in[i], keep[std::size_t(i)] != 0, p);
+    for (std::int64_t i = 0; i < n; ++i) out[i] = kernels::dropout_apply(in[i], keep[std::size_t(i)] != 0, p);  // vectorises
     return;
   }
   // Broadcast: the mask index of input element i drops the coordinates of the mask's size-1 axes.

@@ -29,14 +29,16 @@ void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g) {
 template <typename T>
 void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGeometry& g) {
   std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
-  std::vector<unsigned char> routed(std::size_t(g.c));
+  // pending[c]: the gradient of output channel c not yet delivered. Window positions are visited in
+  // row-major order with channels innermost (contiguous); the first position holding the maximum takes
+  // the gradient and zeroes pending, so later ties add 0. Branch-free, so the channel loop vectorises.
+  thread_local std::vector<T> pending;
+  pending.resize(std::size_t(g.c));
   for (std::int64_t r = 0; r < g.n * g.oh * g.ow; ++r) {
     const std::int64_t img = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
     const T* ymax = y + r * g.c;
-    const T* grad = dy + r * g.c;
-    std::fill(routed.begin(), routed.end(), 0);
-    // Window positions in row-major order, channels innermost (contiguous); each channel's gradient goes
-    // to the first position that holds its maximum.
+    std::copy(dy + r * g.c, dy + (r + 1) * g.c, pending.begin());
+    T* pend = pending.data();
     for (std::int64_t ky = 0; ky < g.ph; ++ky) {
       const std::int64_t iy = oy * g.sh - g.pad_top + ky;
       if (iy < 0 || iy >= g.h) continue;
@@ -45,9 +47,10 @@ void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGe
         if (ix < 0 || ix >= g.w) continue;
         const std::int64_t at = ((img * g.h + iy) * g.w + ix) * g.c;
         for (std::int64_t c = 0; c < g.c; ++c) {
-          const bool hit = !routed[std::size_t(c)] && x[at + c] == ymax[c];
-          dx[at + c] += hit ? grad[c] : T(0);
-          routed[std::size_t(c)] |= hit;
+          const bool hit = x[at + c] == ymax[c];
+          const T p = pend[c];
+          dx[at + c] += hit ? p : T(0);
+          pend[c] = hit ? T(0) : p;
         }
       }
     }
