@@ -23,29 +23,35 @@ struct PhiloxCounter { std::uint32_t w[4]; };
 struct PhiloxKey { std::uint32_t w[2]; };
 struct PhiloxBlock { std::uint32_t w[4]; };
 
-DROPNET_HD void mulhilo32(std::uint32_t a, std::uint32_t b, std::uint32_t& lo, std::uint32_t& hi) {
-  const std::uint64_t p = static_cast<std::uint64_t>(a) * b;
-  lo = static_cast<std::uint32_t>(p);
-  hi = static_cast<std::uint32_t>(p >> 32);
+// One Philox round on the counter words (x0..x3) with the round key (k0, k1). philox4x32_10 is ten of
+// them; the CPU backend also runs it on 64 counters side by side, which vectorises.
+DROPNET_HD void philox_round(std::uint32_t& x0, std::uint32_t& x1, std::uint32_t& x2, std::uint32_t& x3,
+                             std::uint32_t k0, std::uint32_t k1) {
+  constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
+  // The high and low halves of the 32x32 -> 64-bit products, written so that compilers see a high-part
+  // multiply (which vectorises) and a plain one.
+  const std::uint32_t hi0 = static_cast<std::uint32_t>((static_cast<std::uint64_t>(M0) * x0) >> 32), lo0 = M0 * x0;
+  const std::uint32_t hi1 = static_cast<std::uint32_t>((static_cast<std::uint64_t>(M1) * x2) >> 32), lo1 = M1 * x2;
+  const std::uint32_t y0 = hi1 ^ x1 ^ k0, y2 = hi0 ^ x3 ^ k1;
+  x0 = y0;
+  x1 = lo1;
+  x2 = y2;
+  x3 = lo0;
 }
 
-// Ten rounds; between rounds the key is bumped by the Weyl constants W0, W1.
+// Between rounds the key is bumped by the Weyl constants.
+constexpr std::uint32_t kPhiloxW0 = 0x9E3779B9u, kPhiloxW1 = 0xBB67AE85u;
+
 DROPNET_HD PhiloxBlock philox4x32_10(PhiloxCounter c, PhiloxKey k) {
-  constexpr std::uint32_t M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;
-  constexpr std::uint32_t W0 = 0x9E3779B9u, W1 = 0xBB67AE85u;
   std::uint32_t x0 = c.w[0], x1 = c.w[1], x2 = c.w[2], x3 = c.w[3];
   std::uint32_t k0 = k.w[0], k1 = k.w[1];
 #if defined(__CUDA_ARCH__)
 #pragma unroll
 #endif
   for (int round = 0; round < 10; ++round) {
-    std::uint32_t lo0, hi0, lo1, hi1;
-    mulhilo32(M0, x0, lo0, hi0);
-    mulhilo32(M1, x2, lo1, hi1);
-    const std::uint32_t y0 = hi1 ^ x1 ^ k0, y1 = lo1, y2 = hi0 ^ x3 ^ k1, y3 = lo0;
-    x0 = y0; x1 = y1; x2 = y2; x3 = y3;
-    k0 += W0;
-    k1 += W1;
+    philox_round(x0, x1, x2, x3, k0, k1);
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
   }
   return PhiloxBlock{{x0, x1, x2, x3}};
 }

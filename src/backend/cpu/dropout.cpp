@@ -1,11 +1,45 @@
 // dropout.cpp: Dropout on the CPU. The mask comes from kernels/dropout_math.hpp, element by element, so it
 // is bit-identical to the CUDA backend's; it is drawn per mask element and broadcast over the input.
+#include <algorithm>
 #include <vector>
 
 #include "backend/cpu/ops.hpp"
 #include "kernels/dropout_math.hpp"
 
 namespace dropnet::backend::cpu {
+namespace {
+
+constexpr std::int64_t kBlocksPerBatch = 64;
+
+// Words of Philox blocks first .. first + 63 of (seed, subsequence), block j's word w at out[4 j + w]:
+// philox4x32_10 on 64 counters at once, lane by lane, so that the compiler vectorises the rounds (with
+// 16 or fewer it unrolls the lanes into scalars first).
+[[gnu::noinline]] void philox_batch(std::uint64_t seed, std::uint64_t subsequence, std::uint64_t first,
+                                    std::uint32_t* out) {
+  std::uint32_t x0[kBlocksPerBatch], x1[kBlocksPerBatch], x2[kBlocksPerBatch], x3[kBlocksPerBatch];
+  for (std::int64_t j = 0; j < kBlocksPerBatch; ++j) {
+    const std::uint64_t block = first + std::uint64_t(j);
+    x0[j] = std::uint32_t(block);
+    x1[j] = std::uint32_t(block >> 32);
+    x2[j] = std::uint32_t(subsequence);
+    x3[j] = std::uint32_t(subsequence >> 32);
+  }
+  const kernels::PhiloxKey key = kernels::philox_key(seed);
+  std::uint32_t k0 = key.w[0], k1 = key.w[1];
+  for (int round = 0; round < 10; ++round) {
+    for (std::int64_t j = 0; j < kBlocksPerBatch; ++j) kernels::philox_round(x0[j], x1[j], x2[j], x3[j], k0, k1);
+    k0 += kernels::kPhiloxW0;
+    k1 += kernels::kPhiloxW1;
+  }
+  for (std::int64_t j = 0; j < kBlocksPerBatch; ++j) {
+    out[4 * j] = x0[j];
+    out[4 * j + 1] = x1[j];
+    out[4 * j + 2] = x2[j];
+    out[4 * j + 3] = x3[j];
+  }
+}
+
+}  // namespace
 
 template <typename T>
 void dropout_apply(const T* in, T* out, const DropoutCall& call) {
@@ -16,10 +50,12 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
   // One byte per mask element; four elements share one Philox block. The buffer is kept between calls.
   thread_local std::vector<unsigned char> keep;
   keep.resize(static_cast<std::size_t>(mask_count));
-  for (std::int64_t block = 0; block < (mask_count + 3) / 4; ++block) {
-    const kernels::PhiloxBlock bits = kernels::philox_block(call.seed, call.step, std::uint64_t(block));
-    for (std::int64_t lane = 0; lane < 4 && block * 4 + lane < mask_count; ++lane)
-      keep[std::size_t(block * 4 + lane)] = kernels::dropout_keep(bits.w[lane], keep_prob);
+  std::uint32_t words[4 * kBlocksPerBatch];
+  for (std::int64_t first = 0; first < mask_count; first += 4 * kBlocksPerBatch) {
+    philox_batch(call.seed, call.step, std::uint64_t(first / 4), words);
+    const std::int64_t count = std::min<std::int64_t>(mask_count - first, 4 * kBlocksPerBatch);
+    for (std::int64_t i = 0; i < count; ++i)
+      keep[std::size_t(first + i)] = kernels::dropout_keep(words[i], keep_prob);
   }
 
   const T p = T(keep_prob);
