@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "backend/cpu/ops.hpp"
+#include "backend/cpu/parallel.hpp"
 
 namespace dropnet::backend::cpu {
 
@@ -14,7 +15,9 @@ void activation_forward(ActivationKind kind, const T* z, T* y, std::int64_t rows
       if (y != z) std::copy(z, z + n, y);
       return;
     case ActivationKind::ReLU:
-      for (std::int64_t i = 0; i < n; ++i) y[i] = z[i] > T(0) ? z[i] : T(0);
+      parallel_for(n, 1 << 16, [=](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) y[i] = z[i] > T(0) ? z[i] : T(0);
+      });
       return;
     case ActivationKind::Softmax:
       for (std::int64_t r = 0; r < rows; ++r) {
@@ -38,10 +41,12 @@ void activation_backward(ActivationKind kind, const T* y, const T* dy, T* dz, st
       return;
     case ActivationKind::ReLU:
       // dy is loaded unconditionally so that the select vectorises (a conditional load would not).
-      for (std::int64_t i = 0; i < n; ++i) {
-        const T g = dy[i];
-        dz[i] = y[i] > T(0) ? g : T(0);
-      }
+      parallel_for(n, 1 << 16, [=](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) {
+          const T g = dy[i];
+          dz[i] = y[i] > T(0) ? g : T(0);
+        }
+      });
       return;
     case ActivationKind::Softmax:
       for (std::int64_t r = 0; r < rows; ++r) {

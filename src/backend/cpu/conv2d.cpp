@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/cpu/ops.hpp"
+#include "backend/cpu/parallel.hpp"
 
 namespace dropnet::backend::cpu {
 namespace {
@@ -23,7 +24,8 @@ template <typename T>
 void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const ConvGeometry& g) {
   const std::int64_t cols = g.kh * g.kw * g.c;
   const std::int64_t rows = (n1 - n0) * g.oh * g.ow;
-  for (std::int64_t r = 0; r < rows; ++r) {
+  parallel_for(rows, 4096, [&](std::int64_t r0, std::int64_t r1) {
+  for (std::int64_t r = r0; r < r1; ++r) {
     const std::int64_t img = n0 + r / (g.oh * g.ow);
     const std::int64_t oy = (r / g.ow) % g.oh, ox = r % g.ow;
     T* out = patches + r * cols;
@@ -39,13 +41,16 @@ void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const Conv
       }
     }
   }
+  });
 }
 
 // The adjoint of im2col: adds each patch entry back onto the input position it came from.
 template <typename T>
 void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const ConvGeometry& g) {
   const std::int64_t cols = g.kh * g.kw * g.c;
-  for (std::int64_t img = n0; img < n1; ++img) {
+  // Split by image: the patches of one image overlap in dx, those of two images never do.
+  parallel_for(n1 - n0, 2, [&](std::int64_t i0, std::int64_t i1) {
+  for (std::int64_t img = n0 + i0; img < n0 + i1; ++img) {
     for (std::int64_t oy = 0; oy < g.oh; ++oy) {
       for (std::int64_t ox = 0; ox < g.ow; ++ox) {
         const T* in = patches + (((img - n0) * g.oh + oy) * g.ow + ox) * cols;
@@ -61,6 +66,7 @@ void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const
       }
     }
   }
+  });
 }
 
 }  // namespace
@@ -74,7 +80,9 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry
     const std::int64_t n1 = std::min(g.n, n0 + chunk), rows = (n1 - n0) * per_image;
     T* out = y + n0 * per_image * g.k;
     if (b != nullptr) {
-      for (std::int64_t r = 0; r < rows; ++r) std::copy(b, b + g.k, out + r * g.k);
+      parallel_for(rows, 4096, [&](std::int64_t r0, std::int64_t r1) {
+        for (std::int64_t r = r0; r < r1; ++r) std::copy(b, b + g.k, out + r * g.k);
+      });
     }
     im2col(x, patches.data(), n0, n1, g);
     gemm<T>(false, false, rows, g.k, cols, T(1), patches.data(), cols, w, g.k, b ? T(1) : T(0), out, g.k);

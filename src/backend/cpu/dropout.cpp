@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "backend/cpu/ops.hpp"
+#include "backend/cpu/parallel.hpp"
 #include "kernels/dropout_math.hpp"
 
 namespace dropnet::backend::cpu {
@@ -14,7 +15,7 @@ constexpr std::int64_t kBlocksPerBatch = 64;
 // Words of Philox blocks first .. first + 63 of (seed, subsequence), block j's word w at out[4 j + w]:
 // philox4x32_10 on 64 counters at once, lane by lane, so that the compiler vectorises the rounds (with
 // 16 or fewer it unrolls the lanes into scalars first).
-[[gnu::noinline]] void philox_batch(std::uint64_t seed, std::uint64_t subsequence, std::uint64_t first,
+[[gnu::noinline, gnu::target_clones("avx512f", "avx2", "default")]] void philox_batch(std::uint64_t seed, std::uint64_t subsequence, std::uint64_t first,
                                     std::uint32_t* out) {
   std::uint32_t x0[kBlocksPerBatch], x1[kBlocksPerBatch], x2[kBlocksPerBatch], x3[kBlocksPerBatch];
   for (std::int64_t j = 0; j < kBlocksPerBatch; ++j) {
@@ -50,17 +51,23 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
   // One byte per mask element; four elements share one Philox block. The buffer is kept between calls.
   thread_local std::vector<unsigned char> keep;
   keep.resize(static_cast<std::size_t>(mask_count));
-  std::uint32_t words[4 * kBlocksPerBatch];
-  for (std::int64_t first = 0; first < mask_count; first += 4 * kBlocksPerBatch) {
-    philox_batch(call.seed, call.step, std::uint64_t(first / 4), words);
-    const std::int64_t count = std::min<std::int64_t>(mask_count - first, 4 * kBlocksPerBatch);
-    for (std::int64_t i = 0; i < count; ++i)
-      keep[std::size_t(first + i)] = kernels::dropout_keep(words[i], keep_prob);
-  }
+  unsigned char* keep_bytes = keep.data();
+  constexpr std::int64_t kBatchElements = 4 * kBlocksPerBatch;
+  parallel_for((mask_count + kBatchElements - 1) / kBatchElements, 64, [&](std::int64_t b0, std::int64_t b1) {
+    std::uint32_t words[kBatchElements];
+    for (std::int64_t batch = b0; batch < b1; ++batch) {
+      const std::int64_t first = batch * kBatchElements;
+      philox_batch(call.seed, call.step, std::uint64_t(first / 4), words);
+      const std::int64_t count = std::min<std::int64_t>(mask_count - first, kBatchElements);
+      for (std::int64_t i = 0; i < count; ++i) keep_bytes[first + i] = kernels::dropout_keep(words[i], keep_prob);
+    }
+  });
 
   const T p = T(keep_prob);
   if (mask_count == n) {
-    for (std::int64_t i = 0; i < n; ++i) out[i] = kernels::dropout_apply(in[i], keep[std::size_t(i)] != 0, p);  // vectorises
+    parallel_for(n, 1 << 16, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) out[i] = kernels::dropout_apply(in[i], keep_bytes[i] != 0, p);
+    });
     return;
   }
   // Broadcast: the mask index of input element i drops the coordinates of the mask's size-1 axes.

@@ -4,12 +4,14 @@
 #include <vector>
 
 #include "backend/cpu/ops.hpp"
+#include "backend/cpu/parallel.hpp"
 
 namespace dropnet::backend::cpu {
 
 template <typename T>
 void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g) {
-  for (std::int64_t r = 0; r < g.n * g.oh * g.ow; ++r) {
+  parallel_for(g.n * g.oh * g.ow, 1024, [&](std::int64_t r0, std::int64_t r1) {
+  for (std::int64_t r = r0; r < r1; ++r) {
     const std::int64_t img = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
     T* out = y + r * g.c;
     std::fill(out, out + g.c, -std::numeric_limits<T>::infinity());
@@ -24,6 +26,7 @@ void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g) {
       }
     }
   }
+  });
 }
 
 template <typename T>
@@ -32,9 +35,10 @@ void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGe
   // pending[c]: the gradient of output channel c not yet delivered. Window positions are visited in
   // row-major order with channels innermost (contiguous); the first position holding the maximum takes
   // the gradient and zeroes pending, so later ties add 0. Branch-free, so the channel loop vectorises.
-  thread_local std::vector<T> pending;
-  pending.resize(std::size_t(g.c));
-  for (std::int64_t r = 0; r < g.n * g.oh * g.ow; ++r) {
+  // Split by image: windows of one image may overlap in dx (stride < pool), those of two images never do.
+  parallel_for(g.n, 2, [&](std::int64_t i0, std::int64_t i1) {
+  std::vector<T> pending(std::size_t(g.c));
+  for (std::int64_t r = i0 * g.oh * g.ow; r < i1 * g.oh * g.ow; ++r) {
     const std::int64_t img = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
     const T* ymax = y + r * g.c;
     std::copy(dy + r * g.c, dy + (r + 1) * g.c, pending.begin());
@@ -55,6 +59,7 @@ void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGe
       }
     }
   }
+  });
 }
 
 template void maxpool2d_forward<float>(const float*, float*, const PoolGeometry&);
