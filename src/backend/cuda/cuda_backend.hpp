@@ -97,6 +97,8 @@ class CudaBackend final : public Backend {
 
  private:
   void apply_settings(bool deterministic, bool allow_tf32, std::size_t workspace_limit);
+  // Copies the batch's row indices to device scratch (through pinned staging, on the stream).
+  const std::int64_t* upload_index(std::span<const std::int64_t> index);
 
   std::unique_ptr<DeviceContext> ctx_;
   std::unique_ptr<CudnnConv> conv_;

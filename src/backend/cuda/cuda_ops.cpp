@@ -190,6 +190,15 @@ void check_index(std::span<const std::int64_t> index, std::int64_t rows) {
 }
 }  // namespace
 
+const std::int64_t* CudaBackend::upload_index(std::span<const std::int64_t> index) {
+  auto* staged = static_cast<std::int64_t*>(ctx_->staging(index.size_bytes()));
+  std::copy(index.begin(), index.end(), staged);
+  auto* device_index = ctx_->scratch_as<std::int64_t>(Scratch::Index, index.size());
+  CUDA_CHECK(cudaMemcpyAsync(device_index, staged, index.size_bytes(), cudaMemcpyHostToDevice, ctx_->stream()));
+  ctx_->staging_in_flight();
+  return device_index;
+}
+
 void CudaBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) {
   expect_on_device(dst, "gather destination");
   if (index.empty()) return;
@@ -212,11 +221,7 @@ void CudaBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> i
     return;
   }
   // Only the indices cross the bus; the rows are gathered on the GPU.
-  auto* staged = static_cast<std::int64_t*>(ctx_->staging(index.size_bytes()));
-  std::copy(index.begin(), index.end(), staged);
-  auto* device_index = ctx_->scratch_as<std::int64_t>(Scratch::Index, index.size());
-  CUDA_CHECK(cudaMemcpyAsync(device_index, staged, index.size_bytes(), cudaMemcpyHostToDevice, ctx_->stream()));
-  ctx_->staging_in_flight();
+  const std::int64_t* device_index = upload_index(index);
   kernels::launch_gather_rows(src.data(), device_index, dst.data(), index.size(), static_cast<std::size_t>(row_size),
                               ctx_->stream_ptr());
 }
@@ -244,11 +249,7 @@ void CudaBackend::gather_rows_u8(const std::uint8_t* src, bool src_on_device, st
     ctx_->staging_in_flight();
     return;
   }
-  auto* staged = static_cast<std::int64_t*>(ctx_->staging(index.size_bytes()));
-  std::copy(index.begin(), index.end(), staged);
-  auto* device_index = ctx_->scratch_as<std::int64_t>(Scratch::Index, index.size());
-  CUDA_CHECK(cudaMemcpyAsync(device_index, staged, index.size_bytes(), cudaMemcpyHostToDevice, ctx_->stream()));
-  ctx_->staging_in_flight();
+  const std::int64_t* device_index = upload_index(index);
   kernels::launch_gather_rows_u8(src, device_index, dst.data(), index.size(), static_cast<std::size_t>(row_size),
                                  scale, ctx_->stream_ptr());
 }
