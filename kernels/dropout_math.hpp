@@ -26,6 +26,20 @@ DROPNET_HD bool dropout_keep(std::uint32_t bits, float keep_prob) {
   return uniform_from_bits(bits) < keep_prob;
 }
 
+// The same rule as an integer comparison, for loops where converting uint32 to float is slow (SSE2 has no
+// unsigned conversion): uniform_from_bits is non-decreasing in its argument, so the words it maps below
+// keep_prob are exactly [0, threshold), and dropout_keep(x, p) == (x < dropout_keep_threshold(p)).
+// A binary search over the 2^32 words, done once per call.
+DROPNET_HD std::uint64_t dropout_keep_threshold(float keep_prob) {
+  std::uint64_t lo = 0, hi = std::uint64_t(1) << 32;
+  while (lo < hi) {
+    const std::uint64_t mid = (lo + hi) / 2;
+    if (dropout_keep(static_cast<std::uint32_t>(mid), keep_prob)) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 DROPNET_HD bool dropout_keep_at(std::uint64_t seed, std::uint64_t step, std::uint64_t mask_index,
                                 float keep_prob) {
   const PhiloxBlock b = philox_block(seed, step, mask_index / 4);

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "backend/backend.hpp"
+#include "kernels/dropout_math.hpp"
 #include "dropnet/errors.hpp"
 #include "dropnet/layers.hpp"
 #include "support/matchers.hpp"
@@ -129,5 +130,19 @@ TEST_CASE("Dropout layer: each training call advances the step, and backward reg
   for (std::size_t i = 0; i < yv.size(); ++i) {
     REQUIRE((yv[i] == 0.0f) == (dxv[i] == 0.0f));
     if (dxv[i] != 0.0f) REQUIRE(dxv[i] == 1.0f / (1.0f - 0.4f));
+  }
+}
+
+TEST_CASE("the integer keep threshold decides exactly as the float keep rule", "[dropout]") {
+  for (float rate : {0.001f, 0.1f, 0.25f, 0.3f, 0.5f, 0.7f, 0.999f}) {
+    const float keep_prob = kernels::dropout_keep_prob(rate);
+    const std::uint64_t t = kernels::dropout_keep_threshold(keep_prob);
+    INFO("rate " << rate << " threshold " << t);
+    REQUIRE(t > 0);
+    REQUIRE(t < (std::uint64_t(1) << 32));
+    CHECK(kernels::dropout_keep(std::uint32_t(t - 1), keep_prob));   // the last word kept
+    CHECK(!kernels::dropout_keep(std::uint32_t(t), keep_prob));      // the first word dropped
+    for (std::uint32_t x : testing::uniform<std::uint32_t>(20000, 0, 4294967295.0, 3))
+      REQUIRE(kernels::dropout_keep(x, keep_prob) == (x < t));
   }
 }

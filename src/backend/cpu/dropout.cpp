@@ -52,6 +52,7 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
   thread_local std::vector<unsigned char> keep;
   keep.resize(static_cast<std::size_t>(mask_count));
   unsigned char* keep_bytes = keep.data();
+  const std::uint64_t threshold = kernels::dropout_keep_threshold(keep_prob);  // x < threshold <=> kept
   constexpr std::int64_t kBatchElements = 4 * kBlocksPerBatch;
   parallel_for((mask_count + kBatchElements - 1) / kBatchElements, 64, [&](std::int64_t b0, std::int64_t b1) {
     std::uint32_t words[kBatchElements];
@@ -59,7 +60,7 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
       const std::int64_t first = batch * kBatchElements;
       philox_batch(call.seed, call.step, std::uint64_t(first / 4), words);
       const std::int64_t count = std::min<std::int64_t>(mask_count - first, kBatchElements);
-      for (std::int64_t i = 0; i < count; ++i) keep_bytes[first + i] = kernels::dropout_keep(words[i], keep_prob);
+      for (std::int64_t i = 0; i < count; ++i) keep_bytes[first + i] = words[i] < threshold;
     }
   });
 
