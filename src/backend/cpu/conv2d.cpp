@@ -1,8 +1,11 @@
 // conv2d.cpp: Conv2D on the CPU as im2col + GEMM. NHWC input and the Keras kernel layout (KH, KW, C, K)
 // make this natural: a patch row is (ky, kx, c) in memory order, and the kernel is already the
 // (KH*KW*C, K) matrix, so y = patches @ kernel needs no transposes. OpenBLAS threads the GEMMs; the
-// loops here stay single-threaded (an OpenMP pool beside OpenBLAS's threads made steps 2x slower on
-// 2 cores, the two pools spinning against each other).
+// copies around them are split over the cores by parallel_for.
+//
+// The bias rides in the GEMMs: with a bias each patch row gets a trailing 1 and the kernel the bias as an
+// extra last row, so the forward GEMM adds it, and the weight-gradient GEMM's extra last row is the bias
+// gradient (the column sums of dy). That saves a pass over y in forward and one over dy in backward.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -15,20 +18,22 @@ namespace {
 
 // Images per GEMM: bounds the patch matrix to ~16 MiB of floats while keeping the GEMM tall.
 std::int64_t images_per_chunk(const ConvGeometry& g) {
-  const std::int64_t per_image = g.oh * g.ow * g.kh * g.kw * g.c;
+  const std::int64_t per_image = g.oh * g.ow * (g.kh * g.kw * g.c + 1);
   return std::clamp<std::int64_t>((std::int64_t(4) << 20) / std::max<std::int64_t>(per_image, 1), 1, g.n);
 }
 
-// patches (rows = images [n0, n1) x OH x OW, cols = KH*KW*C); zeros where the window leaves the input.
+// patches (rows = images [n0, n1) x OH x OW, row stride ld): KH*KW*C values, zeros where the window leaves
+// the input, then a 1 when ld has room for it (the bias column).
 template <typename T>
-void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const ConvGeometry& g) {
+void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const ConvGeometry& g, std::int64_t ld) {
   const std::int64_t cols = g.kh * g.kw * g.c;
   const std::int64_t rows = (n1 - n0) * g.oh * g.ow;
   parallel_for(rows, 4096, [&](std::int64_t r0, std::int64_t r1) {
   for (std::int64_t r = r0; r < r1; ++r) {
     const std::int64_t img = n0 + r / (g.oh * g.ow);
     const std::int64_t oy = (r / g.ow) % g.oh, ox = r % g.ow;
-    T* out = patches + r * cols;
+    T* out = patches + r * ld;
+    if (ld > cols) out[cols] = T(1);
     for (std::int64_t ky = 0; ky < g.kh; ++ky) {
       const std::int64_t iy = oy * g.sh - g.pad_top + ky;
       for (std::int64_t kx = 0; kx < g.kw; ++kx, out += g.c) {
@@ -44,16 +49,15 @@ void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const Conv
   });
 }
 
-// The adjoint of im2col: adds each patch entry back onto the input position it came from.
+// The adjoint of im2col: adds each patch entry (row stride ld) back onto the input position it came from.
 template <typename T>
-void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const ConvGeometry& g) {
-  const std::int64_t cols = g.kh * g.kw * g.c;
+void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const ConvGeometry& g, std::int64_t ld) {
   // Split by image: the patches of one image overlap in dx, those of two images never do.
   parallel_for(n1 - n0, 2, [&](std::int64_t i0, std::int64_t i1) {
   for (std::int64_t img = n0 + i0; img < n0 + i1; ++img) {
     for (std::int64_t oy = 0; oy < g.oh; ++oy) {
       for (std::int64_t ox = 0; ox < g.ow; ++ox) {
-        const T* in = patches + (((img - n0) * g.oh + oy) * g.ow + ox) * cols;
+        const T* in = patches + (((img - n0) * g.oh + oy) * g.ow + ox) * ld;
         for (std::int64_t ky = 0; ky < g.kh; ++ky) {
           const std::int64_t iy = oy * g.sh - g.pad_top + ky;
           for (std::int64_t kx = 0; kx < g.kw; ++kx, in += g.c) {
@@ -74,44 +78,50 @@ void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const
 template <typename T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry& g) {
   const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
+  const std::int64_t ld = cols + (b != nullptr ? 1 : 0);
+  const T* kernel = w;
+  std::vector<T> kernel_and_bias;  // (cols + 1, K): the kernel with the bias as its last row
+  if (b != nullptr) {
+    kernel_and_bias.resize(std::size_t(ld * g.k));
+    std::copy(w, w + cols * g.k, kernel_and_bias.begin());
+    std::copy(b, b + g.k, kernel_and_bias.begin() + cols * g.k);
+    kernel = kernel_and_bias.data();
+  }
   const std::int64_t chunk = images_per_chunk(g);
-  std::vector<T> patches(std::size_t(chunk * per_image * cols));
+  std::vector<T> patches(std::size_t(chunk * per_image * ld));
   for (std::int64_t n0 = 0; n0 < g.n; n0 += chunk) {
     const std::int64_t n1 = std::min(g.n, n0 + chunk), rows = (n1 - n0) * per_image;
-    T* out = y + n0 * per_image * g.k;
-    if (b != nullptr) {
-      parallel_for(rows, 4096, [&](std::int64_t r0, std::int64_t r1) {
-        for (std::int64_t r = r0; r < r1; ++r) std::copy(b, b + g.k, out + r * g.k);
-      });
-    }
-    im2col(x, patches.data(), n0, n1, g);
-    gemm<T>(false, false, rows, g.k, cols, T(1), patches.data(), cols, w, g.k, b ? T(1) : T(0), out, g.k);
+    im2col(x, patches.data(), n0, n1, g, ld);
+    gemm<T>(false, false, rows, g.k, ld, T(1), patches.data(), ld, kernel, g.k, T(0), y + n0 * per_image * g.k, g.k);
   }
 }
 
 template <typename T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
   const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
+  const std::int64_t ld = cols + (db != nullptr ? 1 : 0);
+  std::vector<T> dw_and_db;  // (cols + 1, K) when there is a bias: dw, then db as the last row
+  if (db != nullptr) dw_and_db.resize(std::size_t(ld * g.k));
+  T* dw_target = db != nullptr ? dw_and_db.data() : dw;
   const std::int64_t chunk = images_per_chunk(g);
-  std::vector<T> patches(std::size_t(chunk * per_image * cols));
+  std::vector<T> patches(std::size_t(chunk * per_image * ld));
   if (dx != nullptr) std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
-  if (db != nullptr) {
-    std::fill(db, db + g.k, T(0));
-    for (std::int64_t r = 0; r < g.n * per_image; ++r)
-      for (std::int64_t k = 0; k < g.k; ++k) db[k] += dy[r * g.k + k];
-  }
   for (std::int64_t n0 = 0; n0 < g.n; n0 += chunk) {
     const std::int64_t n1 = std::min(g.n, n0 + chunk), rows = (n1 - n0) * per_image;
     const T* dy_chunk = dy + n0 * per_image * g.k;
-    im2col(x, patches.data(), n0, n1, g);
-    // dw (cols x K) += patches^T (cols x rows) @ dy (rows x K)
-    gemm<T>(true, false, cols, g.k, rows, T(1), patches.data(), cols, dy_chunk, g.k, n0 == 0 ? T(0) : T(1), dw,
+    im2col(x, patches.data(), n0, n1, g, ld);
+    // dw (ld x K) += patches^T (ld x rows) @ dy (rows x K); with the bias column its last row is sum dy.
+    gemm<T>(true, false, ld, g.k, rows, T(1), patches.data(), ld, dy_chunk, g.k, n0 == 0 ? T(0) : T(1), dw_target,
             g.k);
     if (dx != nullptr) {
-      // dpatches (rows x cols) = dy (rows x K) @ w^T (K x cols), reusing the patch buffer.
-      gemm<T>(false, true, rows, cols, g.k, T(1), dy_chunk, g.k, w, g.k, T(0), patches.data(), cols);
-      col2im_add(patches.data(), dx, n0, n1, g);
+      // dpatches (rows x cols, stride ld) = dy (rows x K) @ w^T (K x cols), reusing the patch buffer.
+      gemm<T>(false, true, rows, cols, g.k, T(1), dy_chunk, g.k, w, g.k, T(0), patches.data(), ld);
+      col2im_add(patches.data(), dx, n0, n1, g, ld);
     }
+  }
+  if (db != nullptr) {
+    std::copy(dw_and_db.begin(), dw_and_db.begin() + cols * g.k, dw);
+    std::copy(dw_and_db.begin() + cols * g.k, dw_and_db.end(), db);
   }
 }
 
