@@ -7,7 +7,6 @@
 // extra last row, so the forward GEMM adds it, and the weight-gradient GEMM's extra last row is the bias
 // gradient (the column sums of dy). That saves a pass over y in forward and one over dy in backward.
 #include <algorithm>
-#include <cstring>
 #include <vector>
 
 #include "backend/cpu/ops.hpp"
@@ -41,7 +40,9 @@ void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const Conv
         if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
           std::fill(out, out + g.c, T(0));
         } else {
-          std::memcpy(out, x + ((img * g.h + iy) * g.w + ix) * g.c, sizeof(T) * std::size_t(g.c));
+          // A plain loop, not memcpy: conv1's pieces are 3 floats, too short for a library call.
+          const T* in = x + ((img * g.h + iy) * g.w + ix) * g.c;
+          for (std::int64_t c = 0; c < g.c; ++c) out[c] = in[c];
         }
       }
     }
