@@ -15,6 +15,16 @@
 namespace dropnet::backend::cpu {
 namespace {
 
+// A per-thread patch buffer of at least `count` elements, kept between calls: allocating (and zeroing) up
+// to 16 MiB twice per layer and step cost more than the copies that fill it. im2col writes every element
+// that a GEMM then reads, so stale contents never matter.
+template <typename T>
+T* scratch(std::size_t count) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+
 // Images per GEMM: bounds the patch matrix to ~16 MiB of floats while keeping the GEMM tall.
 std::int64_t images_per_chunk(const ConvGeometry& g) {
   const std::int64_t per_image = g.oh * g.ow * (g.kh * g.kw * g.c + 1);
@@ -89,11 +99,11 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry
     kernel = kernel_and_bias.data();
   }
   const std::int64_t chunk = images_per_chunk(g);
-  std::vector<T> patches(std::size_t(chunk * per_image * ld));
+  T* patches = scratch<T>(std::size_t(chunk * per_image * ld));
   for (std::int64_t n0 = 0; n0 < g.n; n0 += chunk) {
     const std::int64_t n1 = std::min(g.n, n0 + chunk), rows = (n1 - n0) * per_image;
-    im2col(x, patches.data(), n0, n1, g, ld);
-    gemm<T>(false, false, rows, g.k, ld, T(1), patches.data(), ld, kernel, g.k, T(0), y + n0 * per_image * g.k, g.k);
+    im2col(x, patches, n0, n1, g, ld);
+    gemm<T>(false, false, rows, g.k, ld, T(1), patches, ld, kernel, g.k, T(0), y + n0 * per_image * g.k, g.k);
   }
 }
 
@@ -105,19 +115,19 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
   if (db != nullptr) dw_and_db.resize(std::size_t(ld * g.k));
   T* dw_target = db != nullptr ? dw_and_db.data() : dw;
   const std::int64_t chunk = images_per_chunk(g);
-  std::vector<T> patches(std::size_t(chunk * per_image * ld));
+  T* patches = scratch<T>(std::size_t(chunk * per_image * ld));
   if (dx != nullptr) std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
   for (std::int64_t n0 = 0; n0 < g.n; n0 += chunk) {
     const std::int64_t n1 = std::min(g.n, n0 + chunk), rows = (n1 - n0) * per_image;
     const T* dy_chunk = dy + n0 * per_image * g.k;
-    im2col(x, patches.data(), n0, n1, g, ld);
+    im2col(x, patches, n0, n1, g, ld);
     // dw (ld x K) += patches^T (ld x rows) @ dy (rows x K); with the bias column its last row is sum dy.
-    gemm<T>(true, false, ld, g.k, rows, T(1), patches.data(), ld, dy_chunk, g.k, n0 == 0 ? T(0) : T(1), dw_target,
+    gemm<T>(true, false, ld, g.k, rows, T(1), patches, ld, dy_chunk, g.k, n0 == 0 ? T(0) : T(1), dw_target,
             g.k);
     if (dx != nullptr) {
       // dpatches (rows x cols, stride ld) = dy (rows x K) @ w^T (K x cols), reusing the patch buffer.
-      gemm<T>(false, true, rows, cols, g.k, T(1), dy_chunk, g.k, w, g.k, T(0), patches.data(), ld);
-      col2im_add(patches.data(), dx, n0, n1, g, ld);
+      gemm<T>(false, true, rows, cols, g.k, T(1), dy_chunk, g.k, w, g.k, T(0), patches, ld);
+      col2im_add(patches, dx, n0, n1, g, ld);
     }
   }
   if (db != nullptr) {

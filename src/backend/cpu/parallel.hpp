@@ -9,13 +9,20 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
 namespace dropnet::backend::cpu {
 
+// Threads for these loops: the hardware threads (at most 16), or DROPNET_CPU_THREADS when set.
 inline unsigned cpu_threads() {
-  static const unsigned n = std::max(1u, std::min(std::thread::hardware_concurrency(), 16u));
+  static const unsigned n = [] {
+    unsigned count = std::thread::hardware_concurrency();
+    if (const char* env = std::getenv("DROPNET_CPU_THREADS"); env != nullptr && std::atoi(env) > 0)
+      count = static_cast<unsigned>(std::atoi(env));
+    return std::max(1u, std::min(count, 16u));
+  }();
   return n;
 }
 
