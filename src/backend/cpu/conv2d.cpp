@@ -38,25 +38,25 @@ void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const Conv
   const std::int64_t cols = g.kh * g.kw * g.c;
   const std::int64_t rows = (n1 - n0) * g.oh * g.ow;
   parallel_for(rows, 4096, [&](std::int64_t r0, std::int64_t r1) {
-  for (std::int64_t r = r0; r < r1; ++r) {
-    const std::int64_t img = n0 + r / (g.oh * g.ow);
-    const std::int64_t oy = (r / g.ow) % g.oh, ox = r % g.ow;
-    T* out = patches + r * ld;
-    if (ld > cols) out[cols] = T(1);
-    for (std::int64_t ky = 0; ky < g.kh; ++ky) {
-      const std::int64_t iy = oy * g.sh - g.pad_top + ky;
-      for (std::int64_t kx = 0; kx < g.kw; ++kx, out += g.c) {
-        const std::int64_t ix = ox * g.sw - g.pad_left + kx;
-        if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
-          std::fill(out, out + g.c, T(0));
-        } else {
-          // A plain loop, not memcpy: conv1's pieces are 3 floats, too short for a library call.
-          const T* in = x + ((img * g.h + iy) * g.w + ix) * g.c;
-          for (std::int64_t c = 0; c < g.c; ++c) out[c] = in[c];
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t img = n0 + r / (g.oh * g.ow);
+      const std::int64_t oy = (r / g.ow) % g.oh, ox = r % g.ow;
+      T* out = patches + r * ld;
+      if (ld > cols) out[cols] = T(1);
+      for (std::int64_t ky = 0; ky < g.kh; ++ky) {
+        const std::int64_t iy = oy * g.sh - g.pad_top + ky;
+        for (std::int64_t kx = 0; kx < g.kw; ++kx, out += g.c) {
+          const std::int64_t ix = ox * g.sw - g.pad_left + kx;
+          if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
+            std::fill(out, out + g.c, T(0));
+          } else {
+            // A plain loop, not memcpy: conv1's pieces are 3 floats, too short for a library call.
+            const T* in = x + ((img * g.h + iy) * g.w + ix) * g.c;
+            for (std::int64_t c = 0; c < g.c; ++c) out[c] = in[c];
+          }
         }
       }
     }
-  }
   });
 }
 
@@ -65,22 +65,22 @@ template <typename T>
 void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const ConvGeometry& g, std::int64_t ld) {
   // Split by image: the patches of one image overlap in dx, those of two images never do.
   parallel_for(n1 - n0, 2, [&](std::int64_t i0, std::int64_t i1) {
-  for (std::int64_t img = n0 + i0; img < n0 + i1; ++img) {
-    for (std::int64_t oy = 0; oy < g.oh; ++oy) {
-      for (std::int64_t ox = 0; ox < g.ow; ++ox) {
-        const T* in = patches + (((img - n0) * g.oh + oy) * g.ow + ox) * ld;
-        for (std::int64_t ky = 0; ky < g.kh; ++ky) {
-          const std::int64_t iy = oy * g.sh - g.pad_top + ky;
-          for (std::int64_t kx = 0; kx < g.kw; ++kx, in += g.c) {
-            const std::int64_t ix = ox * g.sw - g.pad_left + kx;
-            if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
-            T* out = dx + ((img * g.h + iy) * g.w + ix) * g.c;
-            for (std::int64_t c = 0; c < g.c; ++c) out[c] += in[c];
+    for (std::int64_t img = n0 + i0; img < n0 + i1; ++img) {
+      for (std::int64_t oy = 0; oy < g.oh; ++oy) {
+        for (std::int64_t ox = 0; ox < g.ow; ++ox) {
+          const T* in = patches + (((img - n0) * g.oh + oy) * g.ow + ox) * ld;
+          for (std::int64_t ky = 0; ky < g.kh; ++ky) {
+            const std::int64_t iy = oy * g.sh - g.pad_top + ky;
+            for (std::int64_t kx = 0; kx < g.kw; ++kx, in += g.c) {
+              const std::int64_t ix = ox * g.sw - g.pad_left + kx;
+              if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
+              T* out = dx + ((img * g.h + iy) * g.w + ix) * g.c;
+              for (std::int64_t c = 0; c < g.c; ++c) out[c] += in[c];
+            }
           }
         }
       }
     }
-  }
   });
 }
 

@@ -7,25 +7,36 @@
 #include "backend/cpu/parallel.hpp"
 
 namespace dropnet::backend::cpu {
+namespace {
+
+// Calls at(offset) for each input position of output position r's window that lies inside the input, in
+// row-major window order; offset is the position's first channel in x (and dx).
+template <typename F>
+void for_each_in_window(const PoolGeometry& g, std::int64_t r, F&& at) {
+  const std::int64_t img = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
+  for (std::int64_t ky = 0; ky < g.ph; ++ky) {
+    const std::int64_t iy = oy * g.sh - g.pad_top + ky;
+    if (iy < 0 || iy >= g.h) continue;
+    for (std::int64_t kx = 0; kx < g.pw; ++kx) {
+      const std::int64_t ix = ox * g.sw - g.pad_left + kx;
+      if (ix < 0 || ix >= g.w) continue;
+      at(((img * g.h + iy) * g.w + ix) * g.c);
+    }
+  }
+}
+
+}  // namespace
 
 template <typename T>
 void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g) {
   parallel_for(g.n * g.oh * g.ow, 1024, [&](std::int64_t r0, std::int64_t r1) {
-  for (std::int64_t r = r0; r < r1; ++r) {
-    const std::int64_t img = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
-    T* out = y + r * g.c;
-    std::fill(out, out + g.c, -std::numeric_limits<T>::infinity());
-    for (std::int64_t ky = 0; ky < g.ph; ++ky) {
-      const std::int64_t iy = oy * g.sh - g.pad_top + ky;
-      if (iy < 0 || iy >= g.h) continue;
-      for (std::int64_t kx = 0; kx < g.pw; ++kx) {
-        const std::int64_t ix = ox * g.sw - g.pad_left + kx;
-        if (ix < 0 || ix >= g.w) continue;
-        const T* in = x + ((img * g.h + iy) * g.w + ix) * g.c;
-        for (std::int64_t c = 0; c < g.c; ++c) out[c] = std::max(out[c], in[c]);
-      }
+    for (std::int64_t r = r0; r < r1; ++r) {
+      T* out = y + r * g.c;
+      std::fill(out, out + g.c, -std::numeric_limits<T>::infinity());
+      for_each_in_window(g, r, [&](std::int64_t at) {
+        for (std::int64_t c = 0; c < g.c; ++c) out[c] = std::max(out[c], x[at + c]);
+      });
     }
-  }
   });
 }
 
@@ -37,28 +48,20 @@ void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGe
   // the gradient and zeroes pending, so later ties add 0. Branch-free, so the channel loop vectorises.
   // Split by image: windows of one image may overlap in dx (stride < pool), those of two images never do.
   parallel_for(g.n, 2, [&](std::int64_t i0, std::int64_t i1) {
-  std::vector<T> pending(std::size_t(g.c));
-  for (std::int64_t r = i0 * g.oh * g.ow; r < i1 * g.oh * g.ow; ++r) {
-    const std::int64_t img = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
-    const T* ymax = y + r * g.c;
-    std::copy(dy + r * g.c, dy + (r + 1) * g.c, pending.begin());
-    T* pend = pending.data();
-    for (std::int64_t ky = 0; ky < g.ph; ++ky) {
-      const std::int64_t iy = oy * g.sh - g.pad_top + ky;
-      if (iy < 0 || iy >= g.h) continue;
-      for (std::int64_t kx = 0; kx < g.pw; ++kx) {
-        const std::int64_t ix = ox * g.sw - g.pad_left + kx;
-        if (ix < 0 || ix >= g.w) continue;
-        const std::int64_t at = ((img * g.h + iy) * g.w + ix) * g.c;
+    std::vector<T> pending(std::size_t(g.c));
+    for (std::int64_t r = i0 * g.oh * g.ow; r < i1 * g.oh * g.ow; ++r) {
+      const T* ymax = y + r * g.c;
+      std::copy(dy + r * g.c, dy + (r + 1) * g.c, pending.begin());
+      T* pend = pending.data();
+      for_each_in_window(g, r, [&](std::int64_t at) {
         for (std::int64_t c = 0; c < g.c; ++c) {
           const bool hit = x[at + c] == ymax[c];
           const T p = pend[c];
           dx[at + c] += hit ? p : T(0);
           pend[c] = hit ? T(0) : p;
         }
-      }
+      });
     }
-  }
   });
 }
 
