@@ -5,6 +5,8 @@
 #include <limits>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/ops.hpp"
+#include "backend/cpu/parallel.hpp"
 #include "dropnet/layers.hpp"
 #include "support/testing.hpp"
 
@@ -102,5 +104,52 @@ TEST_CASE("MaxPooling2D forward matches a naive loop", "[pool]") {
               }
             REQUIRE(yv[std::size_t(((i * oh + oy) * ow + ox) * ch + k)] == m);
           }
+  }
+}
+
+TEST_CASE("Conv2D on a batch large enough to be split into chunks matches the per-chunk results", "[conv]") {
+  // 80 images of 30x30x8 with a 3x3 kernel: patch rows of 73 floats, so the CPU conv works in chunks of
+  // 73 images (~16 MiB of patches); the whole batch must equal its two halves computed on their own.
+  using backend::ConvGeometry;
+  const std::int64_t n = 80, h = 30, w = 30, c = 8, k = 5;
+  const auto whole = [&](std::int64_t batch) {
+    return ConvGeometry{batch, h, w, c, 3, 3, k, 1, 1, 0, 0, 28, 28};
+  };
+  const auto x = testing::uniform<float>(std::size_t(n * h * w * c), -1, 1, 21);
+  const auto kern = testing::uniform<float>(std::size_t(9 * c * k), -1, 1, 22);
+  const auto bias = testing::uniform<float>(std::size_t(k), -1, 1, 23);
+  const auto dy = testing::uniform<float>(std::size_t(n * 28 * 28 * k), -1, 1, 24);
+  const std::int64_t split = 73, in_per = h * w * c, out_per = 28 * 28 * k;
+
+  std::vector<float> y(dy.size()), dx(x.size()), dw(kern.size()), db(bias.size());
+  backend::cpu::conv2d_forward(x.data(), kern.data(), bias.data(), y.data(), whole(n));
+  backend::cpu::conv2d_backward(x.data(), kern.data(), dy.data(), dx.data(), dw.data(), db.data(), whole(n));
+
+  std::vector<float> y2(dy.size()), dx2(x.size()), dw_a(kern.size()), dw_b(kern.size()), db_a(bias.size()), db_b(bias.size());
+  backend::cpu::conv2d_forward(x.data(), kern.data(), bias.data(), y2.data(), whole(split));
+  backend::cpu::conv2d_forward(x.data() + split * in_per, kern.data(), bias.data(), y2.data() + split * out_per,
+                               whole(n - split));
+  backend::cpu::conv2d_backward(x.data(), kern.data(), dy.data(), dx2.data(), dw_a.data(), db_a.data(), whole(split));
+  backend::cpu::conv2d_backward(x.data() + split * in_per, kern.data(), dy.data() + split * out_per,
+                                dx2.data() + split * in_per, dw_b.data(), db_b.data(), whole(n - split));
+  CHECK(y == y2);
+  CHECK(dx == dx2);
+  std::vector<double> dw_sum(kern.size()), db_sum(static_cast<std::size_t>(k));
+  for (std::size_t i = 0; i < dw_sum.size(); ++i) dw_sum[i] = double(dw_a[i]) + dw_b[i];
+  for (std::size_t i = 0; i < db_sum.size(); ++i) db_sum[i] = double(db_a[i]) + db_b[i];
+  CHECK(testing::worst_ratio(dw, dw_sum, 1e-4, 1e-5) <= 1.0);
+  CHECK(testing::worst_ratio(db, db_sum, 1e-4, 1e-5) <= 1.0);
+}
+
+TEST_CASE("parallel_for covers every index exactly once", "[cpu]") {
+  for (std::int64_t n : {0, 1, 7, 1000, 65537, 1 << 20}) {
+    for (std::int64_t grain : {1, 64, 1 << 16}) {
+      std::vector<int> hits(static_cast<std::size_t>(n), 0);
+      backend::cpu::parallel_for(n, grain, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t i = begin; i < end; ++i) ++hits[std::size_t(i)];
+      });
+      INFO("n " << n << " grain " << grain);
+      CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
+    }
   }
 }
