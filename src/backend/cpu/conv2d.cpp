@@ -43,14 +43,23 @@ void im2col(const T* x, T* patches, std::int64_t n0, std::int64_t n1, const Conv
       const std::int64_t oy = (r / g.ow) % g.oh, ox = r % g.ow;
       T* out = patches + r * ld;
       if (ld > cols) out[cols] = T(1);
+      const std::int64_t ix0 = ox * g.sw - g.pad_left;
+      const bool row_inside = ix0 >= 0 && ix0 + g.kw <= g.w;
       for (std::int64_t ky = 0; ky < g.kh; ++ky) {
         const std::int64_t iy = oy * g.sh - g.pad_top + ky;
+        if (row_inside && iy >= 0 && iy < g.h) {
+          // The window's row is KW * C contiguous floats of x (NHWC): one copy, as a plain loop (conv1's
+          // rows are 9 floats, too short for a library call).
+          const T* in = x + ((img * g.h + iy) * g.w + ix0) * g.c;
+          for (std::int64_t j = 0; j < g.kw * g.c; ++j) out[j] = in[j];
+          out += g.kw * g.c;
+          continue;
+        }
         for (std::int64_t kx = 0; kx < g.kw; ++kx, out += g.c) {
-          const std::int64_t ix = ox * g.sw - g.pad_left + kx;
+          const std::int64_t ix = ix0 + kx;
           if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) {
             std::fill(out, out + g.c, T(0));
           } else {
-            // A plain loop, not memcpy: conv1's pieces are 3 floats, too short for a library call.
             const T* in = x + ((img * g.h + iy) * g.w + ix) * g.c;
             for (std::int64_t c = 0; c < g.c; ++c) out[c] = in[c];
           }
@@ -69,10 +78,18 @@ void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const
       for (std::int64_t oy = 0; oy < g.oh; ++oy) {
         for (std::int64_t ox = 0; ox < g.ow; ++ox) {
           const T* in = patches + (((img - n0) * g.oh + oy) * g.ow + ox) * ld;
+          const std::int64_t ix0 = ox * g.sw - g.pad_left;
+          const bool row_inside = ix0 >= 0 && ix0 + g.kw <= g.w;
           for (std::int64_t ky = 0; ky < g.kh; ++ky) {
             const std::int64_t iy = oy * g.sh - g.pad_top + ky;
+            if (row_inside && iy >= 0 && iy < g.h) {  // KW * C contiguous floats, as in im2col
+              T* out = dx + ((img * g.h + iy) * g.w + ix0) * g.c;
+              for (std::int64_t j = 0; j < g.kw * g.c; ++j) out[j] += in[j];
+              in += g.kw * g.c;
+              continue;
+            }
             for (std::int64_t kx = 0; kx < g.kw; ++kx, in += g.c) {
-              const std::int64_t ix = ox * g.sw - g.pad_left + kx;
+              const std::int64_t ix = ix0 + kx;
               if (iy < 0 || iy >= g.h || ix < 0 || ix >= g.w) continue;
               T* out = dx + ((img * g.h + iy) * g.w + ix) * g.c;
               for (std::int64_t c = 0; c < g.c; ++c) out[c] += in[c];
