@@ -12,8 +12,27 @@ void adam_update(float* params, const float* grads, float* m, float* v, std::siz
 }
 
 void maxnorm(float* w, const MaxNormCall& call) {
-  // Each element belongs to the norm group given by its coordinates on the axes not summed over.
   const int rank = static_cast<int>(call.shape.size());
+  const std::int64_t n = element_count(call.shape);
+  // Keras' usual axes are a leading prefix (Dense: {0}; Conv2D: {0}, {0, 1} or {0, 1, 2}): element i then
+  // belongs to group i % inner, inner being the product of the axes kept. No index table needed.
+  bool prefix = true;
+  for (std::size_t a = 0; a < call.axes.size(); ++a) prefix = prefix && call.axes[a] == static_cast<int>(a);
+  if (prefix) {
+    std::int64_t inner = 1;
+    for (int d = static_cast<int>(call.axes.size()); d < rank; ++d) inner *= call.shape[std::size_t(d)];
+    std::vector<double> sum_sq(static_cast<std::size_t>(inner), 0.0);
+    for (std::int64_t i = 0; i < n; i += inner)
+      for (std::int64_t j = 0; j < inner; ++j) sum_sq[std::size_t(j)] += double(w[i + j]) * double(w[i + j]);
+    std::vector<float> scale(static_cast<std::size_t>(inner));
+    for (std::int64_t j = 0; j < inner; ++j)
+      scale[std::size_t(j)] = kernels::maxnorm_scale(float(sum_sq[std::size_t(j)]), call.max_value);
+    for (std::int64_t i = 0; i < n; i += inner)
+      for (std::int64_t j = 0; j < inner; ++j) w[i + j] *= scale[std::size_t(j)];
+    return;
+  }
+
+  // Any other axes: each element's group comes from its coordinates on the axes not summed over.
   std::vector<bool> reduced(std::size_t(rank), false);
   for (int a : call.axes) reduced[std::size_t(a)] = true;
   std::vector<std::int64_t> group_stride(std::size_t(rank), 0);
@@ -23,7 +42,6 @@ void maxnorm(float* w, const MaxNormCall& call) {
     group_stride[std::size_t(d)] = groups;
     groups *= call.shape[std::size_t(d)];
   }
-  const std::int64_t n = element_count(call.shape);
   std::vector<std::int64_t> group_of(static_cast<std::size_t>(n));
   std::vector<std::int64_t> coord(std::size_t(rank), 0);
   for (std::int64_t i = 0; i < n; ++i) {

@@ -42,10 +42,14 @@ void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g) {
 
 template <typename T>
 void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGeometry& g) {
-  std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
+  // Windows that tile the input without overlap (stride == pool, no padding: the seed's case) visit each
+  // input position at most once, so they can assign dx instead of adding to a zero-filled one; only the
+  // positions no window covers (right and bottom edges) are zeroed.
+  const bool tiles = g.sh == g.ph && g.sw == g.pw && g.pad_top == 0 && g.pad_left == 0;
+  if (!tiles) std::fill(dx, dx + g.n * g.h * g.w * g.c, T(0));
   // pending[c]: the gradient of output channel c not yet delivered. Window positions are visited in
   // row-major order with channels innermost (contiguous); the first position holding the maximum takes
-  // the gradient and zeroes pending, so later ties add 0. Branch-free, so the channel loop vectorises.
+  // the gradient and zeroes pending, so later ties get 0. Branch-free, so the channel loop vectorises.
   // Split by image: windows of one image may overlap in dx (stride < pool), those of two images never do.
   parallel_for(g.n, 2, [&](std::int64_t i0, std::int64_t i1) {
     std::vector<T> pending(std::size_t(g.c));
@@ -57,10 +61,18 @@ void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGe
         for (std::int64_t c = 0; c < g.c; ++c) {
           const bool hit = x[at + c] == ymax[c];
           const T p = pend[c];
-          dx[at + c] += hit ? p : T(0);
+          const T give = hit ? p : T(0);
+          dx[at + c] = tiles ? give : dx[at + c] + give;
           pend[c] = hit ? T(0) : p;
         }
       });
+    }
+    if (tiles) {  // rows and columns past the last window
+      for (std::int64_t img = i0; img < i1; ++img)
+        for (std::int64_t iy = 0; iy < g.h; ++iy)
+          for (std::int64_t ix = 0; ix < g.w; ++ix)
+            if (iy >= g.oh * g.sh || ix >= g.ow * g.sw)
+              std::fill_n(dx + ((img * g.h + iy) * g.w + ix) * g.c, g.c, T(0));
     }
   });
 }
