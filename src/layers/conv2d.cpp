@@ -62,28 +62,18 @@ Conv2D::Geometry Conv2D::geometry(std::int64_t batch) const {
 void Conv2D::allocate(std::int64_t max_batch, Device device) {
   Shape s{max_batch};
   s.insert(s.end(), output_shape().begin(), output_shape().end());
-  z_ = activation_ == ActivationKind::Softmax ? Tensor(s, device) : Tensor();
-  dz_ = activation_ != ActivationKind::Linear ? Tensor(s, device) : Tensor();
+  layer_util::allocate_activation(activation_, s, device, z_, dz_);
 }
 
 void Conv2D::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
   const auto g = geometry(x.dim(0));
   const Tensor* bias = options_.use_bias ? &params_[1].value : nullptr;
-  if (activation_ == ActivationKind::Softmax) {
-    Tensor z = layer_util::batch_view(z_, g.n);
-    ctx.backend.conv2d_forward(x, params_[0].value, bias, z, g);
-    ctx.backend.activation_forward(activation_, z, y);
-  } else {
-    ctx.backend.conv2d_forward(x, params_[0].value, bias, y, g);
-    if (activation_ != ActivationKind::Linear) ctx.backend.activation_forward(activation_, y, y);
-  }
+  layer_util::forward_activation(activation_, z_, y, ctx,
+                                 [&](Tensor& out) { ctx.backend.conv2d_forward(x, params_[0].value, bias, out, g); });
 }
 
 void Conv2D::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) {
-  if (activation_ == ActivationKind::Linear) return backward_from_logits(x, dy, dx, ctx);
-  Tensor dz = layer_util::batch_view(dz_, x.dim(0));
-  ctx.backend.activation_backward(activation_, y, dy, dz);
-  backward_from_logits(x, dz, dx, ctx);
+  backward_from_logits(x, layer_util::activation_gradient(activation_, dz_, y, dy, ctx), dx, ctx);
 }
 
 void Conv2D::backward_from_logits(const Tensor& x, const Tensor& dz, Tensor* dx, RunContext& ctx) {

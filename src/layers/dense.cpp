@@ -32,27 +32,17 @@ Shape Dense::build(const Shape& in, std::uint64_t seed) {
 }
 
 void Dense::allocate(std::int64_t max_batch, Device device) {
-  z_ = activation_ == ActivationKind::Softmax ? Tensor({max_batch, units_}, device) : Tensor();
-  dz_ = activation_ != ActivationKind::Linear ? Tensor({max_batch, units_}, device) : Tensor();
+  layer_util::allocate_activation(activation_, {max_batch, units_}, device, z_, dz_);
 }
 
 void Dense::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
   const Tensor* bias = options_.use_bias ? &params_[1].value : nullptr;
-  if (activation_ == ActivationKind::Softmax) {
-    Tensor z = layer_util::batch_view(z_, x.dim(0));
-    ctx.backend.dense_forward(x, params_[0].value, bias, z);
-    ctx.backend.activation_forward(activation_, z, y);
-  } else {
-    ctx.backend.dense_forward(x, params_[0].value, bias, y);
-    if (activation_ != ActivationKind::Linear) ctx.backend.activation_forward(activation_, y, y);
-  }
+  layer_util::forward_activation(activation_, z_, y, ctx,
+                                 [&](Tensor& out) { ctx.backend.dense_forward(x, params_[0].value, bias, out); });
 }
 
 void Dense::backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) {
-  if (activation_ == ActivationKind::Linear) return backward_from_logits(x, dy, dx, ctx);
-  Tensor dz = layer_util::batch_view(dz_, x.dim(0));
-  ctx.backend.activation_backward(activation_, y, dy, dz);
-  backward_from_logits(x, dz, dx, ctx);
+  backward_from_logits(x, layer_util::activation_gradient(activation_, dz_, y, dy, ctx), dx, ctx);
 }
 
 void Dense::backward_from_logits(const Tensor& x, const Tensor& dz, Tensor* dx, RunContext& ctx) {

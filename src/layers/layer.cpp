@@ -99,5 +99,18 @@ std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) {
 
 Tensor batch_view(Tensor& buffer, std::int64_t batch) { return buffer.rows(0, batch); }
 
+void allocate_activation(ActivationKind kind, const Shape& out, Device device, Tensor& z, Tensor& dz) {
+  z = kind == ActivationKind::Softmax ? Tensor(out, device) : Tensor();
+  dz = kind != ActivationKind::Linear ? Tensor(out, device) : Tensor();
+}
+
+Tensor activation_gradient(ActivationKind kind, Tensor& dz_buffer, const Tensor& y, const Tensor& dy,
+                           RunContext& ctx) {
+  if (kind == ActivationKind::Linear) return dy;
+  Tensor dz = batch_view(dz_buffer, y.dim(0));
+  ctx.backend.activation_backward(kind, y, dy, dz);
+  return dz;
+}
+
 }  // namespace layer_util
 }  // namespace dropnet

@@ -29,4 +29,24 @@ std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream);
 // The first `batch` rows of a scratch buffer sized for the largest batch.
 Tensor batch_view(Tensor& buffer, std::int64_t batch);
 
+// The activation stage shared by Conv2D and Dense, y = act(z) with z = the layer's linear part.
+// Scratch: `z` (the logits) only for softmax, which keeps them for the loss; `dz` for any nonlinear
+// activation. `out` is the layer's output shape with the batch dimension first.
+void allocate_activation(ActivationKind kind, const Shape& out, Device device, Tensor& z, Tensor& dz);
+// Runs linear(target) and applies the activation: softmax writes z then y; relu works in place in y.
+template <typename Linear>
+void forward_activation(ActivationKind kind, Tensor& z_buffer, Tensor& y, RunContext& ctx, Linear&& linear) {
+  if (kind == ActivationKind::Softmax) {
+    Tensor z = batch_view(z_buffer, y.dim(0));
+    linear(z);
+    ctx.backend.activation_forward(kind, z, y);
+  } else {
+    linear(y);
+    if (kind != ActivationKind::Linear) ctx.backend.activation_forward(kind, y, y);
+  }
+}
+// dL/dz from dL/dy: dy itself for a linear activation, else written into the dz scratch.
+Tensor activation_gradient(ActivationKind kind, Tensor& dz_buffer, const Tensor& y, const Tensor& dy,
+                           RunContext& ctx);
+
 }  // namespace dropnet::layer_util
