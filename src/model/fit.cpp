@@ -154,12 +154,9 @@ Evaluation Sequential::evaluate(const Tensor& x, const Tensor& y, int batch_size
   m.ensure_capacity(std::min<std::int64_t>(batch_size, n));
   ProgressBar bar(out, verbose, steps);
   Totals totals;
-  std::vector<std::int64_t> index;
   for (std::int64_t step = 0; step < steps; ++step) {
     const std::int64_t begin = step * batch_size, end = std::min(n, begin + batch_size);
-    index.resize(std::size_t(end - begin));
-    std::iota(index.begin(), index.end(), begin);
-    m.gather(x, &y, index);
+    m.gather_range(x, &y, begin, end);
     m.forward(end - begin, false);
     const auto [loss, correct] = m.loss_and_update(end - begin, false);
     totals.loss += loss;
@@ -182,12 +179,9 @@ Tensor Sequential::predict(const Tensor& x, const PredictOptions& o) {
   result_shape.insert(result_shape.end(), out_shape.begin(), out_shape.end());
   Tensor result(result_shape, Device::CPU);
   m.ensure_capacity(std::max<std::int64_t>(1, std::min<std::int64_t>(o.batch_size, n)));
-  std::vector<std::int64_t> index;
   for (std::int64_t begin = 0; begin < n; begin += o.batch_size) {
     const std::int64_t end = std::min(n, begin + o.batch_size);
-    index.resize(std::size_t(end - begin));
-    std::iota(index.begin(), index.end(), begin);
-    m.gather(x, nullptr, index);
+    m.gather_range(x, nullptr, begin, end);
     m.forward(end - begin, o.dropout);
     Tensor dst = result.rows(begin, end);
     dst.copy_from(m.outputs.back().rows(0, end - begin));

@@ -45,11 +45,14 @@ struct Sequential::Impl {
   std::int64_t capacity = 0;
   std::vector<Tensor> outputs;       // layer i's output (capacity, output_shape...)
   std::vector<Tensor> output_grads;  // dL/d(output of layer i)
-  Tensor batch_x, batch_y, stats;    // stats: [sum of losses, count of correct] of the last call
+  Tensor batch_x, batch_y, stats;
+  std::vector<std::int64_t> range_index;  // gather_range's row list, kept between calls    // stats: [sum of losses, count of correct] of the last call
 
   void ensure_capacity(std::int64_t batch);
   // Copies the rows `index` of x and y into the batch buffers (y may be empty for predict).
   void gather(const Tensor& x, const Tensor* y, std::span<const std::int64_t> index);
+  // The same for the contiguous rows [begin, end).
+  void gather_range(const Tensor& x, const Tensor* y, std::int64_t begin, std::int64_t end);
   // Runs the layers on the first n rows of batch_x.
   void forward(std::int64_t n, bool training);
   // Loss and correct count of the first n rows of the last forward against batch_y; with `backward`

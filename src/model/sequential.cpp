@@ -1,5 +1,6 @@
 // sequential.cpp: building, compiling and the training step of keras.Sequential.
 #include <algorithm>
+#include <numeric>
 #include <random>
 
 #include <fmt/format.h>
@@ -150,6 +151,12 @@ void Sequential::Impl::gather(const Tensor& x, const Tensor* y, std::span<const 
   }
 }
 
+void Sequential::Impl::gather_range(const Tensor& x, const Tensor* y, std::int64_t begin, std::int64_t end) {
+  range_index.resize(static_cast<std::size_t>(end - begin));
+  std::iota(range_index.begin(), range_index.end(), begin);
+  gather(x, y, range_index);
+}
+
 Tensor Sequential::Impl::layer_input(std::size_t i, std::int64_t n) {
   return i == 0 ? batch_x.rows(0, n) : outputs[i - 1].rows(0, n);
 }
@@ -209,9 +216,7 @@ Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
   const std::int64_t n = x.dim(0);
   if (n == 0) throw InvalidArgument("train_on_batch: empty batch");
   m.ensure_capacity(n);
-  std::vector<std::int64_t> index(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) index[std::size_t(i)] = i;
-  m.gather(x, &y, index);
+  m.gather_range(x, &y, 0, n);
   m.forward(n, true);
   const auto [loss, correct] = m.loss_and_update(n, true);
   return {{"loss", loss / double(n)}, {"accuracy", correct / double(n)}};
