@@ -138,6 +138,16 @@ if [[ $rc -eq 0 ]] && cmp -s "$WORK/straight.safetensors" "$WORK/part.safetensor
 else
   fail "resume: exit $rc or the checkpoints differ"
 fi
+# The CPU backend splits its work into blocks that do not depend on the thread count, and sums partial
+# gradients in block order: the same run on 1 or 3 threads gives the same bytes as on the default count.
+for threads in 1 3; do
+  DROPNET_CPU_THREADS=$threads run train $T --epochs 3 --save "$WORK/threads$threads.safetensors"
+  if [[ $rc -eq 0 ]] && cmp -s "$WORK/straight.safetensors" "$WORK/threads$threads.safetensors"; then
+    pass "DROPNET_CPU_THREADS=$threads trains to the same bytes as the default thread count"
+  else
+    fail "DROPNET_CPU_THREADS=$threads: exit $rc or the weights differ from the default thread count's"
+  fi
+done
 if [[ $(head -n 1 "$WORK/run.csv") == "epoch,accuracy,loss,val_accuracy,val_loss" && $(wc -l <"$WORK/run.csv") -eq 4 ]]; then
   pass "--log: CSVLogger columns, one row per epoch across the resume"
 else

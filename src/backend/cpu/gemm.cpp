@@ -1,24 +1,75 @@
 // gemm.cpp: row-major GEMM on OpenBLAS for float and double.
+//
+// dropnet runs OpenBLAS single-threaded and splits the work over the cores itself (parallel.hpp). The
+// convolutions call it on small blocks of patch rows that they have just written, from several threads at
+// once, so the patches are read while still in cache; OpenBLAS's own threads would sit beside ours, and
+// after each threaded call they spin for a while, taking the cores from the copies that follow. The one
+// setting is process-wide (OpenBLAS 0.3.21 has no per-call thread count): docs/design.md says so.
+#include <algorithm>
+
 #include <cblas.h>
 
 #include "backend/cpu/ops.hpp"
+#include "backend/cpu/parallel.hpp"
 
 namespace dropnet::backend::cpu {
+namespace {
 
-template <>
-void gemm<float>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
-                 std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
-              int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+void use_single_threaded_openblas() {
+  static const bool done = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)done;
 }
 
-template <>
-void gemm<double>(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
-                  std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n),
-              int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+CBLAS_TRANSPOSE op(bool trans) { return trans ? CblasTrans : CblasNoTrans; }
+
+void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, const float* a,
+               std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c, std::int64_t ldc) {
+  cblas_sgemm(CblasRowMajor, op(ta), op(tb), int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c,
+              int(ldc));
 }
+
+void blas_gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, double alpha, const double* a,
+               std::int64_t lda, const double* b, std::int64_t ldb, double beta, double* c, std::int64_t ldc) {
+  cblas_dgemm(CblasRowMajor, op(ta), op(tb), int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c,
+              int(ldc));
+}
+
+}  // namespace
+
+template <typename T>
+void gemm_on_this_thread(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
+                         std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  use_single_threaded_openblas();
+  blas_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <typename T>
+void gemm(bool ta, bool tb, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a, std::int64_t lda,
+          const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  use_single_threaded_openblas();
+  // Each thread takes a band of C's rows, i.e. of op(A)'s rows: every element of C is still one dot product
+  // over all of k, so the split changes no result. Below ~1 MFLOP a band is not worth a thread start.
+  const double flops_per_row = 2.0 * double(n) * double(k);
+  const auto grain = std::max<std::int64_t>(32, std::int64_t(double(1 << 20) / std::max(flops_per_row, 1.0)));
+  parallel_for(m, grain, [&](std::int64_t r0, std::int64_t r1) {
+    const T* a_band = ta ? a + r0 : a + r0 * lda;
+    blas_gemm(ta, tb, r1 - r0, n, k, alpha, a_band, lda, b, ldb, beta, c + r0 * ldc, ldc);
+  });
+}
+
+template void gemm_on_this_thread<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, float, const float*,
+                                         std::int64_t, const float*, std::int64_t, float, float*, std::int64_t);
+template void gemm_on_this_thread<double>(bool, bool, std::int64_t, std::int64_t, std::int64_t, double,
+                                          const double*, std::int64_t, const double*, std::int64_t, double, double*,
+                                          std::int64_t);
+template void gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, float, const float*, std::int64_t,
+                          const float*, std::int64_t, float, float*, std::int64_t);
+template void gemm<double>(bool, bool, std::int64_t, std::int64_t, std::int64_t, double, const double*,
+                           std::int64_t, const double*, std::int64_t, double, double*, std::int64_t);
 
 }  // namespace dropnet::backend::cpu

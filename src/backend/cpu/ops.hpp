@@ -9,12 +9,17 @@
 
 namespace dropnet::backend::cpu {
 
-// Row-major C (m x n) = alpha * op(A) (m x k) * op(B) (k x n) + beta * C, through OpenBLAS.
+// Row-major C (m x n) = alpha * op(A) (m x k) * op(B) (k x n) + beta * C, through OpenBLAS, with C's rows
+// split over the threads of parallel.hpp (OpenBLAS itself runs single-threaded; gemm.cpp says why).
 template <typename T>
 void gemm(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha, const T* a,
           std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc);
+// The same on the calling thread only, for code that has already split its work over the threads.
+template <typename T>
+void gemm_on_this_thread(bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, T alpha,
+                         const T* a, std::int64_t lda, const T* b, std::int64_t ldb, T beta, T* c, std::int64_t ldc);
 
-// y (N,OH,OW,K) = x (N,H,W,C) (*) w (KH,KW,C,K) + b, by im2col and one GEMM per chunk of images.
+// y (N,OH,OW,K) = x (N,H,W,C) (*) w (KH,KW,C,K) + b, by im2col and one GEMM per block of images.
 template <typename T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry& g);
 // dw = sum over patches of patch^T dy; db = sum dy; dx = col2im(dy w^T). dx and db may be null.
