@@ -6,6 +6,9 @@
 // the launch shape never enters it.
 //
 //   y = keep ? x / keep_prob : 0        (forward on x, backward on dy: d(x / p)/dx = 1 / p)
+//
+// With DropoutLaunch::iteration the step is *iteration + step, read by each thread when the kernel runs
+// (fit's StepCounters), so one recorded launch (a CUDA graph) draws the mask of whichever step it replays.
 #include "kernels/dropout_math.hpp"
 #include "kernels/launch.cuh"
 #include "kernels/launchers.hpp"
@@ -15,9 +18,15 @@ namespace {
 
 // Mask shape == input shape: thread handles Philox block j = elements 4j .. 4j+3, one generator call per
 // four elements, with 16-byte loads and stores when both pointers allow them (kVector).
+// The mask's step: `step`, or *iteration + step (uint64 wraparound, as on the CPU) when it is given.
+__device__ __forceinline__ std::uint64_t mask_step(const std::uint64_t* iteration, std::uint64_t step) {
+  return iteration != nullptr ? *iteration + step : step;
+}
+
 template <bool kVector>
 __global__ void dropout_contiguous(const float* in, float* out, std::int64_t count, std::uint64_t seed,
-                                   std::uint64_t step, float keep_prob) {
+                                   const std::uint64_t* iteration, std::uint64_t step_offset, float keep_prob) {
+  const std::uint64_t step = mask_step(iteration, step_offset);
   const std::int64_t blocks = (count + 3) / 4;
   DROPNET_GRID_STRIDE(j, blocks) {
     const PhiloxBlock r = philox_block(seed, step, static_cast<std::uint64_t>(j));
@@ -41,6 +50,7 @@ __global__ void dropout_contiguous(const float* in, float* out, std::int64_t cou
 // noise_shape with 1s: the mask index of element i drops the coordinates of broadcast dims (their mask
 // stride is 0). One generator call per element; this path serves SpatialDropout-style masks only.
 __global__ void dropout_broadcast(const float* in, float* out, DropoutLaunch call) {
+  const std::uint64_t step = mask_step(call.iteration, call.step);
   DROPNET_GRID_STRIDE(i, call.count) {
     std::int64_t rest = i, mask_index = 0;
     for (int d = call.rank - 1; d >= 0; --d) {
@@ -48,7 +58,7 @@ __global__ void dropout_broadcast(const float* in, float* out, DropoutLaunch cal
       rest /= call.dims[d];
       mask_index += coord * call.mask_stride[d];
     }
-    const bool keep = dropout_keep_at(call.seed, call.step, static_cast<std::uint64_t>(mask_index), call.keep_prob);
+    const bool keep = dropout_keep_at(call.seed, step, static_cast<std::uint64_t>(mask_index), call.keep_prob);
     out[i] = dropout_apply(in[i], keep, call.keep_prob);
   }
 }
@@ -62,10 +72,10 @@ void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void
     detail::launch_linear("dropout_broadcast", dropout_broadcast, count, stream, in, out, call);
   } else if (detail::aligned16(in) && detail::aligned16(out)) {
     detail::launch_linear("dropout_contiguous<vector>", dropout_contiguous<true>, (count + 3) / 4, stream, in, out,
-                          call.count, call.seed, call.step, call.keep_prob);
+                          call.count, call.seed, call.iteration, call.step, call.keep_prob);
   } else {
     detail::launch_linear("dropout_contiguous<scalar>", dropout_contiguous<false>, (count + 3) / 4, stream, in,
-                          out, call.count, call.seed, call.step, call.keep_prob);
+                          out, call.count, call.seed, call.iteration, call.step, call.keep_prob);
   }
 }
 

@@ -55,9 +55,12 @@ void launch_crop_nhwc(const float* src, float* dst, const PadGeometry& g, void* 
 // One dropout pass (forward x -> y or backward dy -> dx: the same expression, see dropout_math.hpp).
 // The input has `rank` dims; mask_stride[d] is the row-major stride of dim d in the mask, 0 where the
 // mask is broadcast (noise_shape 1). When the mask has the input's shape, mask index == element index.
+// With `iteration` (device memory, e.g. &StepCounters::iteration), the mask's step is read by the kernel
+// when it runs: *iteration + step (mod 2^64), so a recorded launch draws a fresh mask at every replay.
 struct DropoutLaunch {
   std::uint64_t seed;
   std::uint64_t step;
+  const std::uint64_t* iteration = nullptr;  // null: the step is `step`
   float keep_prob;             // 1 - rate
   std::int64_t count;          // input elements
   int rank;
@@ -72,6 +75,10 @@ void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void
 // Keras' Adam over `count` contiguous parameters in one launch.
 void launch_adam(float* params, const float* grads, float* m, float* v, std::size_t count, const AdamStep& step,
                  void* stream);
+// The same, with alpha read by the kernel when it runs: alpha_by_batch[*batch] (both device memory, e.g. fit's
+// per-epoch alpha table and &StepCounters::batch) replaces step.alpha. Null pointers: step.alpha.
+void launch_adam(float* params, const float* grads, float* m, float* v, std::size_t count, const AdamStep& step,
+                 const float* alpha_by_batch, const std::int64_t* batch, void* stream);
 
 // ---- maxnorm.cu ----------------------------------------------------------------------------------
 
@@ -110,5 +117,32 @@ void launch_gather_rows(const float* src, const std::int64_t* index, float* dst,
 // The same from a uint8 dataset (CIFAR-10 pixels kept on the GPU as bytes): dst = src * scale.
 void launch_gather_rows_u8(const std::uint8_t* src, const std::int64_t* index, float* dst, std::size_t rows,
                            std::size_t row_size, float scale, void* stream);
+
+// fit's batch, with the batch number read on the device (Backend::gather_batch): for r < rows,
+// i = order[*batch * batch_size + r]; bx row r = x row i (bytes b become float(b) / 255.0f, a division, as the CPU
+// loader's table), by row r = y row i (a class c becomes the one-hot row of `classes` floats with 1 at c).
+// Exactly one of x_float/x_bytes and one of y_float/y_class is set; every pointer is device memory and no
+// index is checked.
+struct GatherBatchLaunch {
+  const float* x_float;
+  const std::uint8_t* x_bytes;
+  const float* y_float;
+  const std::uint8_t* y_class;
+  std::int64_t x_row;          // values per x row
+  std::int64_t classes;        // values per y row
+  const std::int64_t* order;   // a permutation of the dataset's rows
+  const std::int64_t* batch;   // the batch within the epoch (&StepCounters::batch)
+  std::int64_t batch_size;     // the epoch's full batch size: batch b starts at order[b * batch_size]
+  std::int64_t rows;           // rows of this batch (batch_size, or fewer for the epoch's last)
+  float* bx;                   // (rows, x_row)
+  float* by;                   // (rows, classes)
+};
+void launch_gather_batch(const GatherBatchLaunch& call, void* stream);
+
+// ---- step.cu -------------------------------------------------------------------------------------
+
+// *iteration += 1 and *batch += 1 (one thread; &StepCounters::iteration and ::batch): the last op of
+// a recorded training step, so that the next replay reads the next step's values.
+void launch_advance_step(std::uint64_t* iteration, std::int64_t* batch, void* stream);
 
 }  // namespace dropnet::kernels

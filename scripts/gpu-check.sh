@@ -228,9 +228,11 @@ fi
 if [ -x "$BENCH" ]; then
   run_stage bench_kernels 60 "${RUN[@]}" "$BENCH" kernels --device cuda
   run_stage bench_throughput 60 "${RUN[@]}" "$BENCH" throughput --device cuda
+  run_stage bench_throughput_eager 40 "${RUN[@]}" "$BENCH" throughput --device cuda --cuda-graphs off --profile 0
 else
   skip_stage bench_kernels "no dropnet-bench"
   skip_stage bench_throughput "no dropnet-bench"
+  skip_stage bench_throughput_eager "no dropnet-bench"
 fi
 if [ -x "$CUDA_TESTS" ]; then
   run_stage memory_probe 60 "${RUN[@]}" "$CUDA_TESTS" "[probe]"
@@ -315,6 +317,7 @@ train = {
     "train_records": num(r"\((\d+) for training", train_log, cast=int),
     "test_loss": num(r"^Test loss: ([\d.]+)", train_log),
     "test_accuracy": num(r"test accuracy: ([\d.]+)", train_log),
+    "training_step": (re.search(r"^Training step: (.*)$", train_log, re.M) or [None, None])[1],
 }
 epoch_lines = re.findall(r"^(\d+)/\d+ - \S+ - (\d+)(ms|us|s)/step(.*)$", train_log, re.M)
 if epoch_lines:
@@ -336,7 +339,10 @@ kern = {}
 for row in re.findall(r"^\| ([^|]+?) \| ([\d.]+) \| [^|]+ \| ([\d.]+) \| ([\d.]+) \|$", read("bench_kernels.log"), re.M):
     kern[row[0]] = {"ms": float(row[1]), "gbs": float(row[2]), "ratio_to_copy": float(row[3])}
 throughput = {"images_per_second": num(r"= ([\d.]+) images/s", read("bench_throughput.log")),
-              "step_ms": num(r"median step ([\d.]+) ms", read("bench_throughput.log"))}
+              "step_ms": num(r"median step ([\d.]+) ms", read("bench_throughput.log")),
+              "training_step": (re.search(r"^training step: (.*)$", read("bench_throughput.log"), re.M) or [None, None])[1],
+              "eager_images_per_second": num(r"= ([\d.]+) images/s", read("bench_throughput_eager.log")),
+              "eager_step_ms": num(r"median step ([\d.]+) ms", read("bench_throughput_eager.log"))}
 probe = {}
 m = re.search(r"^DROPNET_PROBE (\{.*\})$", read("memory_probe.log"), re.M)
 if m:
@@ -390,11 +396,14 @@ md += ["", "## Training: dropnet train --device cuda --epochs 3", "",
        f"- images/s: {fmt(train.get('images_per_second_last_epoch'), '{:.0f}')} (last epoch), "
        f"{fmt(train.get('images_per_second_overall'), '{:.0f}')} (whole run)",
        f"- test accuracy after {fmt(train.get('epochs'))} epochs: {fmt(train.get('test_accuracy'), '{:.4f}')} "
-       f"(validation {fmt(train.get('last_val_accuracy'), '{:.4f}')})", "",
+       f"(validation {fmt(train.get('last_val_accuracy'), '{:.4f}')})",
+       f"- training step: {train.get('training_step') or 'n/a'}", "",
        "## Benchmarks (same GPU, same run)", "",
        "| figure | dropnet | PyTorch eager | ratio | target |", "|---|---:|---:|---:|---|",
        f"| seed model images/s (batch 250, fp32) | {fmt(throughput.get('images_per_second'), '{:.0f}')} | "
        f"{fmt(tt.get('images_per_second'), '{:.0f}')} | {fmt(ratios.get('throughput_vs_torch'), '{:.2f}')} | >= 2 |",
+       f"| the same, every op launched (--cuda-graphs off) | {fmt(throughput.get('eager_images_per_second'), '{:.0f}')} | "
+       f"| | |",
        f"| peak GPU memory of a step (MiB) | {fmt(probe.get('peak_bytes') and probe['peak_bytes'] / 2**20, '{:.1f}')} | "
        f"{fmt(tt.get('max_memory_allocated_bytes') and tt['max_memory_allocated_bytes'] / 2**20, '{:.1f}')} | "
        f"{fmt(ratios.get('peak_memory_vs_torch'), '{:.2f}')} | <= 0.7 |"]
@@ -404,7 +413,8 @@ for key, name in (("dropout_forward", "dropout forward (rate 0.5)"), ("dropout_b
     md.append(f"| {key.replace('_', ' ')} / device copy | {fmt(ratios.get(key + '_vs_copy'), '{:.2f}')} | | | >= 0.85 |")
 copy = kern.get("copy (device to device)", {})
 md += [f"| device-to-device copy GB/s | {fmt(copy.get('gbs'), '{:.0f}')} | {fmt(td.get('copy_gbs'), '{:.0f}')} | | |",
-       "", "GB/s count bytes read + bytes written. Logs: gpu-check.log; raw figures: summary.json."]
+       "", f"dropnet's throughput is fit's training step ({throughput.get('training_step') or 'n/a'}). "
+       "GB/s count bytes read + bytes written. Logs: gpu-check.log; raw figures: summary.json."]
 with open(os.path.join(out, "summary.md"), "w") as f:
     f.write("\n".join(md) + "\n")
 print("\n".join(md))

@@ -22,12 +22,20 @@
 
 namespace dropnet {
 
-namespace backend { class Backend; }
+namespace backend {
+class Backend;
+struct StepCounters;
+}  // namespace backend
 
 // What a layer needs to run: the backend that owns its tensors and whether this is a training pass.
+// Inside fit, `counters` points to the step counters in the backend's memory (backend/backend.hpp) and
+// `iteration` is their value for this step; a layer whose op depends on the step (Dropout) passes its step
+// relative to `iteration` and lets the op read the counters, so the same recorded step can be replayed.
 struct RunContext {
   backend::Backend& backend;
   bool training = false;
+  const backend::StepCounters* counters = nullptr;
+  std::uint64_t iteration = 0;
 };
 
 // One trainable weight. After Sequential::compile, value and grad are views into the model's parameter

@@ -8,6 +8,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -43,14 +45,55 @@ struct AxisGeometry {
 };
 AxisGeometry axis_geometry(std::int64_t in, std::int64_t k, std::int64_t s, bool same_padding);
 
+// What changes from one training step to the next, kept in the backend's memory (device memory on the
+// GPU) so that a training step recorded once (a CUDA graph, see capture()) reads fresh values at every
+// replay. Ops given a `const StepCounters*` read them there; advance_step(), the step's last op, moves
+// them on. Sequential's fit runs every step this way on both backends (train_on_batch passes plain values).
+struct StepCounters {
+  std::uint64_t iteration;  // optimizer steps done before this one
+  std::int64_t batch;       // this step's batch within the epoch, from 0
+};
+
 // One dropout call. The mask has `mask_shape` (rank of the input, each entry the input's or 1) and is
 // broadcast over the input; see kernels/dropout_math.hpp for how each mask element is drawn.
 struct DropoutCall {
   std::uint64_t seed;
-  std::uint64_t step;
+  std::uint64_t step;              // the mask's step; with `counters`, counters->iteration + step (mod 2^64)
   float rate;                      // in (0, 1); 0 and 1 are handled by the layer
   Shape input_shape;               // batch included
   Shape mask_shape;
+  const StepCounters* counters = nullptr;
+};
+
+// One Adam call: the step's constants, and optionally where its alpha (the only value that changes from
+// step to step) is read instead: alpha_by_batch[counters->batch], a table fit fills once per epoch with
+// kernels::adam_step() of each of the epoch's steps, so both ways give the same bits.
+struct AdamCall {
+  kernels::AdamStep step;
+  const float* alpha_by_batch = nullptr;  // with counters: overrides step.alpha
+  const StepCounters* counters = nullptr;
+  AdamCall(const kernels::AdamStep& s) : step(s) {}  // NOLINT: a plain step is a complete call
+  AdamCall(const kernels::AdamStep& s, const float* alpha, const StepCounters* c)
+      : step(s), alpha_by_batch(alpha), counters(c) {}
+};
+
+// A training set in a backend's memory for the length of a fit: images as bytes when every value is
+// exactly byte / 255.0f (CIFAR-10), else as floats; labels as class bytes when every row is one-hot, else as
+// floats (model/dataset.hpp builds it). Exactly one pointer of each pair is set.
+struct DatasetView {
+  const float* x_float = nullptr;        // (rows, x_row) floats
+  const std::uint8_t* x_bytes = nullptr; // (rows, x_row) bytes b, standing for float(b) / 255.0f
+  const float* y_float = nullptr;        // (rows, classes) floats
+  const std::uint8_t* y_class = nullptr; // (rows) class indices, standing for one-hot rows
+  std::int64_t rows = 0, x_row = 0, classes = 0;
+};
+
+// A recorded sequence of ops that can be run again (a CUDA graph on the GPU).
+class Recording {
+ public:
+  virtual ~Recording() = default;
+  // Queues the recorded ops again, with the arguments they were recorded with (pointers included).
+  virtual void replay() = 0;
 };
 
 // A max-norm projection of one kernel: `shape` is its Keras shape and `axes` the (non-negative, sorted)
@@ -109,12 +152,31 @@ class Backend {
 
   // Keras' Adam over `count` contiguous parameters (kernels/adam_math.hpp).
   virtual void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
-                           const kernels::AdamStep& step) = 0;
+                           const AdamCall& call) = 0;
   // Keras' MaxNorm on one kernel in place (kernels/maxnorm_math.hpp).
   virtual void maxnorm(float* w, const MaxNormCall& call) = 0;
 
   // dst row r = src row index[r] for r < index.size(); src may live on the host or on this device.
   virtual void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) = 0;
+
+  // ---- the training step of fit, replayable (see StepCounters) ------------------------------------
+
+  // The batch of step counters->batch: for r < bx.dim(0), rows r of bx and by are dataset row
+  // order[counters->batch * batch_size + r] (bytes become float(b) / 255.0f, a class c the one-hot row
+  // with 1 at c); batch_size is the epoch's full batch size (a last, smaller batch has fewer rows).
+  // `data`, `order` and `counters` are in this backend's memory; indices are not checked here (fit
+  // builds `order` as a permutation of the dataset's rows).
+  virtual void gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+                            std::int64_t batch_size, Tensor& bx, Tensor& by) = 0;
+  // counters->iteration and counters->batch each go up by one.
+  virtual void advance_step(StepCounters* counters) = 0;
+  // Records the ops that `enqueue` issues, without running them, for replay; null when the backend runs
+  // every op as it is issued (the CPU). Throws DeviceError when recording fails (the caller then runs the
+  // ops directly); the backend is usable afterwards either way.
+  virtual std::unique_ptr<Recording> capture(const std::function<void()>& enqueue) {
+    (void)enqueue;
+    return nullptr;
+  }
 };
 
 // The backend for `device`; throws DeviceUnavailable for CUDA when cuda_available() is false.

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/backend.hpp"
 #include "dropnet/errors.hpp"
 #include "layers/layer_util.hpp"
 
@@ -14,6 +15,19 @@ void check_rate(double rate) {
   if (!(rate >= 0.0 && rate <= 1.0))
     throw InvalidArgument(fmt::format("Invalid value received for argument `rate`. Expected a float value "
                                       "between 0 and 1. Received: rate={}", rate));
+}
+
+// The op's call for a mask of `step`. Inside fit the op reads the step on the device as
+// counters->iteration + (step - iteration): the same step now, and the next one at each replay of a
+// recorded training step, since this layer's step and the iteration both go up by one per step.
+backend::DropoutCall make_call(std::uint64_t seed, std::uint64_t step, double rate, const Shape& input_shape,
+                               Shape mask_shape, const RunContext& ctx) {
+  backend::DropoutCall c{seed, step, float(rate), input_shape, std::move(mask_shape)};
+  if (ctx.counters != nullptr) {
+    c.step = step - ctx.iteration;
+    c.counters = ctx.counters;
+  }
+  return c;
 }
 
 }  // namespace
@@ -67,7 +81,7 @@ void Dropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
     y.fill(0.0f);
     return;
   }
-  ctx.backend.dropout_forward(x, y, {seed_, last_step_, float(rate_), x.shape(), mask_shape(x.shape())});
+  ctx.backend.dropout_forward(x, y, make_call(seed_, last_step_, rate_, x.shape(), mask_shape(x.shape()), ctx));
 }
 
 void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
@@ -77,7 +91,7 @@ void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor*
   } else if (rate_ == 1.0) {
     dx->fill(0.0f);
   } else {
-    ctx.backend.dropout_backward(dy, *dx, {seed_, last_step_, float(rate_), x.shape(), mask_shape(x.shape())});
+    ctx.backend.dropout_backward(dy, *dx, make_call(seed_, last_step_, rate_, x.shape(), mask_shape(x.shape()), ctx));
   }
 }
 

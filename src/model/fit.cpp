@@ -12,6 +12,7 @@
 #include "kernels/philox.hpp"
 #include "model/impl.hpp"
 #include "model/progress.hpp"
+#include "model/step_recorder.hpp"
 
 namespace dropnet {
 namespace {
@@ -62,12 +63,11 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
                                       "Either provide more data, or a different value for validation_split.",
                                       n, o.validation_split));
   if (split_at == 0) throw InvalidArgument("fit: no training samples");
-  // Host arrays go to the model's device once, so that every batch (and the validation pass) is gathered
-  // there rather than copied from the host at each step. A no-op on the CPU.
-  const Tensor x = x_in.device() == m.device ? x_in : x_in.to(m.device);
-  const Tensor y = y_in.device() == m.device ? y_in : y_in.to(m.device);
-  const Tensor x_val = x.rows(split_at, n), y_val = y.rows(split_at, n);
+  // The training rows go to the model's device once (on a GPU as bytes and classes when that is exact),
+  // so that every batch is gathered there; so do the validation rows, as floats. No copies on the CPU.
   const std::int64_t steps = (split_at + o.batch_size - 1) / o.batch_size;
+  FitPlan plan(x_in, y_in, split_at, steps, m.device);
+  const Tensor x_val = x_in.rows(split_at, n).to(m.device), y_val = y_in.rows(split_at, n).to(m.device);
   m.ensure_capacity(std::min<std::int64_t>(o.batch_size, split_at));
   if (o.initial_step != 0) {  // resuming mid-epoch: the sums must be those of exactly initial_step batches
     const std::int64_t seen = std::min<std::int64_t>(o.initial_step * o.batch_size, split_at);
@@ -94,6 +94,9 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     for (auto& [k, v] : h.history) v.resize(std::min(v.size(), keep));
   }
 
+  m.step_mode = "eager";
+  StepRecorder recorder(m, std::min<std::int64_t>(o.batch_size, split_at),
+                        m.device == Device::CUDA && m.options.cuda_graphs);
   History history;
   stop_training = false;
   for (Callback* cb : o.callbacks) cb->on_train_begin(*this);
@@ -110,11 +113,13 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
       train = {o.initial_totals.loss_sum, o.initial_totals.correct, o.initial_totals.seen};
     }
     logs = train.logs();
+    plan.start_epoch(order, m.epoch_alphas(steps, first_step),
+                     {static_cast<std::uint64_t>(m.iterations), first_step});
     for (std::int64_t step = first_step; step < steps; ++step) {
       const std::int64_t begin = step * o.batch_size, end = std::min(split_at, begin + o.batch_size);
-      m.gather(x, &y, std::span(order).subspan(std::size_t(begin), std::size_t(end - begin)));
-      m.forward(end - begin, true);
-      const auto [loss, correct] = m.loss_and_update(end - begin, true);
+      recorder.run(plan, end - begin);
+      ++m.iterations;
+      const auto [loss, correct] = m.read_stats();
       train.loss += loss;
       train.correct += correct;
       train.seen += end - begin;
@@ -157,8 +162,10 @@ Evaluation Sequential::evaluate(const Tensor& x, const Tensor& y, int batch_size
   for (std::int64_t step = 0; step < steps; ++step) {
     const std::int64_t begin = step * batch_size, end = std::min(n, begin + batch_size);
     m.gather_range(x, &y, begin, end);
-    m.forward(end - begin, false);
-    const auto [loss, correct] = m.loss_and_update(end - begin, false);
+    RunContext ctx{*m.backend, false};
+    m.forward(end - begin, ctx);
+    m.issue_loss(end - begin, ctx, nullptr);
+    const auto [loss, correct] = m.read_stats();
     totals.loss += loss;
     totals.correct += correct;
     totals.seen += end - begin;
@@ -182,7 +189,8 @@ Tensor Sequential::predict(const Tensor& x, const PredictOptions& o) {
   for (std::int64_t begin = 0; begin < n; begin += o.batch_size) {
     const std::int64_t end = std::min(n, begin + o.batch_size);
     m.gather_range(x, nullptr, begin, end);
-    m.forward(end - begin, o.dropout);
+    RunContext ctx{*m.backend, o.dropout};
+    m.forward(end - begin, ctx);
     Tensor dst = result.rows(begin, end);
     dst.copy_from(m.outputs.back().rows(0, end - begin));
   }

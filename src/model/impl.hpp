@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "model/fit_plan.hpp"
 #include "dropnet/model.hpp"
 
 namespace dropnet {
@@ -41,12 +42,18 @@ struct Sequential::Impl {
     History history;
   } progress;
 
-  // Per-batch buffers, sized for the largest batch seen so far.
+  // Per-batch buffers, sized for the largest batch seen so far. `buffers_generation` goes up whenever
+  // they are allocated anew (a recorded step holds their addresses and must then be dropped).
   std::int64_t capacity = 0;
+  std::uint64_t buffers_generation = 0;
   std::vector<Tensor> outputs;       // layer i's output (capacity, output_shape...)
   std::vector<Tensor> output_grads;  // dL/d(output of layer i)
-  Tensor batch_x, batch_y, stats;
-  std::vector<std::int64_t> range_index;  // gather_range's row list, kept between calls    // stats: [sum of losses, count of correct] of the last call
+  Tensor batch_x, batch_y;
+  Tensor stats;                      // [sum of losses, count of correct] of the last issue_loss
+  std::vector<std::int64_t> range_index;  // gather_range's row list, kept between calls
+
+  // How fit ran its last training steps (Sequential::step_mode()).
+  std::string step_mode = "eager";
 
   void ensure_capacity(std::int64_t batch);
   // Copies the rows `index` of x and y into the batch buffers (y may be empty for predict).
@@ -54,11 +61,21 @@ struct Sequential::Impl {
   // The same for the contiguous rows [begin, end).
   void gather_range(const Tensor& x, const Tensor* y, std::int64_t begin, std::int64_t end);
   // Runs the layers on the first n rows of batch_x.
-  void forward(std::int64_t n, bool training);
-  // Loss and correct count of the first n rows of the last forward against batch_y; with `backward`
-  // also runs the backward pass, the Adam step and the constraints.
-  std::pair<double, double> loss_and_update(std::int64_t n, bool backward);
-  void apply_optimizer();
+  void forward(std::int64_t n, RunContext& ctx);
+  // Issues the loss of the first n rows of the last forward against batch_y into `stats`; with an
+  // `update` also the backward pass, Adam and the constraints. Nothing is read back (read_stats does).
+  void issue_loss(std::int64_t n, RunContext& ctx, const backend::AdamCall* update);
+  std::pair<double, double> read_stats() const;
+  // Adam's constants for optimizer step t (= iterations + 1).
+  kernels::AdamStep adam_step(std::int64_t t) const;
+  // Adam's alpha for each batch index of an epoch whose batch `first_step` is optimizer step
+  // iterations + 1; entries before first_step are not used.
+  std::vector<float> epoch_alphas(std::int64_t steps, std::int64_t first_step) const;
+  // Issues one training step of fit on the n rows of batch counters->batch (of batch_size rows, the last
+  // maybe fewer), everything that changes between steps read from `plan`
+  // (gather, forward, loss, backward, Adam, constraints, advance of the counters): the same ops every time,
+  // so the GPU can record it once. Reads nothing back; the caller counts the iteration.
+  void issue_fit_step(FitPlan& plan, std::int64_t batch_size, std::int64_t n);
   Tensor layer_input(std::size_t i, std::int64_t n);
 
   void require_compiled(const char* what) const;

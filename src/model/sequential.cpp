@@ -139,6 +139,7 @@ void Sequential::Impl::ensure_capacity(std::int64_t batch) {
   batch_x = Tensor(xs, device);
   batch_y = Tensor({batch, layers.back()->output_shape()[0]}, device);
   capacity = batch;
+  ++buffers_generation;
 }
 
 void Sequential::Impl::gather(const Tensor& x, const Tensor* y, std::span<const std::int64_t> index) {
@@ -161,8 +162,7 @@ Tensor Sequential::Impl::layer_input(std::size_t i, std::int64_t n) {
   return i == 0 ? batch_x.rows(0, n) : outputs[i - 1].rows(0, n);
 }
 
-void Sequential::Impl::forward(std::int64_t n, bool training) {
-  RunContext ctx{*backend, training};
+void Sequential::Impl::forward(std::int64_t n, RunContext& ctx) {
   for (std::size_t i = 0; i < layers.size(); ++i) {
     Tensor in = layer_input(i, n);
     Tensor out = outputs[i].rows(0, n);
@@ -170,43 +170,58 @@ void Sequential::Impl::forward(std::int64_t n, bool training) {
   }
 }
 
-std::pair<double, double> Sequential::Impl::loss_and_update(std::int64_t n, bool backward) {
+void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend::AdamCall* update) {
   const std::size_t last = layers.size() - 1;
   Tensor logits = layers[last]->logits().rows(0, n);
   Tensor labels = batch_y.rows(0, n);
   Tensor dlogits = output_grads[last].rows(0, n);
   stats.fill(0.0f);
   // Keras' loss is the mean over the batch, so each row's gradient carries 1 / n.
-  backend->softmax_cross_entropy(logits, labels, backward ? &dlogits : nullptr, 1.0f / float(n), stats);
-  if (backward) {
-    RunContext ctx{*backend, true};
-    for (std::size_t i = last + 1; i-- > 0;) {
-      Tensor in = layer_input(i, n);
-      Tensor dx = i > 0 ? output_grads[i - 1].rows(0, n) : Tensor();
-      Tensor* dx_ptr = i > 0 ? &dx : nullptr;
-      if (i == last) {
-        layers[i]->backward_from_logits(in, dlogits, dx_ptr, ctx);
-      } else {
-        Tensor out = outputs[i].rows(0, n);
-        Tensor dy = output_grads[i].rows(0, n);
-        layers[i]->backward(in, out, dy, dx_ptr, ctx);
-      }
+  backend->softmax_cross_entropy(logits, labels, update ? &dlogits : nullptr, 1.0f / float(n), stats);
+  if (update == nullptr) return;
+  for (std::size_t i = last + 1; i-- > 0;) {
+    Tensor in = layer_input(i, n);
+    Tensor dx = i > 0 ? output_grads[i - 1].rows(0, n) : Tensor();
+    Tensor* dx_ptr = i > 0 ? &dx : nullptr;
+    if (i == last) {
+      layers[i]->backward_from_logits(in, dlogits, dx_ptr, ctx);
+    } else {
+      Tensor out = outputs[i].rows(0, n);
+      Tensor dy = output_grads[i].rows(0, n);
+      layers[i]->backward(in, out, dy, dx_ptr, ctx);
     }
-    apply_optimizer();
   }
+  backend->adam_update(weights.data(), grads.data(), adam_m.data(), adam_v.data(),
+                       static_cast<std::size_t>(weights.size()), *update);
+  // Keras applies constraints after the gradients, on every step.
+  for (auto& [param, call] : constraints) backend->maxnorm(param->value.data(), call);
+}
+
+std::pair<double, double> Sequential::Impl::read_stats() const {
   const std::vector<float> s = stats.to_vector();
   return {double(s[0]), double(s[1])};
 }
 
-void Sequential::Impl::apply_optimizer() {
+kernels::AdamStep Sequential::Impl::adam_step(std::int64_t t) const {
   const Adam& a = options.optimizer;
-  ++iterations;
-  const kernels::AdamStep step =
-      kernels::adam_step(a.learning_rate, a.beta_1, a.beta_2, a.epsilon, static_cast<long long>(iterations));
-  backend->adam_update(weights.data(), grads.data(), adam_m.data(), adam_v.data(),
-                       static_cast<std::size_t>(weights.size()), step);
-  // Keras applies constraints after the gradients, on every step.
-  for (auto& [param, call] : constraints) backend->maxnorm(param->value.data(), call);
+  return kernels::adam_step(a.learning_rate, a.beta_1, a.beta_2, a.epsilon, static_cast<long long>(t));
+}
+
+std::vector<float> Sequential::Impl::epoch_alphas(std::int64_t steps, std::int64_t first_step) const {
+  std::vector<float> alpha(static_cast<std::size_t>(steps), 0.0f);
+  for (std::int64_t b = first_step; b < steps; ++b) alpha[std::size_t(b)] = adam_step(iterations + 1 + (b - first_step)).alpha;
+  return alpha;
+}
+
+void Sequential::Impl::issue_fit_step(FitPlan& plan, std::int64_t batch_size, std::int64_t n) {
+  backend::StepCounters* counters = plan.counters();
+  Tensor bx = batch_x.rows(0, n), by = batch_y.rows(0, n);
+  backend->gather_batch(plan.data(), plan.order(), counters, batch_size, bx, by);
+  RunContext ctx{*backend, true, counters, static_cast<std::uint64_t>(iterations)};
+  forward(n, ctx);
+  const backend::AdamCall update(adam_step(iterations + 1), plan.alpha_by_batch(), counters);
+  issue_loss(n, ctx, &update);
+  backend->advance_step(counters);
 }
 
 Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
@@ -217,8 +232,12 @@ Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
   if (n == 0) throw InvalidArgument("train_on_batch: empty batch");
   m.ensure_capacity(n);
   m.gather_range(x, &y, 0, n);
-  m.forward(n, true);
-  const auto [loss, correct] = m.loss_and_update(n, true);
+  RunContext ctx{*m.backend, true};
+  m.forward(n, ctx);
+  const backend::AdamCall update(m.adam_step(m.iterations + 1));
+  m.issue_loss(n, ctx, &update);
+  ++m.iterations;
+  const auto [loss, correct] = m.read_stats();
   return {{"loss", loss / double(n)}, {"accuracy", correct / double(n)}};
 }
 
@@ -240,5 +259,6 @@ Device Sequential::device() const { impl_->require_compiled("device()"); return 
 std::uint64_t Sequential::seed() const { impl_->require_compiled("seed()"); return impl_->seed; }
 std::int64_t Sequential::iterations() const { return impl_->iterations; }
 const Adam& Sequential::optimizer() const { return impl_->options.optimizer; }
+const std::string& Sequential::step_mode() const noexcept { return impl_->step_mode; }
 
 }  // namespace dropnet

@@ -96,7 +96,9 @@ void CpuBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor*
 }
 
 void CpuBackend::adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
-                             const kernels::AdamStep& step) {
+                             const AdamCall& call) {
+  kernels::AdamStep step = call.step;
+  if (call.alpha_by_batch != nullptr && call.counters != nullptr) step.alpha = call.alpha_by_batch[call.counters->batch];
   cpu::adam_update(params, grads, m, v, count, step);
 }
 
@@ -109,6 +111,36 @@ void CpuBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> in
   float* d = dst.data();
   for (std::size_t r = 0; r < index.size(); ++r)
     std::memcpy(d + std::int64_t(r) * row, s + index[r] * row, sizeof(float) * std::size_t(row));
+}
+
+void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+                              std::int64_t batch_size, Tensor& bx, Tensor& by) {
+  const std::int64_t rows = bx.dim(0);
+  const std::int64_t* index = order + counters->batch * batch_size;
+  float* x = bx.data();
+  float* y = by.data();
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t i = index[r];
+    float* xr = x + r * data.x_row;
+    if (data.x_bytes != nullptr) {
+      const std::uint8_t* src = data.x_bytes + i * data.x_row;
+      for (std::int64_t c = 0; c < data.x_row; ++c) xr[c] = float(src[c]) / 255.0f;  // the loader's expression
+    } else {
+      std::memcpy(xr, data.x_float + i * data.x_row, sizeof(float) * std::size_t(data.x_row));
+    }
+    float* yr = y + r * data.classes;
+    if (data.y_class != nullptr) {
+      std::fill(yr, yr + data.classes, 0.0f);
+      yr[data.y_class[i]] = 1.0f;
+    } else {
+      std::memcpy(yr, data.y_float + i * data.classes, sizeof(float) * std::size_t(data.classes));
+    }
+  }
+}
+
+void CpuBackend::advance_step(StepCounters* counters) {
+  ++counters->iteration;
+  ++counters->batch;
 }
 
 }  // namespace dropnet::backend::cpu

@@ -30,9 +30,12 @@ class CpuBackend final : public Backend {
   void softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
                              Tensor& stats) override;
   void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
-                   const kernels::AdamStep& step) override;
+                   const AdamCall& call) override;
   void maxnorm(float* w, const MaxNormCall& call) override;
   void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) override;
+  void gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+                    std::int64_t batch_size, Tensor& bx, Tensor& by) override;
+  void advance_step(StepCounters* counters) override;
 };
 
 }  // namespace dropnet::backend::cpu

@@ -45,6 +45,7 @@ constexpr std::int64_t kBlocksPerBatch = 64;
 template <typename T>
 void dropout_apply(const T* in, T* out, const DropoutCall& call) {
   const float keep_prob = kernels::dropout_keep_prob(call.rate);
+  const std::uint64_t step = call.counters != nullptr ? call.counters->iteration + call.step : call.step;
   const std::int64_t n = element_count(call.input_shape);
   const std::int64_t mask_count = element_count(call.mask_shape);
 
@@ -58,7 +59,7 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
     std::uint32_t words[kBatchElements];
     for (std::int64_t batch = b0; batch < b1; ++batch) {
       const std::int64_t first = batch * kBatchElements;
-      philox_batch(call.seed, call.step, std::uint64_t(first / 4), words);
+      philox_batch(call.seed, step, std::uint64_t(first / 4), words);
       const std::int64_t count = std::min<std::int64_t>(mask_count - first, kBatchElements);
       for (std::int64_t i = 0; i < count; ++i) keep_bytes[first + i] = words[i] < threshold;
     }

@@ -75,6 +75,8 @@ CudnnConv::Plan& CudnnConv::plan_for(const ConvGeometry& g) {
                                    s.deterministic, s.allow_tf32, static_cast<std::int64_t>(s.workspace_limit)};
   auto found = plans_.find(key);
   if (found != plans_.end()) return *found->second;
+  // cudnnFind* allocates and synchronizes: never while recording (the step before chose every plan).
+  if (ctx_.capturing()) throw_while_capturing("Conv2D would have to choose a cuDNN algorithm for a new shape");
 
   auto plan = std::make_unique<Plan>();
   // cuDNN's output size with the top/left padding applied on both sides; when it is not Keras' size the
@@ -166,6 +168,8 @@ void CudnnConv::backward(const float* x, const float* w, const float* dy, float*
   const NumericSettings& s = ctx_.settings();
   cudnnHandle_t handle = ctx_.cudnn();
   if (!plan.backward_chosen) {
+    if (ctx_.capturing())
+      throw_while_capturing("Conv2D would have to choose cuDNN backward algorithms for a new shape");
     // Backward-data.
     int max_count = 0, returned = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithmMaxCount(handle, &max_count));

@@ -16,7 +16,9 @@
 // algorithms and the fastest within the workspace limit wins (a smaller workspace wins among those within
 // 10% of it); with `deterministic`, cuDNN's heuristics (cudnnGet*_v7, the same choice on every run) pick
 // among the algorithms it marks CUDNN_DETERMINISTIC. Without `allow_tf32` only CUDNN_FMA_MATH algorithms
-// run, so results stay float32 throughout.
+// run, so results stay float32 throughout. A plan is never chosen while the stream is being captured into
+// a CUDA graph (cudnnFind* allocates and synchronizes): that throws DeviceError instead; the uncaptured
+// step before a recording has chosen every plan the recorded step uses.
 #pragma once
 
 #include <map>

@@ -2,6 +2,7 @@
 // (the ops on dropnet's own kernels are in cuda_ops.cpp).
 #include "backend/cuda/cuda_backend.hpp"
 
+#include <atomic>
 #include <string>
 
 #include "backend/cuda/conv_cudnn.hpp"
@@ -13,18 +14,31 @@
 #include "kernels/launchers.hpp"
 
 namespace dropnet::backend::cuda {
+namespace {
+std::atomic<CudaBackend*> live_backend{nullptr};
+}  // namespace
 
 CudaBackend::CudaBackend()
     : ctx_(std::make_unique<DeviceContext>()),
       conv_(std::make_unique<CudnnConv>(*ctx_)),
-      pool_(std::make_unique<CudnnPool>(*ctx_)) {}
+      pool_(std::make_unique<CudnnPool>(*ctx_)) {
+  live_backend.store(this);
+}
 
-CudaBackend::~CudaBackend() = default;
+CudaBackend::~CudaBackend() {
+  CudaBackend* self = this;
+  live_backend.compare_exchange_strong(self, nullptr);
+}
+
+CudaBackend* CudaBackend::live() noexcept { return live_backend.load(); }
 
 // ---- memory ----------------------------------------------------------------------------------------
 
 float* CudaBackend::allocate(std::size_t count) {
   if (count == 0) return nullptr;
+  // cudaMalloc cannot be recorded, and a buffer made by the recorded step would not be made by its replays.
+  if (capture_thread_.load() == std::this_thread::get_id())
+    throw_while_capturing("a device tensor of " + std::to_string(count) + " floats would be allocated");
   void* ptr = nullptr;
   CUDA_CHECK(cudaMalloc(&ptr, count * sizeof(float)));
   std::lock_guard lock(memory_mutex_);
@@ -44,6 +58,21 @@ void CudaBackend::deallocate(float* ptr) noexcept {
       allocations_.erase(it);
     }
   }
+  if (capture_thread_.load() != std::thread::id{}) {
+    // During capture(): cudaFree cannot be recorded (on the capturing thread it would invalidate the
+    // capture), so capture() frees the block once the capture has ended; freed by the step itself, it also
+    // fails the capture, since the recorded ops may use this memory at every replay.
+    std::lock_guard lock(memory_mutex_);
+    const std::thread::id capturing = capture_thread_.load();
+    if (capturing != std::thread::id{}) {  // still capturing: capture() ends it under this lock
+      try {
+        freed_while_capturing_.emplace_back(ptr, capturing == std::this_thread::get_id());
+        return;
+      } catch (...) {
+        // Out of host memory: free it now (on the capturing thread the capture then fails on the cudaFree).
+      }
+    }
+  }
   // cudaFree waits for the work that may still use the block.
   CUDA_CHECK_LOG(cudaFree(ptr));
 }
@@ -52,7 +81,11 @@ void CudaBackend::fill(float* ptr, std::size_t count, float value) {
   kernels::launch_fill(ptr, count, value, ctx_->stream_ptr());
 }
 
-void CudaBackend::synchronize() { CUDA_CHECK(cudaStreamSynchronize(ctx_->stream())); }
+void CudaBackend::synchronize() {
+  // A host wait cannot be recorded (CUDA would fail the capture with a less telling error).
+  if (capture_thread_.load() == std::this_thread::get_id()) throw_while_capturing("synchronize() would wait for the GPU");
+  CUDA_CHECK(cudaStreamSynchronize(ctx_->stream()));
+}
 
 MemoryStats CudaBackend::memory_stats() const {
   std::lock_guard lock(memory_mutex_);
@@ -65,6 +98,8 @@ void CudaBackend::reset_peak_memory() {
 }
 
 void* CudaBackend::stream() const noexcept { return ctx_->stream_ptr(); }
+
+bool CudaBackend::recording() const { return ctx_->capturing(); }
 
 // ---- settings --------------------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@
 //
 // Ordering: every op is queued on the backend's one stream and returns without waiting (see
 // device_context.hpp); synchronize() waits for all of them. A whole training step is therefore one
-// stream-ordered sequence that CUDA graph capture could record once the first step has chosen every cuDNN
-// algorithm and grown every scratch buffer (not done yet: the training loop does not capture).
+// stream-ordered sequence, which capture() records as a CUDA graph once a first, ordinary step has chosen
+// every cuDNN algorithm and grown every scratch buffer (what makes the step capturable: graph.cpp).
 //
 // The CUDA-only controls below are not part of Backend; reach them with
 // `dynamic_cast<backend::cuda::CudaBackend&>(backend_for(Device::CUDA))`.
@@ -15,12 +15,17 @@
 // No CUDA type appears in this header, so tests and benchmarks include it with a plain C++ compiler.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
+#include <thread>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "backend/backend.hpp"
 
@@ -33,7 +38,8 @@ class CudnnPool;
 struct MemoryStats {
   std::size_t tensor_bytes = 0;       // allocate()d and not yet deallocate()d
   std::size_t peak_tensor_bytes = 0;  // the most tensor_bytes reached since reset_peak_memory()
-  std::size_t scratch_bytes = 0;      // cuDNN/cuBLAS workspaces and the backend's scratch buffers
+  std::size_t scratch_bytes = 0;      // cuDNN/cuBLAS workspaces and the backend's scratch buffers (with
+                                      // old blocks that live recordings still hold)
 };
 
 class CudaBackend final : public Backend {
@@ -66,9 +72,19 @@ class CudaBackend final : public Backend {
   void dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) override;
   void softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale, Tensor& stats) override;
   void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
-                   const kernels::AdamStep& step) override;
+                   const AdamCall& call) override;
   void maxnorm(float* w, const MaxNormCall& call) override;
   void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) override;
+
+  // fit's step (backend.hpp): the batch, the counters and the recording, all on the stream, nothing read
+  // on the host. gather_batch throws InvalidArgument for host tensors or bx/by sizes that do not match
+  // `data`. capture() records what `enqueue` issues as a CUDA graph (graph.cpp); the Recording replays it
+  // on this backend's stream and keeps the scratch blocks it reads alive; it must not outlive the backend
+  // or any tensor the recorded ops use.
+  void gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+                    std::int64_t batch_size, Tensor& bx, Tensor& by) override;
+  void advance_step(StepCounters* counters) override;
+  std::unique_ptr<Recording> capture(const std::function<void()>& enqueue) override;
 
   // ---- CUDA-only --------------------------------------------------------------------------------
 
@@ -94,6 +110,12 @@ class CudaBackend final : public Backend {
 
   // The cudaStream_t every op is queued on, as void* (for graph capture or events in benchmarks).
   void* stream() const noexcept;
+  // Whether that stream is being captured into a CUDA graph now.
+  bool recording() const;
+
+  // The backend that exists now (null before backend_for(Device::CUDA) made it and after it is destroyed):
+  // backend::copy queues device-to-device copies on its stream.
+  static CudaBackend* live() noexcept;
 
  private:
   void apply_settings(bool deterministic, bool allow_tf32, std::size_t workspace_limit);
@@ -108,6 +130,13 @@ class CudaBackend final : public Backend {
   std::unordered_map<const void*, std::size_t> allocations_;
   std::size_t tensor_bytes_ = 0;
   std::size_t peak_tensor_bytes_ = 0;
+  // The thread inside capture() (a default id when none is): allocate() refuses to run on it, since
+  // cudaMalloc cannot be recorded; other threads may allocate (the capture is cudaStreamCaptureModeThreadLocal).
+  std::atomic<std::thread::id> capture_thread_{};
+  // Tensors deallocate()d during capture(): freed once the capture has ended (cudaFree cannot be recorded
+  // on the capturing thread), each with whether the capturing thread freed it, which fails the capture
+  // (the recorded ops may use that memory at every replay).
+  std::vector<std::pair<void*, bool>> freed_while_capturing_;
 };
 
 }  // namespace dropnet::backend::cuda

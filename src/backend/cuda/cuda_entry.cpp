@@ -39,6 +39,17 @@ void copy(float* dst, Device dst_device, const float* src, Device src_device, st
   const cudaMemcpyKind kind = dst_device == Device::CPU   ? cudaMemcpyDeviceToHost
                               : src_device == Device::CPU ? cudaMemcpyHostToDevice
                                                           : cudaMemcpyDeviceToDevice;
+  CudaBackend* backend = CudaBackend::live();
+  if (kind == cudaMemcpyDeviceToDevice && backend != nullptr) {
+    // On the backend's stream, in order with its ops, and recordable into a CUDA graph (Tensor::copy_from in
+    // a training step: Flatten, a Dropout of rate 0). cudaMemcpy does not make the host wait for a
+    // device-to-device copy either, so callers see no difference.
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, static_cast<cudaStream_t>(backend->stream())));
+    return;
+  }
+  if (backend != nullptr && backend->recording())
+    throw DeviceError(std::string("a ") + (kind == cudaMemcpyDeviceToHost ? "device-to-host" : "host-to-device") +
+                      " copy cannot be recorded during CUDA graph capture (it makes the host wait)");
   // A synchronous copy on the legacy default stream: the backend's stream is a blocking one, so the copy
   // waits for every op queued before it and the ops queued after it wait for the copy.
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));

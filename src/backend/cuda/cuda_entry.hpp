@@ -14,7 +14,9 @@ namespace dropnet::backend::cuda {
 bool device_present() noexcept;
 // The CUDA backend on the current device; throws DeviceError when it cannot be set up.
 std::unique_ptr<Backend> make_backend();
-// cudaMemcpy between any two of host and device memory (synchronous).
+// Copies between any two of host and device memory: host<->device with a synchronous cudaMemcpy (ordered
+// with the backend's blocking stream; DeviceError while that stream is being recorded), device-to-device
+// with cudaMemcpyAsync on the backend's stream (recordable).
 void copy(float* dst, Device dst_device, const float* src, Device src_device, std::size_t count);
 // "NVIDIA H100 80GB HBM3 (132 SMs, 79.1 GiB, CUDA 13.0, cuDNN 9.x)".
 std::string describe_device();

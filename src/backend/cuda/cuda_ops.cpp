@@ -1,6 +1,8 @@
 // cuda_ops.cpp: CudaBackend's ops on dropnet's own kernels: activations, dropout, softmax cross-entropy,
-// Adam, max-norm and the batch gathers. Each turns the contract's tensors into a launch description
-// (kernels/launchers.hpp) and queues it on the backend's stream.
+// Adam, max-norm, the batch gathers and fit's step counters. Each turns the contract's tensors into a launch
+// description (kernels/launchers.hpp) and queues it on the backend's stream. Values that change from one
+// training step to the next (StepCounters) are passed as device pointers and read by the kernels, never on
+// the host, so a recorded step (graph.cpp) stays right at every replay.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -44,6 +46,8 @@ kernels::DropoutLaunch dropout_launch(const DropoutCall& call, std::int64_t coun
   kernels::DropoutLaunch launch{};
   launch.seed = call.seed;
   launch.step = call.step;
+  // The kernel adds counters->iteration (device memory) to `step` when it runs.
+  launch.iteration = call.counters != nullptr ? &call.counters->iteration : nullptr;
   // The keep test compares a float uniform with keep_prob, so both backends must derive the same float.
   launch.keep_prob = kernels::dropout_keep_prob(call.rate);
   launch.count = count;
@@ -169,8 +173,11 @@ void CudaBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor
 }
 
 void CudaBackend::adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
-                              const kernels::AdamStep& step) {
-  kernels::launch_adam(params, grads, m, v, count, step, ctx_->stream_ptr());
+                              const AdamCall& call) {
+  // With a table, the kernel reads alpha_by_batch[counters->batch] (device memory) when it runs.
+  const bool table = call.alpha_by_batch != nullptr && call.counters != nullptr;
+  kernels::launch_adam(params, grads, m, v, count, call.step, table ? call.alpha_by_batch : nullptr,
+                       table ? &call.counters->batch : nullptr, ctx_->stream_ptr());
 }
 
 void CudaBackend::maxnorm(float* w, const MaxNormCall& call) {
@@ -252,6 +259,48 @@ void CudaBackend::gather_rows_u8(const std::uint8_t* src, bool src_on_device, st
   const std::int64_t* device_index = upload_index(index);
   kernels::launch_gather_rows_u8(src, device_index, dst.data(), index.size(), static_cast<std::size_t>(row_size),
                                  scale, ctx_->stream_ptr());
+}
+
+// ---- fit's step ------------------------------------------------------------------------------------
+
+void CudaBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+                               std::int64_t batch_size, Tensor& bx, Tensor& by) {
+  expect_on_device(bx, "batch images");
+  expect_on_device(by, "batch targets");
+  if (bx.rank() == 0) throw InvalidArgument("gather_batch: the batch images need a batch dimension");
+  const std::int64_t rows = bx.dim(0);
+  if (bx.size() != rows * data.x_row)
+    throw InvalidArgument("gather_batch: batch images " + to_string(bx.shape()) + " are not " + std::to_string(rows) +
+                          " rows of " + std::to_string(data.x_row) + " values");
+  if (by.size() != rows * data.classes)
+    throw InvalidArgument("gather_batch: batch targets " + to_string(by.shape()) + " are not " +
+                          std::to_string(rows) + " rows of " + std::to_string(data.classes) + " values");
+  if (rows == 0) return;
+  if (batch_size < rows)
+    throw InvalidArgument("gather_batch: a batch of " + std::to_string(rows) + " rows is larger than the batch size " +
+                          std::to_string(batch_size));
+  if (order == nullptr || counters == nullptr) throw InvalidArgument("gather_batch: order and counters are required");
+  if ((data.x_float == nullptr) == (data.x_bytes == nullptr) || (data.y_float == nullptr) == (data.y_class == nullptr))
+    throw InvalidArgument("gather_batch: the dataset needs exactly one of x_float/x_bytes and of y_float/y_class");
+  kernels::GatherBatchLaunch launch{};
+  launch.x_float = data.x_float;
+  launch.x_bytes = data.x_bytes;
+  launch.y_float = data.y_float;
+  launch.y_class = data.y_class;
+  launch.x_row = data.x_row;
+  launch.classes = data.classes;
+  launch.order = order;
+  launch.batch = &counters->batch;  // read by the kernels when they run
+  launch.batch_size = batch_size;
+  launch.rows = rows;
+  launch.bx = bx.data();
+  launch.by = by.data();
+  kernels::launch_gather_batch(launch, ctx_->stream_ptr());
+}
+
+void CudaBackend::advance_step(StepCounters* counters) {
+  if (counters == nullptr) throw InvalidArgument("advance_step: no counters");
+  kernels::launch_advance_step(&counters->iteration, &counters->batch, ctx_->stream_ptr());
 }
 
 }  // namespace dropnet::backend::cuda

@@ -1,14 +1,42 @@
 // device_context.cpp: the stream, handles, settings and scratch of device_context.hpp.
 #include "backend/cuda/device_context.hpp"
 
+#include <string>
+#include <vector>
+
+#include "dropnet/errors.hpp"
 #include "kernels/launchers.hpp"
 
 namespace dropnet::backend::cuda {
 namespace {
 // cuBLAS gets its workspace from us rather than allocating its own on first use: the GEMMs of the
-// models here are small, and a fixed buffer keeps cuBLAS from allocating during graph capture.
+// models here are small, and a fixed buffer keeps cuBLAS from allocating during graph capture (CUDA 12+
+// cuBLAS otherwise takes a workspace from its own pool, which a captured graph must not depend on). It is
+// set after cublasSetStream, which resets the workspace to cuBLAS' default.
 constexpr std::size_t kCublasWorkspace = std::size_t{4} << 20;
+
+const char* slot_name(Scratch slot) {
+  switch (slot) {
+    case Scratch::CudnnWorkspace: return "the cuDNN workspace";
+    case Scratch::Filter: return "the transposed Conv2D kernel";
+    case Scratch::FilterGrad: return "the transposed Conv2D kernel gradient";
+    case Scratch::PaddedInput: return "the padded images";
+    case Scratch::PaddedGrad: return "the padded image gradient";
+    case Scratch::PaddedOutput: return "the padded pooling output";
+    case Scratch::Partials: return "the loss partial sums";
+    case Scratch::Norms: return "the max-norm sums";
+    case Scratch::Ones: return "the vector of ones";
+    case Scratch::Index: return "the gather indices";
+    case Scratch::Count: break;
+  }
+  return "a scratch buffer";
+}
 }  // namespace
+
+void throw_while_capturing(const std::string& what) {
+  throw DeviceError(what + " during CUDA graph capture (the uncaptured step before the recorded one must run the "
+                           "same ops on the same shapes)");
+}
 
 DeviceContext::DeviceContext()
     : stream_(make_stream()),
@@ -41,23 +69,52 @@ void DeviceContext::set_settings(const NumericSettings& settings) {
   CUBLAS_CHECK(cublasSetAtomicsMode(cublas_.get(), CUBLAS_ATOMICS_NOT_ALLOWED));
 }
 
+bool DeviceContext::capturing() const {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  CUDA_CHECK(cudaStreamIsCapturing(stream_.get(), &status));
+  return status != cudaStreamCaptureStatusNone;
+}
+
 void* DeviceContext::scratch(Scratch slot, std::size_t bytes) {
-  return scratch_[static_cast<std::size_t>(slot)].grow(bytes, stream_.get());
+  std::shared_ptr<DeviceBuffer>& buffer = scratch_[static_cast<std::size_t>(slot)];
+  if (bytes == 0) return buffer ? buffer->data() : nullptr;
+  if (buffer && bytes <= buffer->bytes()) return buffer->data();
+  if (capturing())
+    throw_while_capturing(std::string(slot_name(slot)) + " would have to grow from " +
+                          std::to_string(buffer ? buffer->bytes() : 0) + " to " + std::to_string(bytes) + " bytes");
+  if (buffer && buffer.use_count() == 1) return buffer->grow(bytes, stream_.get());  // nobody else reads it
+  // A recording pins the current block: it stays with the recording, the slot takes a new one.
+  if (buffer) {
+    std::erase_if(retired_, [](const std::weak_ptr<const DeviceBuffer>& w) { return w.expired(); });
+    retired_.emplace_back(buffer);
+  }
+  buffer = std::make_shared<DeviceBuffer>(bytes);
+  return buffer->data();
 }
 
 const float* DeviceContext::ones(std::size_t count) {
-  auto& buffer = scratch_[static_cast<std::size_t>(Scratch::Ones)];
   if (count > ones_count_) {
+    // The fill below would be recorded rather than run, and the block could not grow anyway.
+    if (capturing()) throw_while_capturing("the vector of ones would have to grow to " + std::to_string(count));
     // Grow with room to spare: the bias gradient of a Conv2D needs N*OH*OW ones, which varies with N.
     const std::size_t want = count + count / 2;
-    buffer.grow(want * sizeof(float), stream_.get());
-    kernels::launch_fill(buffer.as<float>(), want, 1.0f, stream_ptr());
+    auto* p = static_cast<float*>(scratch(Scratch::Ones, want * sizeof(float)));
+    kernels::launch_fill(p, want, 1.0f, stream_ptr());
     ones_count_ = want;
   }
-  return buffer.as<float>();
+  const auto& buffer = scratch_[static_cast<std::size_t>(Scratch::Ones)];
+  return buffer ? buffer->as<float>() : nullptr;
+}
+
+PinnedScratch DeviceContext::pin_scratch() const {
+  PinnedScratch pinned;
+  for (const auto& b : scratch_)
+    if (b) pinned.push_back(b);
+  return pinned;
 }
 
 void* DeviceContext::staging(std::size_t bytes) {
+  if (capturing()) throw_while_capturing("a host-to-device copy through pinned staging memory");
   if (staging_pending_) {
     CUDA_CHECK(cudaEventSynchronize(staging_done_.get()));
     staging_pending_ = false;
@@ -72,7 +129,10 @@ void DeviceContext::staging_in_flight() {
 
 std::size_t DeviceContext::bytes_in_scratch() const noexcept {
   std::size_t total = cublas_workspace_.bytes();
-  for (const auto& b : scratch_) total += b.bytes();
+  for (const auto& b : scratch_)
+    if (b) total += b->bytes();
+  for (const auto& w : retired_)
+    if (const auto b = w.lock()) total += b->bytes();
   return total;
 }
 

@@ -4,16 +4,24 @@
 // Stream order. Every op of the backend is queued on stream(); the handles are bound to it, and no op
 // synchronizes the host except where its contract needs the host (gather_rows from host memory waits for
 // the previous copy out of its staging buffer). So a whole training step is one stream-ordered sequence,
-// which is what CUDA graph capture needs. The stream is a blocking one (see make_stream): synchronous
-// cudaMemcpy calls elsewhere (Tensor::to, backend::copy) are ordered with it.
+// which is what CUDA graph capture needs (graph.cpp). The stream is a blocking one (see make_stream):
+// synchronous host<->device cudaMemcpy calls elsewhere (Tensor::to, backend::copy) are ordered with it;
+// device-to-device copies go on the stream itself (cuda_entry.cpp).
 //
 // Scratch. Ops that need temporary device memory (cuDNN's workspace, the transposed filter, padded images,
 // partial sums...) take it from named slots that grow to the largest request and then stay: after the
-// first step of a model nothing is allocated, which also keeps graph capture free of cudaMalloc.
+// first step of a model nothing is allocated, which also keeps graph capture free of cudaMalloc. A slot
+// that would have to grow while the stream is being captured throws DeviceError instead (cudaMalloc
+// cannot be recorded). A recorded graph keeps the addresses of the blocks it was recorded with, so a
+// recording pins them (pin_scratch()): a slot that grows later (a validation batch of another shape)
+// gets a new block and the pinned old one lives until the last recording holding it is destroyed.
 #pragma once
 
 #include <array>
 #include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "backend/cuda/device_resources.hpp"
 
@@ -45,6 +53,13 @@ enum class Scratch {
   Count
 };
 
+// Scratch blocks a recorded graph reads: held by the recording so that they outlive it (see above).
+using PinnedScratch = std::vector<std::shared_ptr<const DeviceBuffer>>;
+
+// Throws DeviceError: `what` (e.g. "Conv2D would have to choose a cuDNN algorithm for a new shape") cannot
+// happen while the stream is being captured into a CUDA graph.
+[[noreturn]] void throw_while_capturing(const std::string& what);
+
 class DeviceContext {
  public:
   // Sets up the stream and the handles on the current device; throws DeviceError.
@@ -62,7 +77,11 @@ class DeviceContext {
   // Applies the settings (cuBLAS math mode); the caller drops plans chosen under the old ones.
   void set_settings(const NumericSettings& settings);
 
-  // At least `bytes` of the slot's device memory (valid until the next call for the same slot).
+  // Whether stream() is being captured into a CUDA graph (cudaStreamIsCapturing: active or invalidated).
+  bool capturing() const;
+
+  // At least `bytes` of the slot's device memory (valid until the next call for the same slot). Throws
+  // DeviceError when the slot would grow while capturing().
   void* scratch(Scratch slot, std::size_t bytes);
   template <typename T>
   T* scratch_as(Scratch slot, std::size_t count) {
@@ -70,14 +89,18 @@ class DeviceContext {
   }
   // A device vector of at least `count` ones.
   const float* ones(std::size_t count);
+  // Every scratch block in use now, for a recording to hold.
+  PinnedScratch pin_scratch() const;
 
   // Pinned host memory for a host-to-device copy that must not block the host. staging() first waits
   // until the copy queued from it last time has completed; staging_in_flight() marks the copy just
-  // queued from it (it records an event on the stream).
+  // queued from it (it records an event on the stream). staging() throws DeviceError while capturing()
+  // (the wait is a host synchronization, and a recorded copy would reread the staging buffer at replay).
   void* staging(std::size_t bytes);
   void staging_in_flight();
 
   int sm_count() const noexcept { return sm_count_; }
+  // The slots' blocks, the cuBLAS workspace and the old blocks recordings still pin.
   std::size_t bytes_in_scratch() const noexcept;
 
  private:
@@ -86,7 +109,10 @@ class DeviceContext {
   CublasHandle cublas_;
   DeviceBuffer cublas_workspace_;
   NumericSettings settings_;
-  std::array<DeviceBuffer, static_cast<std::size_t>(Scratch::Count)> scratch_;
+  // Shared with the recordings that pin them; a slot is null until first used.
+  std::array<std::shared_ptr<DeviceBuffer>, static_cast<std::size_t>(Scratch::Count)> scratch_;
+  // Blocks replaced while a recording pinned them (counted in bytes_in_scratch while they live).
+  std::vector<std::weak_ptr<const DeviceBuffer>> retired_;
   std::size_t ones_count_ = 0;
   PinnedBuffer staging_;
   Event staging_done_;

@@ -1,5 +1,6 @@
 // device_resources.hpp: RAII owners for everything in the CUDA backend that has a destroy call:
-// device and pinned host buffers, streams, events, the cuDNN and cuBLAS handles and cuDNN descriptors.
+// device and pinned host buffers, streams, events, CUDA graphs and their instantiations, the cuDNN and
+// cuBLAS handles and cuDNN descriptors.
 //
 // Owners are movable and not copyable (a copy of a handle would be destroyed twice). Destructors never
 // throw: they report a failing destroy call on stderr (the *_CHECK_LOG macros) and go on.
@@ -74,7 +75,17 @@ struct PoolDescTraits {
   static void destroy(cudnnPoolingDescriptor_t d) noexcept { CUDNN_CHECK_LOG(cudnnDestroyPoolingDescriptor(d)); }
 };
 
+struct GraphTraits {
+  static void destroy(cudaGraph_t g) noexcept { CUDA_CHECK_LOG(cudaGraphDestroy(g)); }
+};
+struct GraphExecTraits {
+  // A launch still running is not cut short: CUDA frees the executable graph when it completes.
+  static void destroy(cudaGraphExec_t g) noexcept { CUDA_CHECK_LOG(cudaGraphExecDestroy(g)); }
+};
+
 using Stream = Unique<cudaStream_t, StreamTraits>;
+using Graph = Unique<cudaGraph_t, GraphTraits>;             // a captured graph (cudaStreamEndCapture)
+using GraphExec = Unique<cudaGraphExec_t, GraphExecTraits>; // its instantiation (cudaGraphInstantiate)
 using Event = Unique<cudaEvent_t, EventTraits>;
 using CudnnHandle = Unique<cudnnHandle_t, CudnnHandleTraits>;
 using CublasHandle = Unique<cublasHandle_t, CublasHandleTraits>;

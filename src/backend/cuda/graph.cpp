@@ -1,0 +1,177 @@
+// graph.cpp: CudaBackend::capture(): fit's training step recorded once as a CUDA graph, then replayed
+// with one cudaGraphLaunch per step (a few microseconds of CPU instead of dozens of launches and library calls).
+//
+// WHAT MAKES THE STEP CAPTURABLE. Stream capture records the work queued on the backend's stream instead
+// of running it; the graph replays it later with the same arguments. The step (Impl::issue_fit_step) may
+// therefore only queue stream work, and everything it reads that changes from step to step must be read
+// on the device when the work runs:
+//   * Step-varying values live in device memory: the dropout mask step (StepCounters::iteration, added by
+//     the dropout kernels), Adam's alpha (alpha_by_batch[StepCounters::batch], read by the Adam kernel),
+//     the batch rows (order[batch * B + r], read by the gather_batch kernels); advance_step's kernel moves
+//     the counters on as the step's last op. Nothing of them is read on the host.
+//   * Every op is a kernel launch, a cudaMemcpyAsync device-to-device on the stream (Linear activations,
+//     Tensor::copy_from between device tensors: backend::copy, cuda_entry.cpp), or a cuDNN / cuBLAS call
+//     on the handles bound to the stream. cuBLAS runs on a fixed workspace of ours (cublasSetWorkspace,
+//     device_context.cpp), so it never allocates; alpha/beta are host scalars (captured by value).
+//   * Nothing allocates, frees or synchronizes: the step recorded is the second of its shape, so the first
+//     (uncaptured) one has chosen every cuDNN algorithm (cudnnFind*, cached per geometry in CudnnConv) and
+//     grown every scratch slot (DeviceContext). During a capture, a cuDNN plan for a new shape, a scratch
+//     slot or the ones vector that would grow, the pinned staging of host->device gathers (these check
+//     cudaStreamIsCapturing), allocate() and synchronize() on the capturing thread, and host<->device
+//     backend::copy throw a DeviceError that says what happened, which fails the capture cleanly; a
+//     deallocate() during capture is deferred until the capture has ended, and fails it when the capturing
+//     thread did it (the graph may use that memory at every replay).
+//   * Scratch addresses are baked into the graph: the recording pins the blocks it was recorded with
+//     (DeviceContext::pin_scratch), so a slot that grows later (validation batches of another shape) gets
+//     a new block and the graph keeps reading the old one, which is freed with the recording.
+// WHAT WOULD BREAK IT (each makes capture() throw DeviceError; fit then runs the step op by op):
+//   * a host<->device copy or any read of device memory on the host in the step (Tensor::to_vector, a
+//     synchronous cudaMemcpy: the stream is a blocking one, so legacy-stream work while it captures is
+//     cudaErrorStreamCaptureImplicit), synchronize(), cudaMalloc/cudaFree (a Tensor made or dropped inside
+//     the step), gather_rows / gather_rows_u8 (their indices go through pinned staging);
+//   * a step whose shapes differ from the uncaptured step before it (new cuDNN plan or larger scratch);
+//   * another thread issuing work on the legacy default stream (a synchronous cudaMemcpy) while the step
+//     is captured: cudaStreamCaptureModeThreadLocal lets other threads allocate and free, but legacy-stream
+//     work still has to wait for the capturing blocking stream, which invalidates the capture;
+// and, silently: a value the step reads on the host and passes by value to a kernel (it is frozen at its
+// recorded value), or a tensor the graph uses being freed or reallocated while the Recording lives.
+#include <atomic>
+#include <exception>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.hpp"
+#include "backend/cuda/device_context.hpp"
+#include "dropnet/errors.hpp"
+
+namespace dropnet::backend::cuda {
+namespace {
+
+std::string cuda_error_text(cudaError_t status) {
+  return std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
+}
+
+[[noreturn]] void capture_failed(const std::string& what) {
+  throw DeviceError("CUDA graph capture failed: " + what);
+}
+
+// Marks the calling thread as the one inside capture() until end() or the end of the scope.
+class CaptureThread {
+ public:
+  explicit CaptureThread(std::atomic<std::thread::id>& id) : id_(&id) { id.store(std::this_thread::get_id()); }
+  ~CaptureThread() { end(); }
+  CaptureThread(const CaptureThread&) = delete;
+  CaptureThread& operator=(const CaptureThread&) = delete;
+  void end() noexcept {
+    if (id_ != nullptr) id_->store(std::thread::id{});
+    id_ = nullptr;
+  }
+
+ private:
+  std::atomic<std::thread::id>* id_;
+};
+
+class CudaRecording final : public Recording {
+ public:
+  CudaRecording(GraphExec exec, cudaStream_t stream, PinnedScratch scratch)
+      : scratch_(std::move(scratch)), exec_(std::move(exec)), stream_(stream) {}
+
+  ~CudaRecording() override {
+    exec_.reset();  // a launch still in flight completes first (CUDA frees the graph after it)
+    // The pinned blocks nobody else holds are freed next: let the replays that read them finish first.
+    CudaBackend* backend = CudaBackend::live();
+    if (backend == nullptr || backend->stream() != static_cast<void*>(stream_)) return;
+    for (const auto& block : scratch_) {
+      if (block.use_count() == 1) {
+        CUDA_CHECK_LOG(cudaStreamSynchronize(stream_));
+        break;
+      }
+    }
+  }
+  CudaRecording(const CudaRecording&) = delete;
+  CudaRecording& operator=(const CudaRecording&) = delete;
+
+  void replay() override { CUDA_CHECK(cudaGraphLaunch(exec_.get(), stream_)); }
+
+ private:
+  PinnedScratch scratch_;  // declared first: released after the graph
+  GraphExec exec_;
+  cudaStream_t stream_;
+};
+
+}  // namespace
+
+std::unique_ptr<Recording> CudaBackend::capture(const std::function<void()>& enqueue) {
+  const cudaStream_t stream = ctx_->stream();
+  if (ctx_->capturing() || capture_thread_.load() != std::thread::id{})
+    capture_failed("the backend's stream is already being recorded");
+  // From here until the capture has ended, allocate() refuses this thread and deallocate() defers frees.
+  CaptureThread capture_thread(capture_thread_);
+  // Ends that, then frees what deallocate() deferred; returns how many of those the step itself freed.
+  auto end_deferral = [&] {
+    std::vector<std::pair<void*, bool>> freed;
+    {
+      std::lock_guard lock(memory_mutex_);  // deallocate() checks capture_thread_ again under this lock
+      capture_thread.end();
+      freed.swap(freed_while_capturing_);
+    }
+    std::size_t by_step = 0;
+    for (const auto& [ptr, by_capturing_thread] : freed) {
+      CUDA_CHECK_LOG(cudaFree(ptr));
+      by_step += by_capturing_thread ? 1 : 0;
+    }
+    return by_step;
+  };
+
+  // ThreadLocal: only this thread's unsafe calls (cudaMalloc, synchronizations...) break the capture, so
+  // other threads of the program may go on using CUDA (but see "what would break it" above).
+  const cudaError_t begun = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
+  if (begun != cudaSuccess) {
+    (void)cudaGetLastError();
+    end_deferral();
+    capture_failed("cudaStreamBeginCapture failed: " + cuda_error_text(begun));
+  }
+
+  bool threw = false;
+  std::string failure;
+  try {
+    enqueue();
+  } catch (const std::exception& e) {
+    threw = true;
+    failure = e.what();
+  } catch (...) {
+    threw = true;
+    failure = "the step threw an exception that is not a std::exception";
+  }
+
+  // Always end the capture, whatever happened: the stream then runs ops again.
+  cudaGraph_t raw = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream, &raw);
+  Graph graph(raw);
+  (void)cudaGetLastError();  // capture errors are not sticky: clear them so the next launch check is clean
+
+  // The capture is over: frees go through again, and the deferred ones happen now.
+  const std::size_t freed_by_step = end_deferral();
+
+  if (threw) capture_failed(failure);
+  if (ended != cudaSuccess)
+    capture_failed("cudaStreamEndCapture failed: " + cuda_error_text(ended) +
+                   " (the step issued something that cannot be recorded, such as a synchronous copy or a wait)");
+  if (freed_by_step > 0)
+    capture_failed(std::to_string(freed_by_step) + " device tensor(s) were freed during the step, whose memory "
+                   "the recorded ops may use at every replay");
+  if (!graph) capture_failed("cudaStreamEndCapture returned no graph");
+
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph.get(), 0);
+  GraphExec owned(exec);
+  if (instantiated != cudaSuccess) {
+    (void)cudaGetLastError();
+    capture_failed("cudaGraphInstantiate failed: " + cuda_error_text(instantiated));
+  }
+  return std::make_unique<CudaRecording>(std::move(owned), stream, ctx_->pin_scratch());
+}
+
+}  // namespace dropnet::backend::cuda
