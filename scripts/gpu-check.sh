@@ -249,7 +249,7 @@ if [ -x "$CUDA_TESTS" ] && command -v compute-sanitizer >/dev/null 2>&1; then
   run_stage memcheck 90 "${RUN[@]}" compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
     "$CUDA_TESTS" "~[model]~[conv]~[.]"
   run_stage racecheck 60 "${RUN[@]}" compute-sanitizer --tool racecheck --error-exitcode 3 --print-limit 20 \
-    "$CUDA_TESTS" "[maxnorm],[loss],[activation],[dropout],[gather]"
+    "$CUDA_TESTS" "[maxnorm],[loss],[activation],[dropout],[gather],[step]"
   run_stage memcheck_conv 60 "${RUN[@]}" compute-sanitizer --tool memcheck --error-exitcode 3 --print-limit 20 \
     "$CUDA_TESTS" "[conv]"
 else
