@@ -67,7 +67,8 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   // so that every batch is gathered there; so do the validation rows, as floats. No copies on the CPU.
   const std::int64_t steps = (split_at + o.batch_size - 1) / o.batch_size;
   FitPlan plan(x_in, y_in, split_at, steps, m.device);
-  const Tensor x_val = x_in.rows(split_at, n).to(m.device), y_val = y_in.rows(split_at, n).to(m.device);
+  auto on_device = [&](const Tensor& t) { return t.device() == m.device ? t : t.to(m.device); };
+  const Tensor x_val = on_device(x_in.rows(split_at, n)), y_val = on_device(y_in.rows(split_at, n));
   m.ensure_capacity(std::min<std::int64_t>(o.batch_size, split_at));
   if (o.initial_step != 0) {  // resuming mid-epoch: the sums must be those of exactly initial_step batches
     const std::int64_t seen = std::min<std::int64_t>(o.initial_step * o.batch_size, split_at);

@@ -115,7 +115,12 @@ void CpuBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> in
 
 void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
                               std::int64_t batch_size, Tensor& bx, Tensor& by) {
+  require_cpu(bx, "batch images");
   const std::int64_t rows = bx.dim(0);
+  if (bx.size() != rows * data.x_row || by.size() != rows * data.classes || rows > batch_size)
+    throw InvalidArgument(fmt::format("gather_batch: batch tensors {} and {} for {} rows of {} values and {} "
+                                      "classes, batch size {}", to_string(bx.shape()), to_string(by.shape()), rows,
+                                      data.x_row, data.classes, batch_size));
   const std::int64_t* index = order + counters->batch * batch_size;
   float* x = bx.data();
   float* y = by.data();
