@@ -39,6 +39,15 @@ inline Tensor device_sentinel(const Shape& shape) {
 }
 
 // Synchronizes the GPU and copies back.
+// A device copy of the host tensor `h` starting `offset` floats into its allocation: offset 1 gives
+// pointers that are not 16-byte aligned, which sends the kernels down their scalar paths.
+inline Tensor device_copy_at(const Tensor& h, std::int64_t offset) {
+  Tensor big({h.size() + offset}, Device::CUDA);
+  Tensor view = big.rows(offset, h.size() + offset).reshaped(h.shape());
+  view.copy_from(h);
+  return view;
+}
+
 inline std::vector<float> host_values(const Tensor& t) {
   gpu().synchronize();
   return t.to_vector();

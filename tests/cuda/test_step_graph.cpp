@@ -234,12 +234,7 @@ TEST_CASE("Adam with an alpha table matches the CPU backend bit for bit", "[cuda
     const Tensor p = host_random({n}, 1), g = host_random({n}, 2), m = host_random({n}, 3, -0.1, 0.1),
                  v = host_random({n}, 4, 0.0, 0.01);
     Tensor p_ref = p.clone(), m_ref = m.clone(), v_ref = v.clone();
-    auto dev = [&](const Tensor& h) {
-      Tensor big({n + offset}, Device::CUDA);
-      Tensor view = big.rows(offset, n + offset);
-      view.copy_from(h);
-      return view;
-    };
+    auto dev = [&](const Tensor& h) { return device_copy_at(h, offset); };
     Tensor pd = dev(p), gd = dev(g), md = dev(m), vd = dev(v);
     const DeviceBytes table(alphas);
     for (std::int64_t batch = 0; batch < 3; ++batch) {

@@ -105,12 +105,7 @@ TEST_CASE("Adam matches the CPU backend over one arena", "[cuda][adam]") {
                  v = host_random({n}, 4, 0.0, 0.01);
     Tensor p_ref = p.clone(), m_ref = m.clone(), v_ref = v.clone();
     const std::string what = offset ? "adam (misaligned)" : "adam";
-    auto dev = [&](const Tensor& h) {
-      Tensor big({n + offset}, Device::CUDA);
-      Tensor view = big.rows(offset, n + offset);
-      view.copy_from(h);
-      return view;
-    };
+    auto dev = [&](const Tensor& h) { return device_copy_at(h, offset); };
     Tensor pd = dev(p), gd = dev(g), md = dev(m), vd = dev(v);
     for (long long t = 1; t <= 3; ++t) {
       const kernels::AdamStep step = kernels::adam_step(1e-3, 0.9, 0.999, 1e-7, t);
