@@ -32,7 +32,8 @@ struct Blocks {
 };
 
 Blocks blocks_of(const ConvGeometry& g) {
-  const std::int64_t images = std::clamp<std::int64_t>(kBlockRows / std::max<std::int64_t>(g.oh * g.ow, 1), 1, g.n);
+  const std::int64_t images =
+      std::clamp<std::int64_t>(kBlockRows / std::max<std::int64_t>(g.oh * g.ow, 1), 1, std::max<std::int64_t>(g.n, 1));
   return {images, (g.n + images - 1) / images};
 }
 
@@ -151,6 +152,11 @@ template <typename T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
   const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
   const std::int64_t ld = cols + (db != nullptr ? 1 : 0);
+  if (g.n == 0) {  // no patches: zero gradients
+    std::fill(dw, dw + cols * g.k, T(0));
+    if (db != nullptr) std::fill(db, db + g.k, T(0));
+    return;
+  }
   // Each block's dw (and db as the last row when there is a bias column) goes to its own slot, and the
   // slots are summed in block order afterwards, so no thread count or split changes the result.
   const Blocks blocks = blocks_of(g);
