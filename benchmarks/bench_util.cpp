@@ -21,6 +21,10 @@ Timing time_repeats(int warmup, int repeats, const std::function<void()>& fn) {
     fn();
     times.push_back(seconds_since(start));
   }
+  return summarize(std::move(times));
+}
+
+Timing summarize(std::vector<double> times) {
   std::sort(times.begin(), times.end());
   const std::size_t n = times.size();
   return {n % 2 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]), times.front()};

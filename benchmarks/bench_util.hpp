@@ -36,6 +36,8 @@ struct Timing {
   double min = 0;     // seconds: the best run, closest to an idle machine when others share the cores
 };
 Timing time_repeats(int warmup, int repeats, const std::function<void()>& fn);
+// The median and the best of measured times (seconds; at least one).
+Timing summarize(std::vector<double> times);
 inline double median_seconds(int warmup, int repeats, const std::function<void()>& fn) {
   return time_repeats(warmup, repeats, fn).median;
 }

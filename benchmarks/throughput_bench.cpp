@@ -164,9 +164,7 @@ int run_throughput(std::span<const std::string> args) {
   std::vector<double> times;
   for (std::size_t i = std::size_t(warmup) + 1; i < clock.ends.size(); ++i)
     times.push_back(std::chrono::duration<double>(clock.ends[i] - clock.ends[i - 1]).count());
-  std::sort(times.begin(), times.end());
-  const Timing step{times.size() % 2 ? times[times.size() / 2] : 0.5 * (times[times.size() / 2 - 1] + times[times.size() / 2]),
-                    times.front()};
+  const Timing step = summarize(std::move(times));
   const double step_s = step.median;
   fmt::print("training step: fit, {}\n", model.step_mode());
 

@@ -1,9 +1,8 @@
-// gather.cu: builds a batch from a dataset that already lives on the GPU: dst row r = src row index[r].
-// The float version serves Tensor datasets; the uint8 version reads CIFAR-10 pixels kept on the GPU as
-// bytes (4x less memory than floats) and scales them on the fly, so no host-to-device copy of images
-// happens per step, only the batch's indices.
+// gather.cu: builds a batch from a dataset that already lives on the GPU. gather_rows: dst row r = src row
+// index[r] of a float Tensor (evaluate, predict, train_on_batch).
 //
-// gather_batch (fit's step) reads even the batch's indices on the device: rows order[*batch * batch_size + r], with
+// gather_batch (fit's step) reads the data set as floats or as bytes (CIFAR-10 pixels, 4x less memory) and
+// even the batch's indices on the device: rows order[*batch * batch_size + r], with
 // *batch the StepCounters' batch, so one recorded launch gathers whichever batch it replays. Its bytes become
 // float(b) / 255.0f, a division (not a multiplication by 1/255, which rounds differently for some b), the
 // exact expression of the CPU loader's table, so GPU and CPU batches are the same bits.
@@ -27,24 +26,6 @@ __global__ void gather_rows_vec4_kernel(const float4* src, const std::int64_t* i
   DROPNET_GRID_STRIDE(i, rows * row_quads) {
     const std::int64_t r = i / row_quads, c = i - r * row_quads;
     dst[i] = src[index[r] * row_quads + c];
-  }
-}
-
-__global__ void gather_rows_u8_kernel(const std::uint8_t* src, const std::int64_t* index, float* dst,
-                                      std::int64_t rows, std::int64_t row_size, float scale) {
-  DROPNET_GRID_STRIDE(i, rows * row_size) {
-    const std::int64_t r = i / row_size, c = i - r * row_size;
-    dst[i] = static_cast<float>(src[index[r] * row_size + c]) * scale;
-  }
-}
-
-// Four bytes per thread (rows a multiple of 4 bytes, 4-byte aligned), written as one float4.
-__global__ void gather_rows_u8x4_kernel(const uchar4* src, const std::int64_t* index, float4* dst, std::int64_t rows,
-                                        std::int64_t row_quads, float scale) {
-  DROPNET_GRID_STRIDE(i, rows * row_quads) {
-    const std::int64_t r = i / row_quads, c = i - r * row_quads;
-    const uchar4 b = src[index[r] * row_quads + c];
-    dst[i] = make_float4(b.x * scale, b.y * scale, b.z * scale, b.w * scale);
   }
 }
 
@@ -140,19 +121,6 @@ void launch_gather_rows(const float* src, const std::int64_t* index, float* dst,
   } else {
     detail::launch_linear("gather_rows_kernel", gather_rows_kernel, rows * row_size, stream, src, index, dst, r,
                           static_cast<std::int64_t>(row_size));
-  }
-}
-
-void launch_gather_rows_u8(const std::uint8_t* src, const std::int64_t* index, float* dst, std::size_t rows,
-                           std::size_t row_size, float scale, void* stream) {
-  const auto r = static_cast<std::int64_t>(rows);
-  if (row_size % 4 == 0 && reinterpret_cast<std::uintptr_t>(src) % 4 == 0 && detail::aligned16(dst)) {
-    detail::launch_linear("gather_rows_u8x4_kernel", gather_rows_u8x4_kernel, rows * row_size / 4, stream,
-                          reinterpret_cast<const uchar4*>(src), index, reinterpret_cast<float4*>(dst), r,
-                          static_cast<std::int64_t>(row_size / 4), scale);
-  } else {
-    detail::launch_linear("gather_rows_u8_kernel", gather_rows_u8_kernel, rows * row_size, stream, src, index, dst, r,
-                          static_cast<std::int64_t>(row_size), scale);
   }
 }
 

@@ -114,9 +114,6 @@ void launch_softmax_xent(const float* z, const float* t, float* dz, float grad_s
 // dst row r = src row index[r] for r < rows (rows of `row_size` floats; index on the device).
 void launch_gather_rows(const float* src, const std::int64_t* index, float* dst, std::size_t rows,
                         std::size_t row_size, void* stream);
-// The same from a uint8 dataset (CIFAR-10 pixels kept on the GPU as bytes): dst = src * scale.
-void launch_gather_rows_u8(const std::uint8_t* src, const std::int64_t* index, float* dst, std::size_t rows,
-                           std::size_t row_size, float scale, void* stream);
 
 // fit's batch, with the batch number read on the device (Backend::gather_batch): for r < rows,
 // i = order[*batch * batch_size + r]; bx row r = x row i (bytes b become float(b) / 255.0f, a division, as the CPU

@@ -79,7 +79,7 @@ struct AdamCall {
 
 // A training set in a backend's memory for the length of a fit: images as bytes when every value is
 // exactly byte / 255.0f (CIFAR-10), else as floats; labels as class bytes when every row is one-hot, else as
-// floats (model/dataset.hpp builds it). Exactly one pointer of each pair is set.
+// floats (model/fit_plan.hpp builds it). Exactly one pointer of each pair is set.
 struct DatasetView {
   const float* x_float = nullptr;        // (rows, x_row) floats
   const std::uint8_t* x_bytes = nullptr; // (rows, x_row) bytes b, standing for float(b) / 255.0f

@@ -38,7 +38,6 @@ class FitPlan {
   const std::int64_t* order() const noexcept;
   const float* alpha_by_batch() const noexcept { return alpha_.data(); }
   backend::StepCounters* counters() noexcept;
-  bool compact_images() const noexcept { return data_.x_bytes != nullptr; }
 
  private:
   Device device_;

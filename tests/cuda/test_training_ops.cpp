@@ -165,27 +165,3 @@ TEST_CASE("gather_rows from host and device sources matches the CPU backend", "[
   }
 }
 
-TEST_CASE("gather_rows_u8 scales bytes like the host conversion", "[cuda][gather]") {
-  const std::int64_t rows = 9, row_size = 12;
-  std::vector<std::uint8_t> bytes(static_cast<std::size_t>(rows * row_size));
-  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<std::uint8_t>((i * 37) % 256);
-  const std::vector<std::int64_t> index = {8, 0, 4, 4};
-  const float scale = 1.0f / 255.0f;
-  std::vector<float> expected;
-  for (std::int64_t r : index)
-    for (std::int64_t c = 0; c < row_size; ++c)
-      expected.push_back(static_cast<float>(bytes[static_cast<std::size_t>(r * row_size + c)]) * scale);
-
-  Tensor from_host = device_sentinel({4, row_size});
-  gpu().gather_rows_u8(bytes.data(), false, rows, row_size, index, scale, from_host);
-  expect_identical(host_values(from_host), expected, "gather_rows_u8 from host");
-
-  // Put the bytes on the GPU through a float tensor's storage (enough room for rows * row_size bytes).
-  Tensor storage({rows * row_size / 4 + 1}, Device::CUDA);
-  backend::copy(storage.data(), Device::CUDA, reinterpret_cast<const float*>(bytes.data()), Device::CPU,
-                bytes.size() / 4);
-  Tensor from_device = device_sentinel({4, row_size});
-  gpu().gather_rows_u8(reinterpret_cast<const std::uint8_t*>(storage.data()), true, rows, row_size, index, scale,
-                       from_device);
-  expect_identical(host_values(from_device), expected, "gather_rows_u8 on device");
-}

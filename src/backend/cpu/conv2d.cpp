@@ -37,13 +37,12 @@ Blocks blocks_of(const ConvGeometry& g) {
   return {images, (g.n + images - 1) / images};
 }
 
-// Calls fn(block, n0, n1, patches) for every block (images [n0, n1)), the blocks split over the threads in
+// Calls fn(block, n0, n1, patches) for every block of blocks_of(g) (images [n0, n1)), the blocks split over the threads in
 // contiguous runs; `patches` is the running thread's buffer of `ld`-wide rows for one block. The buffers
 // belong to the calling thread and are kept between calls (allocating and faulting in up to a few MiB per
 // thread and call cost more than the copies that fill them); im2col writes every element a GEMM reads.
 template <typename T, typename F>
-void for_each_block(const ConvGeometry& g, std::int64_t ld, F&& fn) {
-  const Blocks blocks = blocks_of(g);
+void for_each_block(const ConvGeometry& g, const Blocks& blocks, std::int64_t ld, F&& fn) {
   const std::int64_t parts = std::min<std::int64_t>(cpu_threads(), blocks.count);
   thread_local std::vector<std::vector<T>> calling_thread_buffers;
   std::vector<std::vector<T>>& buffers = calling_thread_buffers;  // the workers must see the caller's, not theirs
@@ -141,7 +140,7 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry
     std::copy(b, b + g.k, kernel_and_bias.begin() + cols * g.k);
     kernel = kernel_and_bias.data();
   }
-  for_each_block<T>(g, ld, [&](std::int64_t, std::int64_t n0, std::int64_t n1, T* patches) {
+  for_each_block<T>(g, blocks_of(g), ld, [&](std::int64_t, std::int64_t n0, std::int64_t n1, T* patches) {
     im2col(x, patches, n0, n1, g, ld);
     gemm_on_this_thread<T>(false, false, (n1 - n0) * per_image, g.k, ld, T(1), patches, ld, kernel, g.k, T(0),
                            y + n0 * per_image * g.k, g.k);
@@ -164,7 +163,7 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
   thread_local std::vector<T> calling_thread_partial;
   std::vector<T>& partial = calling_thread_partial;  // the workers must see the caller's, not theirs
   if (partial.size() < slot * std::size_t(blocks.count)) partial.resize(slot * std::size_t(blocks.count));
-  for_each_block<T>(g, ld, [&](std::int64_t block, std::int64_t n0, std::int64_t n1, T* patches) {
+  for_each_block<T>(g, blocks, ld, [&](std::int64_t block, std::int64_t n0, std::int64_t n1, T* patches) {
     const std::int64_t rows = (n1 - n0) * per_image;
     const T* dy_block = dy + n0 * per_image * g.k;
     im2col(x, patches, n0, n1, g, ld);

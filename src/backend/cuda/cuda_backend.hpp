@@ -88,13 +88,6 @@ class CudaBackend final : public Backend {
 
   // ---- CUDA-only --------------------------------------------------------------------------------
 
-  // dst row r = src row index[r] * scale for a uint8 dataset of rows of `row_size` bytes, `rows` rows,
-  // held on the GPU (src_on_device) or on the host. With the CIFAR-10 pixels on the GPU as bytes, a batch
-  // costs one small index copy instead of a float image copy. Throws InvalidArgument for an index out of
-  // [0, rows) or a dst too small.
-  void gather_rows_u8(const std::uint8_t* src, bool src_on_device, std::int64_t rows, std::int64_t row_size,
-                      std::span<const std::int64_t> index, float scale, Tensor& dst);
-
   // Only reproducible algorithms (cuDNN's deterministic ones, chosen by heuristics rather than timing,
   // and deterministic max-pooling backward): the same inputs give the same bits on every run. Slower.
   void set_deterministic(bool on) override;

@@ -233,34 +233,6 @@ void CudaBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> i
                               ctx_->stream_ptr());
 }
 
-void CudaBackend::gather_rows_u8(const std::uint8_t* src, bool src_on_device, std::int64_t rows,
-                                 std::int64_t row_size, std::span<const std::int64_t> index, float scale,
-                                 Tensor& dst) {
-  expect_on_device(dst, "gather destination");
-  if (index.empty()) return;
-  check_index(index, rows);
-  const auto count = static_cast<std::int64_t>(index.size());
-  if (dst.size() < count * row_size)
-    throw InvalidArgument("gather destination " + to_string(dst.shape()) + " cannot hold " + std::to_string(count) +
-                          " rows of " + std::to_string(row_size));
-  if (!src_on_device) {
-    // Converted on the host (the same float expression as the kernel), then one asynchronous copy.
-    const std::size_t n = static_cast<std::size_t>(count * row_size);
-    auto* staged = static_cast<float*>(ctx_->staging(n * sizeof(float)));
-    for (std::size_t r = 0; r < index.size(); ++r) {
-      const std::uint8_t* row = src + index[r] * row_size;
-      float* out = staged + r * static_cast<std::size_t>(row_size);
-      for (std::int64_t c = 0; c < row_size; ++c) out[c] = static_cast<float>(row[c]) * scale;
-    }
-    CUDA_CHECK(cudaMemcpyAsync(dst.data(), staged, n * sizeof(float), cudaMemcpyHostToDevice, ctx_->stream()));
-    ctx_->staging_in_flight();
-    return;
-  }
-  const std::int64_t* device_index = upload_index(index);
-  kernels::launch_gather_rows_u8(src, device_index, dst.data(), index.size(), static_cast<std::size_t>(row_size),
-                                 scale, ctx_->stream_ptr());
-}
-
 // ---- fit's step ------------------------------------------------------------------------------------
 
 void CudaBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,

@@ -28,7 +28,7 @@
 //   * a host<->device copy or any read of device memory on the host in the step (Tensor::to_vector, a
 //     synchronous cudaMemcpy: the stream is a blocking one, so legacy-stream work while it captures is
 //     cudaErrorStreamCaptureImplicit), synchronize(), cudaMalloc/cudaFree (a Tensor made or dropped inside
-//     the step), gather_rows / gather_rows_u8 (their indices go through pinned staging);
+//     the step), gather_rows (its indices go through pinned staging);
 //   * a step whose shapes differ from the uncaptured step before it (new cuDNN plan or larger scratch);
 //   * another thread issuing work on the legacy default stream (a synchronous cudaMemcpy) while the step
 //     is captured: cudaStreamCaptureModeThreadLocal lets other threads allocate and free, but legacy-stream
