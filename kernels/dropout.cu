@@ -1,47 +1,64 @@
-// dropout.cu: Keras' Dropout forward and backward on the GPU (the math: kernels/dropout_math.hpp).
+// dropout.cu: Keras' Dropout forward and backward on the GPU (the rule: kernels/dropout_math.hpp).
 //
-// Mask element i at (seed, step) is word i % 4 of philox_block(seed, step, i / 4): the draw of
-// curand_init(seed, step, 4 * (i / 4)) + curand_uniform4(). It is a pure function of (seed, step, i), so
-// the CPU backend computes the same mask bit for bit, backward regenerates it (nothing is stored), and
-// the launch shape never enters it.
+// The masks come from cuRAND's device API: mask element i at (seed, step) is component i % 4 of
+//   curand_init(seed, /*subsequence=*/step, /*offset=*/4 * (i / 4), &state); curand_uniform4(&state)
+// kept when it is < keep_prob (dropout_keep_uniform). kernels/philox.hpp computes the same words on the
+// CPU (philox_block + uniform_from_bits), so the two backends draw identical masks bit for bit
+// (tests/cuda/test_curand_mask.cpp checks 10^6 (seed, step, element) triples). The mask is a pure function
+// of (seed, step, i): backward regenerates it (nothing is stored) and the launch shape never enters it.
 //
 //   y = keep ? x / keep_prob : 0        (forward on x, backward on dy: d(x / p)/dx = 1 / p)
 //
 // With DropoutLaunch::iteration the step is *iteration + step, read by each thread when the kernel runs
 // (fit's StepCounters), so one recorded launch (a CUDA graph) draws the mask of whichever step it replays.
-#include "kernels/dropout_math.hpp"
 #include "kernels/launch.cuh"
+
+#include <curand_kernel.h>
+
+#include "kernels/dropout_math.hpp"
 #include "kernels/launchers.hpp"
 
 namespace dropnet::kernels {
 namespace {
 
-// Mask shape == input shape: thread handles Philox block j = elements 4j .. 4j+3, one generator call per
-// four elements, with 16-byte loads and stores when both pointers allow them (kVector).
 // The mask's step: `step`, or *iteration + step (uint64 wraparound, as on the CPU) when it is given.
 __device__ __forceinline__ std::uint64_t mask_step(const std::uint64_t* iteration, std::uint64_t step) {
   return iteration != nullptr ? *iteration + step : step;
 }
 
+// The four uniforms of mask elements 4 * group .. 4 * group + 3.
+__device__ __forceinline__ float4 mask_uniforms(std::uint64_t seed, std::uint64_t step, std::uint64_t group) {
+  curandStatePhilox4_32_10_t state;
+  curand_init(seed, step, 4 * group, &state);
+  return curand_uniform4(&state);
+}
+
+__device__ __forceinline__ float component(const float4& u, int c) {
+  return c == 0 ? u.x : c == 1 ? u.y : c == 2 ? u.z : u.w;
+}
+
+// Mask shape == input shape: thread handles group j = elements 4j .. 4j+3, one generator call per four
+// elements, with 16-byte loads and stores when both pointers allow them (kVector).
 template <bool kVector>
 __global__ void dropout_contiguous(const float* in, float* out, std::int64_t count, std::uint64_t seed,
                                    const std::uint64_t* iteration, std::uint64_t step_offset, float keep_prob) {
   const std::uint64_t step = mask_step(iteration, step_offset);
-  const std::int64_t blocks = (count + 3) / 4;
-  DROPNET_GRID_STRIDE(j, blocks) {
-    const PhiloxBlock r = philox_block(seed, step, static_cast<std::uint64_t>(j));
+  const std::int64_t groups = (count + 3) / 4;
+  DROPNET_GRID_STRIDE(j, groups) {
+    const float4 u = mask_uniforms(seed, step, static_cast<std::uint64_t>(j));
     const std::int64_t base = 4 * j;
     if (kVector && base + 4 <= count) {
       float4 v = reinterpret_cast<const float4*>(in)[j];
-      v.x = dropout_apply(v.x, dropout_keep(r.w[0], keep_prob), keep_prob);
-      v.y = dropout_apply(v.y, dropout_keep(r.w[1], keep_prob), keep_prob);
-      v.z = dropout_apply(v.z, dropout_keep(r.w[2], keep_prob), keep_prob);
-      v.w = dropout_apply(v.w, dropout_keep(r.w[3], keep_prob), keep_prob);
+      v.x = dropout_apply(v.x, dropout_keep_uniform(u.x, keep_prob), keep_prob);
+      v.y = dropout_apply(v.y, dropout_keep_uniform(u.y, keep_prob), keep_prob);
+      v.z = dropout_apply(v.z, dropout_keep_uniform(u.z, keep_prob), keep_prob);
+      v.w = dropout_apply(v.w, dropout_keep_uniform(u.w, keep_prob), keep_prob);
       reinterpret_cast<float4*>(out)[j] = v;
     } else {
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        if (base + c < count) out[base + c] = dropout_apply(in[base + c], dropout_keep(r.w[c], keep_prob), keep_prob);
+        if (base + c < count)
+          out[base + c] = dropout_apply(in[base + c], dropout_keep_uniform(component(u, c), keep_prob), keep_prob);
       }
     }
   }
@@ -58,8 +75,9 @@ __global__ void dropout_broadcast(const float* in, float* out, DropoutLaunch cal
       rest /= call.dims[d];
       mask_index += coord * call.mask_stride[d];
     }
-    const bool keep = dropout_keep_at(call.seed, step, static_cast<std::uint64_t>(mask_index), call.keep_prob);
-    out[i] = dropout_apply(in[i], keep, call.keep_prob);
+    const auto m = static_cast<std::uint64_t>(mask_index);
+    const float u = component(mask_uniforms(call.seed, step, m / 4), static_cast<int>(m % 4));
+    out[i] = dropout_apply(in[i], dropout_keep_uniform(u, call.keep_prob), call.keep_prob);
   }
 }
 

@@ -22,8 +22,12 @@ namespace dropnet::kernels {
 // keep_prob as both backends derive it from the layer's rate (rounded to float once, by the layer).
 DROPNET_HD float dropout_keep_prob(float rate) { return 1.0f - rate; }
 
+// The keep rule on a uniform in (0, 1]: the GPU applies it to curand_uniform4()'s values, the CPU to
+// uniform_from_bits() of the same Philox words (kernels/philox.hpp).
+DROPNET_HD bool dropout_keep_uniform(float u, float keep_prob) { return u < keep_prob; }
+
 DROPNET_HD bool dropout_keep(std::uint32_t bits, float keep_prob) {
-  return uniform_from_bits(bits) < keep_prob;
+  return dropout_keep_uniform(uniform_from_bits(bits), keep_prob);
 }
 
 // The same rule as an integer comparison, for loops where converting uint32 to float is slow (SSE2 has no

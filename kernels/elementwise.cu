@@ -169,9 +169,8 @@ void launch_transpose(const float* src, float* dst, std::size_t rows, std::size_
   const std::size_t row_tiles = (rows + kTile - 1) / kTile;
   const dim3 grid(static_cast<unsigned>((cols + kTile - 1) / kTile),
                   static_cast<unsigned>(row_tiles < 65535 ? row_tiles : 65535));
-  transpose_kernel<<<grid, block, 0, detail::as_stream(stream)>>>(src, dst, static_cast<std::int64_t>(rows),
-                                                                   static_cast<std::int64_t>(cols));
-  CHECK_LAUNCH("transpose_kernel");
+  DROPNET_LAUNCH(transpose_kernel, grid, block, stream, src, dst, static_cast<std::int64_t>(rows),
+                 static_cast<std::int64_t>(cols));
 }
 
 void launch_pad_nhwc(const float* src, float* dst, const PadGeometry& g, float fill, void* stream) {

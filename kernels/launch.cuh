@@ -1,5 +1,9 @@
 // launch.cuh: what every kernels/*.cu shares: the grid-stride loop, the grid size and the one launch
-// helper. Only .cu files include it.
+// seam. Only .cu files include it.
+//
+// Every kernel launch goes through launch() (through DROPNET_LAUNCH or launch_linear): it is the only
+// place with <<<...>>>. In the test-only emulated build (DROPNET_CUDA_EMULATION, tests/emulated_device/)
+// the .cu files are compiled as host C++ and launch() hands the kernel to the emulated device instead.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -32,14 +36,26 @@ inline unsigned grid_for(std::size_t items, int block = kBlock) {
   return static_cast<unsigned>(std::max<std::size_t>(1, std::min(blocks, max_blocks)));
 }
 
+// Queues kernel<<<grid, block, 0, stream>>>(args...) and checks the launch; a failed launch throws
+// DeviceError naming `name` and the caller's file:line. Use DROPNET_LAUNCH, which fills those in.
+template <typename... Params, typename... Args>
+void launch(const char* name, const char* file, int line, void (*kernel)(Params...), dim3 grid, dim3 block,
+            void* stream, Args&&... args) {
+#if defined(DROPNET_CUDA_EMULATION)
+  ::dropnet::emulated::launch_kernel(name, kernel, grid, block, as_stream(stream), std::forward<Args>(args)...);
+#else
+  kernel<<<grid, block, 0, as_stream(stream)>>>(std::forward<Args>(args)...);
+#endif
+  ::dropnet::backend::cuda::check_last_launch(name, file, line);
+}
+
 // Queues kernel<<<grid_for(items), kBlock, 0, stream>>>(args...) unless items == 0, then checks the launch.
 // `name` goes into the DeviceError message.
 template <typename... Params, typename... Args>
 void launch_linear(const char* name, void (*kernel)(Params...), std::size_t items, void* stream,
                    Args&&... args) {
   if (items == 0) return;
-  kernel<<<grid_for(items), kBlock, 0, as_stream(stream)>>>(std::forward<Args>(args)...);
-  ::dropnet::backend::cuda::check_last_launch(name, __FILE__, __LINE__);
+  launch(name, __FILE__, __LINE__, kernel, dim3(grid_for(items)), dim3(kBlock), stream, std::forward<Args>(args)...);
 }
 
 // Index of this thread in a 1-D grid and the grid's thread count, as 64-bit values.
@@ -53,6 +69,10 @@ __device__ __forceinline__ std::int64_t grid_threads() {
 inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 }  // namespace dropnet::kernels::detail
+
+// kernel<<<grid, block, 0, stream>>>(args...) through the one seam above.
+#define DROPNET_LAUNCH(kernel, grid, block, stream, ...) \
+  ::dropnet::kernels::detail::launch(#kernel, __FILE__, __LINE__, kernel, grid, block, stream, __VA_ARGS__)
 
 // for (i = this thread; i < n; i += all threads): the loop every elementwise kernel uses.
 #define DROPNET_GRID_STRIDE(i, n)                                                   \

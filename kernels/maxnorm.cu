@@ -107,12 +107,10 @@ void launch_maxnorm(float* w, const MaxNormLaunch& call, float* scratch, void* s
   const dim3 grid(static_cast<unsigned>((call.groups + kGroupsPerBlock - 1) / kGroupsPerBlock),
                   static_cast<unsigned>(s.splits));
   const dim3 block(kGroupsPerBlock, kLanesPerGroup);
-  maxnorm_partial_kernel<<<grid, block, 0, detail::as_stream(stream)>>>(w, call, s.chunk, partials);
-  CHECK_LAUNCH("maxnorm_partial_kernel");
+  DROPNET_LAUNCH(maxnorm_partial_kernel, grid, block, stream, w, call, s.chunk, partials);
   detail::launch_linear("maxnorm_factor_kernel", maxnorm_factor_kernel, static_cast<std::size_t>(call.groups), stream,
                         partials, call.groups, s.splits, call.max_value, factors);
-  maxnorm_scale_kernel<<<grid, block, 0, detail::as_stream(stream)>>>(w, call, s.chunk, factors);
-  CHECK_LAUNCH("maxnorm_scale_kernel");
+  DROPNET_LAUNCH(maxnorm_scale_kernel, grid, block, stream, w, call, s.chunk, factors);
 }
 
 }  // namespace dropnet::kernels

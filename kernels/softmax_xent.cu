@@ -123,11 +123,9 @@ void launch_softmax_xent(const float* z, const float* t, float* dz, float grad_s
                          std::size_t cols, float* partials, void* stream) {
   if (rows == 0 || cols == 0) return;
   const auto blocks = static_cast<unsigned>(blocks_for(rows));
-  softmax_xent_rows<<<blocks, detail::kBlock, 0, detail::as_stream(stream)>>>(
-      z, t, dz, grad_scale, static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols), partials);
-  CHECK_LAUNCH("softmax_xent_rows");
-  softmax_xent_total<<<1, detail::kBlock, 0, detail::as_stream(stream)>>>(partials, static_cast<int>(blocks), stats);
-  CHECK_LAUNCH("softmax_xent_total");
+  DROPNET_LAUNCH(softmax_xent_rows, dim3(blocks), dim3(detail::kBlock), stream, z, t, dz, grad_scale,
+                 static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols), partials);
+  DROPNET_LAUNCH(softmax_xent_total, dim3(1), dim3(detail::kBlock), stream, partials, static_cast<int>(blocks), stats);
 }
 
 }  // namespace dropnet::kernels

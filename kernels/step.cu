@@ -17,8 +17,7 @@ __global__ void advance_step_kernel(std::uint64_t* iteration, std::int64_t* batc
 }  // namespace
 
 void launch_advance_step(std::uint64_t* iteration, std::int64_t* batch, void* stream) {
-  advance_step_kernel<<<1, 1, 0, detail::as_stream(stream)>>>(iteration, batch);
-  ::dropnet::backend::cuda::check_last_launch("advance_step_kernel", __FILE__, __LINE__);
+  DROPNET_LAUNCH(advance_step_kernel, dim3(1), dim3(1), stream, iteration, batch);
 }
 
 }  // namespace dropnet::kernels

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <optional>
 #include <string>
 
@@ -36,7 +37,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // The seed program's settings are the defaults.
-const std::array<FlagSpec, 18> kTrainFlags = {{
+const std::array<FlagSpec, 19> kTrainFlags = {{
     {"epochs", "N", "55", "Training epochs."},
     {"batch-size", "N", "250", "Records per optimizer step (the last step of an epoch may be smaller)."},
     {"dropout", "RATE", "0.5",
@@ -79,6 +80,9 @@ const std::array<FlagSpec, 18> kTrainFlags = {{
     {"log", "FILE", "",
      "Append one CSV row per epoch (Keras' CSVLogger: epoch,accuracy,loss,val_accuracy,val_loss), flushed as "
      "training goes. With --resume the file is first rewritten to the checkpoint's history."},
+    {"log-steps", "FILE", "",
+     "Write one CSV row per training step (epoch,batch,loss,accuracy: the epoch's running means after that "
+     "batch, as the progress bar shows them), flushed as training goes."},
     {"plot", "FILE.svg", "",
      "When training ends, draw the accuracy and loss curves (training and validation, per epoch) as a "
      "self-contained SVG."},
@@ -110,7 +114,7 @@ struct TrainConfig {
   std::int64_t test_limit = -1;  // -1: all
   std::string device;
   int verbose = 1;
-  std::optional<std::string> save, resume, log, plot;
+  std::optional<std::string> save, resume, log, log_steps, plot;
 };
 
 // Every value checked here, before any work, so that a typo never costs a data load.
@@ -143,6 +147,7 @@ TrainConfig read_config(const Flags& f) {
   c.save = f.value("save");
   c.resume = f.value("resume");
   c.log = f.value("log");
+  c.log_steps = f.value("log-steps");
   c.plot = f.value("plot");
   return c;
 }
@@ -280,6 +285,23 @@ struct Interrupted {
   std::string message;
 };
 
+// --log-steps: one CSV row per training step, written as it ends.
+class StepLogger : public Callback {
+ public:
+  explicit StepLogger(const std::string& path) : out_(path, std::ios::trunc) {
+    if (!out_) throw IoError("cannot write the step log " + path);
+    out_ << "epoch,batch,loss,accuracy\n" << std::flush;
+  }
+  void on_epoch_begin(int epoch) override { epoch_ = epoch; }
+  void on_batch_end(int batch, const Logs& logs) override {
+    out_ << fmt::format("{},{},{:.9g},{:.9g}\n", epoch_, batch, logs.at("loss"), logs.at("accuracy")) << std::flush;
+  }
+
+ private:
+  std::ofstream out_;
+  int epoch_ = 0;
+};
+
 // After every step (and epoch): on a pending Ctrl-C, saves a resumable checkpoint and ends training.
 class InterruptCheckpoint : public Callback {
  public:
@@ -394,6 +416,11 @@ int run_train(std::span<const std::string> args) {
   if (c.log) {
     log.emplace(*c.log, resumed.has_value());
     fit.callbacks.push_back(&*log);
+  }
+  std::optional<StepLogger> step_log;
+  if (c.log_steps) {
+    step_log.emplace(*c.log_steps);
+    fit.callbacks.push_back(&*step_log);
   }
   const fs::path interrupt_path = c.save ? fs::path(*c.save) : fs::path(kDefaultInterruptPath);
   InterruptCheckpoint interrupt(interrupt_path, metadata, last ? &*last : nullptr);

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# test_cuda_emulated.sh: `dropnet train --device cuda` end to end on the emulated device (a test-only build
+# of the dropnet program, tests/emulated_device/), against `--device cpu` of the same program:
+#   - 2 epochs on 2 000 records (the bundled sample, each record four times), CUDA graphs on and off;
+#   - per-step running loss and accuracy (--log-steps) and every final weight within 1e-4 of the CPU's,
+#     relative to each tensor's largest magnitude;
+#   - graphs on and off give identical step logs and identical checkpoint bytes;
+#   - with graphs on, the step is reported as recorded ("Training step: cuda graph"), off as "eager".
+#
+#   bash tests/cli/test_cuda_emulated.sh BUILD/dropnet-emulated SOURCE_DIR
+set -u
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 PATH/TO/dropnet-emulated SOURCE_DIR" >&2
+  exit 2
+fi
+DROPNET=$(realpath "$1")
+SRC=$(realpath "$2")
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+failures=0
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+pass() { echo "ok: $*"; }
+
+# 2 000 training records: each bundled batch of 100 repeated four times; the bundled 200 test records.
+mkdir -p "$WORK/data"
+for i in 1 2 3 4 5; do
+  for _ in 1 2 3 4; do cat "$SRC/data/cifar10-sample/data_batch_$i.bin"; done >"$WORK/data/data_batch_$i.bin"
+done
+cp "$SRC/data/cifar10-sample/test_batch.bin" "$SRC/data/cifar10-sample/batches.meta.txt" "$WORK/data/"
+
+# train NAME ARGS...: 2 epochs, batch 250 (6 full steps and one of 100 per epoch), step log and checkpoint.
+train() {
+  local name=$1
+  shift
+  if ! "$DROPNET" train --data "$WORK/data" --epochs 2 --verbose 2 --seed 7 --log-steps "$WORK/$name.steps.csv" \
+      --save "$WORK/$name.safetensors" "$@" >"$WORK/$name.out" 2>&1; then
+    fail "$name: dropnet train $* exited non-zero"
+    sed 's/^/    /' "$WORK/$name.out"
+    return 1
+  fi
+  pass "$name: $(grep -E '^Test loss' "$WORK/$name.out")"
+}
+
+train cpu --device cpu || exit 1
+train graphs --device cuda --cuda-graphs on || exit 1
+train eager --device cuda --cuda-graphs off || exit 1
+
+grep -q 'emulated device' "$WORK/graphs.out" && pass "ran on: $(grep -m1 -i 'device' "$WORK/graphs.out")" ||
+  fail "the CUDA runs do not name the emulated device"
+grep -qx 'Training step: cuda graph' "$WORK/graphs.out" && pass "graphs on: the step was recorded and replayed" ||
+  fail "graphs on: expected 'Training step: cuda graph', got '$(grep 'Training step' "$WORK/graphs.out")'"
+grep -qx 'Training step: eager' "$WORK/eager.out" && pass "graphs off: op by op" ||
+  fail "graphs off: expected 'Training step: eager', got '$(grep 'Training step' "$WORK/eager.out")'"
+
+cmp -s "$WORK/graphs.steps.csv" "$WORK/eager.steps.csv" && pass "graphs on and off: identical step logs" ||
+  fail "graphs on and off: the step logs differ"
+cmp -s "$WORK/graphs.safetensors" "$WORK/eager.safetensors" && pass "graphs on and off: identical checkpoints" ||
+  fail "graphs on and off: the checkpoints differ"
+
+# Step logs and weights against the CPU's (python3, standard library only: safetensors is a JSON header
+# and little-endian raw tensors).
+python3 - "$WORK" <<'EOF' || failures=$((failures + 1))
+import csv, json, struct, sys
+work = sys.argv[1]
+tol = 1e-4
+ok = True
+
+def steps(name):
+    with open(f"{work}/{name}.steps.csv") as f:
+        return list(csv.DictReader(f))
+
+cpu, gpu = steps("cpu"), steps("graphs")
+if len(cpu) != len(gpu) or len(cpu) != 14:
+    print(f"FAIL: {len(cpu)} CPU and {len(gpu)} CUDA step rows, expected 14 each (2 epochs of 7 steps)")
+    ok = False
+worst = 0.0
+for c, g in zip(cpu, gpu):
+    for key in ("loss", "accuracy"):
+        a, b = float(g[key]), float(c[key])
+        worst = max(worst, abs(a - b) / max(abs(b), 1e-12))
+print(f"{'ok' if worst <= tol else 'FAIL'}: per-step loss and accuracy, largest relative difference {worst:.3g} (<= {tol})")
+ok &= worst <= tol
+
+def tensors(name):
+    with open(f"{work}/{name}.safetensors", "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for key, info in header.items():
+        if key == "__metadata__" or info["dtype"] != "F32":
+            continue
+        lo, hi = info["data_offsets"]
+        out[key] = struct.unpack(f"<{(hi - lo) // 4}f", data[8 + n + lo:8 + n + hi])
+    return out
+
+wc, wg = tensors("cpu"), tensors("graphs")
+weights = [k for k in wc if k.endswith("/kernel") or k.endswith("/bias")]
+if sorted(wc) != sorted(wg) or len(weights) != 8:
+    print(f"FAIL: the checkpoints hold different tensors ({len(weights)} weights on the CPU)")
+    ok = False
+for key in sorted(wc):
+    if key not in wg:
+        continue
+    scale = max(max(abs(v) for v in wc[key]), 1e-12)
+    diff = max(abs(a - b) for a, b in zip(wg[key], wc[key])) / scale
+    good = diff <= tol
+    ok &= good
+    if not good or key in weights:
+        print(f"{'ok' if good else 'FAIL'}: {key}: largest difference {diff:.3g} of its largest magnitude")
+sys.exit(0 if ok else 1)
+EOF
+
+if [[ $failures -ne 0 ]]; then
+  echo "$failures check(s) failed"
+  exit 1
+fi
+echo "all checks passed"

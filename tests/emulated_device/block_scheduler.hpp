@@ -1,0 +1,76 @@
+// block_scheduler.hpp: how the emulated device runs a kernel's threads. Test-only.
+//
+// Every CUDA thread of a block really runs, as a fiber (its own stack) on the host thread that executes
+// the stream's work. A fiber runs until it reaches a barrier (__syncthreads, a warp shuffle, __syncwarp)
+// or returns; the scheduler then runs the next fiber in the block's order. A barrier opens once every
+// thread it waits for has reached it, exactly like the hardware's; threads that returned no longer count,
+// as on sm_70 and later.
+//
+// The order is chosen per run (DROPNET_EMULATION_THREAD_ORDER):
+//   forward   thread 0, 1, 2, ... (a missing barrier shows where low threads read what high ones write)
+//   reverse   the last thread first (it shows where high threads read what low ones write)
+//   shuffle   a fixed pseudo-random permutation per block (both, and anything in between)
+// Blocks run one after another (in reverse or shuffled order too), so a kernel that assumes an order
+// between blocks fails as well. Before each block the __shared__ variables are filled with NaN bytes, so a
+// thread that reads shared memory before the barrier that should order it sees NaN or garbage, not the
+// value the block before happened to leave.
+//
+// Faults a kernel cannot survive on a GPU (a barrier that can never open, a shuffle whose mask names a
+// lane that has returned) become a sticky device error (device_state.hpp), with a message naming the
+// kernel, the block and the barrier.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <vector_types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <type_traits>
+
+namespace dropnet::emulated {
+
+struct BlockContext {
+  uint3 block_idx;
+  dim3 block_dim;
+  dim3 grid_dim;
+};
+
+struct ThreadContext {
+  uint3 thread_idx;
+  const BlockContext* block;
+  int linear;           // x + y * dim.x + z * dim.x * dim.y: the warp is linear / 32
+  std::uint64_t slot;   // this lane's value during a warp exchange
+};
+
+// The running emulated thread. Aborts the process with a message when called outside a kernel (a
+// __device__ function called from host code).
+ThreadContext& current_thread();
+
+void sync_block();
+void sync_warp(unsigned mask = 0xffffffffu);
+
+// One warp exchange: every lane in `mask` publishes `bytes` of `value`, waits for the others, reads the
+// value of lane `source_lane` into `out` and waits again (so the next exchange cannot overwrite a value
+// a lane has not read yet). A source lane outside the mask gives this lane's own value.
+void warp_exchange(unsigned mask, const void* value, std::size_t bytes, int source_lane, void* out);
+
+template <typename T, typename SourceLane>
+T exchange_in_warp(unsigned mask, T value, SourceLane source_lane) {
+  static_assert(std::is_trivially_copyable_v<T> && sizeof(T) <= sizeof(std::uint64_t),
+                "warp shuffles exchange values of at most 8 bytes");
+  T out;
+  warp_exchange(mask, &value, sizeof(T), source_lane(current_thread().linear % 32), &out);
+  return out;
+}
+
+// Validates a launch (CUDA's limits on grid and block sizes; an invalid one sets the last error to
+// cudaErrorInvalidConfiguration and runs nothing) and queues it on `stream`. `thread_body` runs one
+// thread of the kernel.
+void submit_kernel(const char* name, dim3 grid, dim3 block, cudaStream_t stream, std::function<void()> thread_body);
+
+// Runs every block of a launch now (called from the queued work). Returns false after a device fault.
+bool run_grid(const char* name, dim3 grid, dim3 block, const std::function<void()>& thread_body);
+
+}  // namespace dropnet::emulated

@@ -1,0 +1,367 @@
+// streams.cpp: streams, events, stream capture and graphs, and kernel launches of the emulated CUDA
+// runtime (rules: runtime_state.hpp). Test-only.
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "emulated_device/block_scheduler.hpp"
+#include "emulated_device/device_state.hpp"
+#include "emulated_device/runtime_state.hpp"
+
+namespace dropnet::emulated {
+
+Runtime& runtime() {
+  static Runtime* r = new Runtime();  // never destroyed: destructors of static objects may still call in
+  return *r;
+}
+
+cudaError_t& last_error() {
+  thread_local cudaError_t error = cudaSuccess;
+  return error;
+}
+
+cudaError_t fail(cudaError_t error) {
+  if (error != cudaSuccess) last_error() = error;
+  return error;
+}
+
+Stream* resolve(cudaStream_t handle, bool* ok) {
+  *ok = true;
+  if (handle == nullptr || handle == cudaStreamLegacy || handle == cudaStreamPerThread) return &runtime().legacy;
+  auto found = runtime().streams.find(handle);
+  if (found == runtime().streams.end()) {
+    *ok = false;
+    return nullptr;
+  }
+  return found->second.get();
+}
+
+namespace {
+
+std::vector<Stream*> all_streams() {
+  std::vector<Stream*> out{&runtime().legacy};
+  for (auto& [handle, s] : runtime().streams) out.push_back(s.get());
+  return out;
+}
+
+void invalidate(Capture& c, cudaError_t error) {
+  if (c.invalidated == cudaSuccess) c.invalidated = error;
+}
+
+// Runs the work of `streams` whose seq is <= `until`, lowest seq first.
+cudaError_t run_streams(const std::vector<Stream*>& streams, std::uint64_t until) {
+  Runtime& r = runtime();
+  if (r.executing) {
+    std::fprintf(stderr, "dropnet emulated device: a runtime call waited from inside queued work\n");
+    std::abort();
+  }
+  for (;;) {
+    if (r.sticky != cudaSuccess) {
+      for (Stream* s : streams) s->pending.clear();  // a faulted device runs nothing more
+      return r.sticky;
+    }
+    Stream* next = nullptr;
+    for (Stream* s : streams)
+      if (!s->pending.empty() && s->pending.front().seq <= until &&
+          (next == nullptr || s->pending.front().seq < next->pending.front().seq))
+        next = s;
+    if (next == nullptr) return cudaSuccess;
+    Op op = std::move(next->pending.front());
+    next->pending.pop_front();
+    r.executing = true;
+    op.work();
+    r.executing = false;
+    check_guards(op.what);
+  }
+}
+
+}  // namespace
+
+cudaError_t run_until(Stream* stream, std::uint64_t seq) {
+  if (!stream->blocking()) return run_streams({stream}, seq);
+  std::vector<Stream*> ordered;  // the legacy stream and every blocking stream are ordered together
+  for (Stream* s : all_streams())
+    if (s->blocking()) ordered.push_back(s);
+  return run_streams(ordered, seq);
+}
+
+cudaError_t run_everything() { return run_streams(all_streams(), UINT64_MAX); }
+
+cudaError_t forbidden_during_capture() {
+  for (Stream* s : all_streams()) {
+    Capture* c = s->capture.get();
+    if (c == nullptr || c->mode == cudaStreamCaptureModeRelaxed) continue;
+    if (c->mode == cudaStreamCaptureModeThreadLocal && c->thread != std::this_thread::get_id()) continue;
+    invalidate(*c, cudaErrorStreamCaptureUnsupported);
+    return cudaErrorStreamCaptureUnsupported;
+  }
+  return cudaSuccess;
+}
+
+cudaError_t implicit_legacy_dependency() {
+  for (Stream* s : all_streams()) {
+    if (s->capture && s->blocking()) {
+      invalidate(*s->capture, cudaErrorStreamCaptureImplicit);
+      return cudaErrorStreamCaptureImplicit;
+    }
+  }
+  return cudaSuccess;
+}
+
+cudaError_t enqueue(cudaStream_t handle, const char* what, std::function<void()> work) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  if (r.sticky != cudaSuccess) return r.sticky;
+  bool ok = false;
+  Stream* s = resolve(handle, &ok);
+  if (!ok) return cudaErrorInvalidResourceHandle;
+  if (s->capture) {
+    if (s->capture->invalidated != cudaSuccess) return cudaErrorStreamCaptureInvalidated;
+    s->capture->nodes.push_back(Op{0, what, std::move(work)});
+    return cudaSuccess;
+  }
+  if (s == &r.legacy) {
+    if (const cudaError_t e = implicit_legacy_dependency(); e != cudaSuccess) return e;
+  }
+  s->pending.push_back(Op{r.next_seq++, what, std::move(work)});
+  return cudaSuccess;
+}
+
+void device_fault(cudaError_t error, const std::string& message) {
+  Runtime& r = runtime();
+  if (r.sticky == cudaSuccess) r.sticky = error;
+  std::fprintf(stderr, "dropnet emulated device: %s\n", message.c_str());
+}
+
+bool is_device_range(const void* p, std::size_t bytes) {
+  std::lock_guard lock(runtime().mutex);
+  const Allocation* a = find_allocation(p, bytes);
+  return a != nullptr && !a->pinned;
+}
+
+// ---- kernel launches ------------------------------------------------------------------------------
+
+void submit_kernel(const char* name, dim3 grid, dim3 block, cudaStream_t stream, std::function<void()> thread_body) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  if (r.sticky != cudaSuccess) {
+    fail(r.sticky);
+    return;
+  }
+  // CUDA's limits (compute capability 9.0): every dimension at least 1, a block of at most 1024 threads.
+  const unsigned long long threads = static_cast<unsigned long long>(block.x) * block.y * block.z;
+  const bool valid = grid.x >= 1 && grid.y >= 1 && grid.z >= 1 && grid.x <= 0x7FFFFFFFu && grid.y <= 65535 &&
+                     grid.z <= 65535 && block.x >= 1 && block.y >= 1 && block.z >= 1 && block.x <= 1024 &&
+                     block.y <= 1024 && block.z <= 64 && threads <= 1024;
+  if (!valid) {
+    fail(cudaErrorInvalidConfiguration);
+    return;
+  }
+  const std::string what = std::string("kernel ") + name;
+  fail(enqueue(stream, what.c_str(), [name, grid, block, body = std::move(thread_body)] {
+    run_grid(name, grid, block, body);
+  }));
+}
+
+}  // namespace dropnet::emulated
+
+using namespace dropnet::emulated;
+
+// ---- streams ---------------------------------------------------------------------------------------
+
+extern "C" {
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
+  std::lock_guard lock(runtime().mutex);
+  if (stream == nullptr || (flags & ~cudaStreamNonBlocking) != 0) return fail(cudaErrorInvalidValue);
+  auto s = std::make_unique<Stream>();
+  s->flags = flags;
+  // The handle is the object's address: unique while the stream lives.
+  *stream = reinterpret_cast<cudaStream_t>(s.get());
+  runtime().streams.emplace(*stream, std::move(s));
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  auto found = r.streams.find(stream);
+  if (found == r.streams.end()) return fail(cudaErrorInvalidResourceHandle);
+  if (found->second->capture) return fail(cudaErrorStreamCaptureUnsupported);
+  // CUDA lets queued work finish after the call; here nothing would run it later.
+  const cudaError_t e = run_until(found->second.get(), UINT64_MAX);
+  r.streams.erase(found);
+  return e == cudaSuccess ? cudaSuccess : fail(e);
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  bool ok = false;
+  Stream* s = resolve(stream, &ok);
+  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  if (s->capture) {
+    s->capture->invalidated = cudaErrorStreamCaptureUnsupported;
+    return fail(cudaErrorStreamCaptureUnsupported);
+  }
+  if (s == &r.legacy) {
+    if (const cudaError_t e = implicit_legacy_dependency(); e != cudaSuccess) return fail(e);
+  }
+  return fail(run_until(s, UINT64_MAX));
+}
+
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+  std::lock_guard lock(runtime().mutex);
+  bool ok = false;
+  Stream* s = resolve(stream, &ok);
+  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  if (runtime().sticky != cudaSuccess) return runtime().sticky;
+  return s->pending.empty() ? cudaSuccess : cudaErrorNotReady;
+}
+
+cudaError_t cudaDeviceSynchronize(void) {
+  std::lock_guard lock(runtime().mutex);
+  if (const cudaError_t e = forbidden_during_capture(); e != cudaSuccess) return fail(e);
+  return fail(run_everything());
+}
+
+// ---- events ----------------------------------------------------------------------------------------
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  std::lock_guard lock(runtime().mutex);
+  if (event == nullptr || (flags & ~(cudaEventBlockingSync | cudaEventDisableTiming | cudaEventInterprocess)) != 0)
+    return fail(cudaErrorInvalidValue);
+  auto e = std::make_unique<EventData>();
+  *event = reinterpret_cast<cudaEvent_t>(e.get());
+  runtime().events.emplace(*event, std::move(e));
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  std::lock_guard lock(runtime().mutex);
+  return runtime().events.erase(event) == 1 ? cudaSuccess : fail(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  auto found = r.events.find(event);
+  if (found == r.events.end()) return fail(cudaErrorInvalidResourceHandle);
+  bool ok = false;
+  Stream* s = resolve(stream, &ok);
+  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  if (const cudaError_t e = enqueue(stream, "cudaEventRecord", [] {}); e != cudaSuccess) return fail(e);
+  // Recorded into a graph, the event marks no point of any stream's queue.
+  found->second->stream = s->capture ? nullptr : s;
+  found->second->seq = s->capture ? 0 : r.next_seq - 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  std::lock_guard lock(runtime().mutex);
+  auto found = runtime().events.find(event);
+  if (found == runtime().events.end()) return fail(cudaErrorInvalidResourceHandle);
+  if (const cudaError_t e = forbidden_during_capture(); e != cudaSuccess) return fail(e);
+  if (found->second->stream == nullptr) return cudaSuccess;  // never recorded: complete
+  return fail(run_until(found->second->stream, found->second->seq));
+}
+
+// ---- capture and graphs ----------------------------------------------------------------------------
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
+  std::lock_guard lock(runtime().mutex);
+  bool ok = false;
+  Stream* s = resolve(stream, &ok);
+  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  if (s == &runtime().legacy) return fail(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot
+  if (s->capture) return fail(cudaErrorIllegalState);
+  s->capture = std::make_unique<Capture>();
+  s->capture->mode = mode;
+  s->capture->thread = std::this_thread::get_id();
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  bool ok = false;
+  Stream* s = resolve(stream, &ok);
+  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  if (graph == nullptr) return fail(cudaErrorInvalidValue);
+  if (!s->capture) return fail(cudaErrorIllegalState);
+  if (s->capture->mode != cudaStreamCaptureModeRelaxed && s->capture->thread != std::this_thread::get_id())
+    return fail(cudaErrorStreamCaptureWrongThread);
+  std::unique_ptr<Capture> c = std::move(s->capture);
+  *graph = nullptr;
+  if (c->invalidated != cudaSuccess) return fail(cudaErrorStreamCaptureInvalidated);
+  auto g = std::make_unique<GraphData>();
+  g->nodes = std::move(c->nodes);
+  *graph = reinterpret_cast<cudaGraph_t>(g.get());
+  r.graphs.emplace(*graph, std::move(g));
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  std::lock_guard lock(runtime().mutex);
+  bool ok = false;
+  Stream* s = resolve(stream, &ok);
+  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  if (status == nullptr) return fail(cudaErrorInvalidValue);
+  if (s == &runtime().legacy) {
+    if (const cudaError_t e = implicit_legacy_dependency(); e != cudaSuccess) return fail(e);
+  }
+  *status = !s->capture                              ? cudaStreamCaptureStatusNone
+            : s->capture->invalidated != cudaSuccess ? cudaStreamCaptureStatusInvalidated
+                                                     : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  auto found = r.graphs.find(graph);
+  if (exec == nullptr || found == r.graphs.end() || flags != 0) return fail(cudaErrorInvalidValue);
+  auto e = std::make_unique<GraphData>(*found->second);  // a copy: the exec outlives its graph
+  *exec = reinterpret_cast<cudaGraphExec_t>(e.get());
+  r.execs.emplace(*exec, std::move(e));
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  auto found = r.execs.find(exec);
+  if (found == r.execs.end()) return fail(cudaErrorInvalidValue);
+  const GraphData* g = found->second.get();
+  // The nodes run with the values they were recorded with; a node that faults stops the rest.
+  return fail(enqueue(stream, "cudaGraphLaunch", [g] {
+    for (const Op& node : g->nodes) {
+      node.work();
+      if (runtime().sticky != cudaSuccess) return;
+      check_guards(node.what + " (replayed from a graph)");
+    }
+  }));
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  std::lock_guard lock(runtime().mutex);
+  return runtime().graphs.erase(graph) == 1 ? cudaSuccess : fail(cudaErrorInvalidValue);
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  auto found = r.execs.find(exec);
+  if (found == r.execs.end()) return fail(cudaErrorInvalidValue);
+  // CUDA lets a launch in flight finish first; here it must run before its nodes go.
+  for (Stream* s : all_streams())
+    if (!s->pending.empty()) (void)run_until(s, UINT64_MAX);
+  r.execs.erase(found);
+  return cudaSuccess;
+}
+
+}  // extern "C"
