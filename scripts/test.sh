@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# test.sh: sets up, builds, and runs every test through CTest. Without a GPU the CUDA tests are
-# reported as skipped (exit code 77), never as passed.
+# test.sh: sets up, builds, and runs every test through CTest.
+# Where the CUDA toolkit's and cuDNN's headers are installed (with or without nvcc and a GPU), the CUDA
+# tests also run on the emulated device (tests/emulated_device/; DROPNET_CUDA_EMULATION=AUTO, ON or OFF).
+# Without a GPU the real-GPU CUDA suite is reported as skipped (exit code 77), never as passed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${DROPNET_BUILD_DIR:-$root/build}"
-"$root/scripts/build.sh" -DDROPNET_BUILD_TESTS=ON
+"$root/scripts/build.sh" -DDROPNET_BUILD_TESTS=ON -DDROPNET_CUDA_EMULATION="${DROPNET_CUDA_EMULATION:-AUTO}"
 ctest --test-dir "$build" --output-on-failure -j "$(nproc)"

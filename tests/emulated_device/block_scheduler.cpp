@@ -31,18 +31,19 @@ namespace {
 
 enum class Order { Forward, Reverse, Shuffle };
 
-Order thread_order() {
-  static const Order order = [] {
-    const char* env = std::getenv("DROPNET_EMULATION_THREAD_ORDER");
-    const std::string_view v = env != nullptr ? env : "forward";
-    if (v == "forward") return Order::Forward;
-    if (v == "reverse") return Order::Reverse;
-    if (v == "shuffle") return Order::Shuffle;
-    std::fprintf(stderr, "DROPNET_EMULATION_THREAD_ORDER must be forward, reverse or shuffle, not '%s'\n", env);
-    std::abort();
-  }();
-  return order;
+Order parse_order(const char* text) {
+  const std::string_view v = text != nullptr ? text : "forward";
+  if (v == "forward") return Order::Forward;
+  if (v == "reverse") return Order::Reverse;
+  if (v == "shuffle") return Order::Shuffle;
+  std::fprintf(stderr, "DROPNET_EMULATION_THREAD_ORDER must be forward, reverse or shuffle, not '%s'\n", text);
+  std::abort();
 }
+
+const Order env_order = parse_order(std::getenv("DROPNET_EMULATION_THREAD_ORDER"));
+Order chosen_order = env_order;
+
+Order thread_order() { return chosen_order; }
 
 // A fixed permutation of 0..n-1 for `key` (splitmix64-driven Fisher-Yates): the same on every run.
 std::vector<int> permutation(int n, Order order, std::uint64_t key) {
@@ -346,6 +347,8 @@ void warp_exchange(unsigned mask, const void* value, std::size_t bytes, int sour
   std::memcpy(out, in_mask ? &running_block->threads[source].ctx.slot : &t.slot, bytes);
   sync_warp(mask);
 }
+
+void set_thread_order(const char* order) { chosen_order = order != nullptr ? parse_order(order) : env_order; }
 
 bool run_grid(const char* name, dim3 grid, dim3 block, const std::function<void()>& thread_body) {
   static thread_local WorkerPool pool;

@@ -1,8 +1,9 @@
 // block_scheduler.hpp: how the emulated device runs a kernel's threads. Test-only.
 //
-// Every CUDA thread of a block really runs, as a fiber (its own stack) on the host thread that executes
-// the stream's work. A fiber runs until it reaches a barrier (__syncthreads, a warp shuffle, __syncwarp)
-// or returns; the scheduler then runs the next fiber in the block's order. A barrier opens once every
+// Every CUDA thread of a block really runs, on a fiber (its own stack) of the host thread that executes
+// the stream's work. A thread runs until it reaches a barrier (__syncthreads, a warp shuffle, __syncwarp)
+// or returns; the scheduler then runs the next thread in the block's order (a thread that returns hands
+// its fiber straight to the next one, so a kernel without barriers costs one switch per block). A barrier opens once every
 // thread it waits for has reached it, exactly like the hardware's; threads that returned no longer count,
 // as on sm_70 and later.
 //
@@ -64,6 +65,10 @@ T exchange_in_warp(unsigned mask, T value, SourceLane source_lane) {
   warp_exchange(mask, &value, sizeof(T), source_lane(current_thread().linear % 32), &out);
   return out;
 }
+
+// Tests of the emulation choose the order themselves: "forward", "reverse", "shuffle", or null for the
+// environment's (default forward).
+void set_thread_order(const char* order);
 
 // Validates a launch (CUDA's limits on grid and block sizes; an invalid one sets the last error to
 // cudaErrorInvalidConfiguration and runs nothing) and queues it on `stream`. `thread_body` runs one

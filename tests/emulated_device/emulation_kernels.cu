@@ -1,0 +1,66 @@
+// emulation_kernels.cu: small kernels that test the emulated device itself (test_emulation.cpp): a block
+// reduction with and without its barrier, a grid-stride fill with a bound to choose, a barrier only some
+// threads reach, and a read of a value by pointer. Compiled only in the emulated build, through the same
+// launch seam and prelude as kernels/*.cu.
+#include "kernels/launch.cuh"
+#include "emulation_kernels.hpp"
+
+namespace dropnet::emulated::testing {
+namespace {
+
+// Sums 256 values per block with a shared-memory tree; `barrier` false leaves out the first
+// __syncthreads, the classic missing-barrier bug.
+__global__ void block_sum_kernel(const float* in, float* out, bool barrier) {
+  __shared__ float partial[256];
+  partial[threadIdx.x] = in[blockIdx.x * blockDim.x + threadIdx.x];
+  if (barrier) __syncthreads();
+  for (unsigned half = blockDim.x / 2; half > 0; half /= 2) {
+    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+}
+
+__global__ void fill_kernel(float* p, std::int64_t n, std::int64_t bound, float value) {
+  for (std::int64_t i = ::dropnet::kernels::detail::global_thread(); i < bound;
+       i += ::dropnet::kernels::detail::grid_threads())
+    p[i] = value + 0.0f * static_cast<float>(n);
+}
+
+// Even threads wait at __syncthreads for the odd ones, which wait at __syncwarp for the even ones: neither
+// barrier can ever open. (Threads that return do not hold a barrier up: on sm_70 and later they leave it.)
+__global__ void divergent_barrier_kernel(float* p) {
+  if (threadIdx.x % 2 == 0) __syncthreads();
+  else __syncwarp();
+  p[threadIdx.x] = 1.0f;
+}
+
+__global__ void warp_sum_kernel(const float* in, float* out) {
+  float v = in[threadIdx.x];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  out[threadIdx.x] = v;
+}
+
+__global__ void add_kernel(float* p, float by_value, const float* by_pointer) { p[0] += by_value + *by_pointer; }
+
+}  // namespace
+
+void block_sum(const float* in, float* out, int blocks, bool barrier, void* stream) {
+  DROPNET_LAUNCH(block_sum_kernel, dim3(blocks), dim3(256), stream, in, out, barrier);
+}
+void fill_to(float* p, std::int64_t n, std::int64_t bound, float value, void* stream) {
+  DROPNET_LAUNCH(fill_kernel, dim3(2), dim3(64), stream, p, n, bound, value);
+}
+void divergent_barrier(float* p, void* stream) { DROPNET_LAUNCH(divergent_barrier_kernel, dim3(1), dim3(64), stream, p); }
+void warp_sum(const float* in, float* out, void* stream) {
+  DROPNET_LAUNCH(warp_sum_kernel, dim3(1), dim3(64), stream, in, out);
+}
+void add(float* p, float by_value, const float* by_pointer, void* stream) {
+  DROPNET_LAUNCH(add_kernel, dim3(1), dim3(1), stream, p, by_value, by_pointer);
+}
+void launch_with_block(int threads, float* p, void* stream) {
+  DROPNET_LAUNCH(fill_kernel, dim3(1), dim3(static_cast<unsigned>(threads)), stream, p, std::int64_t{0},
+                 std::int64_t{0}, 0.0f);
+}
+
+}  // namespace dropnet::emulated::testing

@@ -1,0 +1,201 @@
+// Tests of the emulated device itself: that it catches what it is there to catch (a missing barrier, a
+// write past a buffer, a barrier that can never open, a host read without its wait, a value frozen into a
+// graph, calls CUDA forbids during capture). A fault makes the device's error sticky, as on a GPU, so
+// those cases run in a child process.
+#include <catch2/catch.hpp>
+
+#include <cuda_runtime.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "dropnet/errors.hpp"
+#include "emulated_device/block_scheduler.hpp"
+#include "emulation_kernels.hpp"
+
+namespace emu = dropnet::emulated;
+namespace t = dropnet::emulated::testing;
+
+namespace {
+
+struct DeviceFloats {
+  explicit DeviceFloats(std::size_t n) : n(n) { REQUIRE(cudaMalloc(&p, n * sizeof(float)) == cudaSuccess); }
+  ~DeviceFloats() { cudaFree(p); }
+  std::vector<float> read() const {
+    std::vector<float> h(n);
+    REQUIRE(cudaMemcpy(h.data(), p, n * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
+    return h;
+  }
+  void write(const std::vector<float>& h) {
+    REQUIRE(cudaMemcpy(p, h.data(), n * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+  }
+  float* p = nullptr;
+  std::size_t n;
+};
+
+// Runs `body` in a child process; returns what the runtime's next synchronisation reported there (-1 when
+// the child died some other way). stderr shows the emulated device's fault message.
+int in_child(const std::function<cudaError_t()>& body) {
+  std::fflush(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) _exit(static_cast<int>(body()) & 0xFF);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct OrderGuard {
+  ~OrderGuard() { emu::set_thread_order(nullptr); }  // back to DROPNET_EMULATION_THREAD_ORDER
+};
+
+}  // namespace
+
+TEST_CASE("a reduction without its barrier fails in some thread order; with it, in none", "[emulation]") {
+  OrderGuard guard;
+  const int blocks = 8;
+  std::vector<float> values(256 * blocks);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i % 7);
+  DeviceFloats in(values.size()), out(blocks);
+  in.write(values);
+  auto sums_right = [&](bool barrier) {
+    t::block_sum(in.p, out.p, blocks, barrier, nullptr);
+    const std::vector<float> got = out.read();
+    for (int b = 0; b < blocks; ++b) {
+      float expected = 0;
+      for (int i = 0; i < 256; ++i) expected += values[static_cast<std::size_t>(b * 256 + i)];
+      if (got[static_cast<std::size_t>(b)] != expected) return false;
+    }
+    return true;
+  };
+  int caught = 0;
+  for (const char* order : {"forward", "reverse", "shuffle"}) {
+    emu::set_thread_order(order);
+    INFO("order " << order);
+    CHECK(sums_right(true));
+    caught += sums_right(false) ? 0 : 1;
+  }
+  CHECK(caught >= 2);  // forward (low threads read high ones too early) and shuffle
+}
+
+TEST_CASE("warp shuffles exchange among the 32 lanes of each warp", "[emulation]") {
+  std::vector<float> values(64);
+  for (int i = 0; i < 64; ++i) values[static_cast<std::size_t>(i)] = static_cast<float>(i);
+  DeviceFloats in(64), out(64);
+  in.write(values);
+  t::warp_sum(in.p, out.p, nullptr);
+  const std::vector<float> got = out.read();
+  for (int i = 0; i < 64; ++i) CHECK(got[static_cast<std::size_t>(i)] == (i < 32 ? 496.0f : 1520.0f));
+}
+
+TEST_CASE("a kernel writing one element past its buffer is a sticky device fault", "[emulation]") {
+  const int code = in_child([] {
+    float* p = nullptr;
+    cudaMalloc(&p, 100 * sizeof(float));
+    t::fill_to(p, 100, 101, 1.0f, nullptr);  // the off-by-one: i <= n
+    const cudaError_t first = cudaDeviceSynchronize();
+    return first == cudaErrorIllegalAddress && cudaGetLastError() == cudaErrorIllegalAddress ? cudaSuccess : first;
+  });
+  CHECK(code == 0);
+  DeviceFloats p(100);  // the same write within bounds is fine (and this process is unharmed)
+  t::fill_to(p.p, 100, 100, 1.0f, nullptr);
+  CHECK(cudaDeviceSynchronize() == cudaSuccess);
+}
+
+TEST_CASE("a barrier that can never open is a device fault, not a hang", "[emulation]") {
+  const int code = in_child([] {
+    float* p = nullptr;
+    cudaMalloc(&p, 64 * sizeof(float));
+    t::divergent_barrier(p, nullptr);
+    return cudaDeviceSynchronize() == cudaErrorLaunchFailure ? cudaSuccess : cudaErrorUnknown;
+  });
+  CHECK(code == 0);
+}
+
+TEST_CASE("an invalid launch configuration is the last error, cleared by reading it", "[emulation]") {
+  DeviceFloats p(1);
+  // The launch seam reads the last error (clearing it) and throws DeviceError naming the kernel.
+  CHECK_THROWS_AS(t::launch_with_block(2048, p.p, nullptr), dropnet::DeviceError);
+  CHECK(cudaGetLastError() == cudaSuccess);
+  CHECK(cudaDeviceSynchronize() == cudaSuccess);
+  t::launch_with_block(1024, p.p, nullptr);  // the largest block is fine
+  CHECK(cudaDeviceSynchronize() == cudaSuccess);
+}
+
+TEST_CASE("work queued on a stream runs only when the host waits for it", "[emulation]") {
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+  DeviceFloats p(4);
+  p.write({0, 0, 0, 0});
+  t::fill_to(p.p, 4, 4, 5.0f, s);
+  // cudaMemcpy runs on the legacy stream, which a non-blocking stream is not ordered with: the fill has not
+  // run, as it need not have on a GPU.
+  CHECK(p.read() == std::vector<float>{0, 0, 0, 0});
+  REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  CHECK(p.read() == std::vector<float>{5, 5, 5, 5});
+  cudaEvent_t e = nullptr;
+  REQUIRE(cudaEventCreate(&e) == cudaSuccess);
+  t::fill_to(p.p, 4, 4, 6.0f, s);
+  REQUIRE(cudaEventRecord(e, s) == cudaSuccess);
+  REQUIRE(cudaEventSynchronize(e) == cudaSuccess);
+  CHECK(p.read() == std::vector<float>{6, 6, 6, 6});
+  cudaEventDestroy(e);
+  cudaStreamDestroy(s);
+}
+
+TEST_CASE("a graph replays the argument values it was recorded with and reads device memory afresh",
+          "[emulation]") {
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
+  DeviceFloats acc(1), step(1);
+  acc.write({0});
+  step.write({10});
+  float host_step = 1;
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  t::add(acc.p, host_step, step.p, s);
+  cudaGraph_t g = nullptr;
+  REQUIRE(cudaStreamEndCapture(s, &g) == cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  REQUIRE(cudaGraphInstantiate(&exec, g, 0) == cudaSuccess);
+  CHECK(acc.read() == std::vector<float>{0});  // capture ran nothing
+  for (float k = 1; k <= 3; ++k) {
+    host_step = 100 * k;  // not seen: recorded by value
+    step.write({10 * k});  // seen: read from device memory at each replay
+    REQUIRE(cudaGraphLaunch(exec, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+  }
+  CHECK(acc.read() == std::vector<float>{1 + 10 + 1 + 20 + 1 + 30});
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(g);
+  cudaStreamDestroy(s);
+}
+
+TEST_CASE("calls CUDA forbids during capture fail and invalidate it", "[emulation]") {
+  cudaStream_t s = nullptr;
+  REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
+  DeviceFloats p(4);
+  std::vector<float> host(4);
+  auto check_forbidden = [&](const char* what, const std::function<cudaError_t()>& call, cudaError_t expected) {
+    INFO(what);
+    REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+    t::fill_to(p.p, 4, 4, 1.0f, s);
+    CHECK(call() == expected);
+    cudaGraph_t g = nullptr;
+    CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated);
+    CHECK(g == nullptr);
+    (void)cudaGetLastError();
+  };
+  check_forbidden("cudaMalloc", [] { void* q = nullptr; return cudaMalloc(&q, 16); }, cudaErrorStreamCaptureUnsupported);
+  check_forbidden("cudaStreamSynchronize", [&] { return cudaStreamSynchronize(s); }, cudaErrorStreamCaptureUnsupported);
+  check_forbidden("a synchronous cudaMemcpy",
+                  [&] { return cudaMemcpy(host.data(), p.p, 16, cudaMemcpyDeviceToHost); },
+                  cudaErrorStreamCaptureImplicit);
+  check_forbidden("cudaMemcpyAsync from pageable memory",
+                  [&] { return cudaMemcpyAsync(p.p, host.data(), 16, cudaMemcpyHostToDevice, s); },
+                  cudaErrorStreamCaptureUnsupported);
+  CHECK(cudaStreamSynchronize(s) == cudaSuccess);  // the stream is usable again
+  cudaStreamDestroy(s);
+}
