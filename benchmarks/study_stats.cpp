@@ -146,7 +146,8 @@ Wilcoxon wilcoxon(const std::vector<double>& d) {
 PairedTest paired_test(const std::vector<double>& d, double alpha) {
   PairedTest r{.difference = describe(d, alpha), .t = kNaN, .p_t = kNaN, .w_plus = kNaN, .p_wilcoxon = kNaN};
   const Summary& s = r.difference;
-  if (s.n >= 2 && s.std > 0) {
+  // Differences that do not vary (up to rounding: accuracies are multiples of 1/N) leave t undefined.
+  if (s.n >= 2 && s.std > 1e-12 * std::max(1.0, std::abs(s.mean))) {
     const double df = double(s.n - 1);
     r.t = s.mean / (s.std / std::sqrt(double(s.n)));
     r.p_t = regularized_incomplete_beta(df / 2.0, 0.5, df / (df + r.t * r.t));
