@@ -396,11 +396,12 @@ int run_sweep(std::span<const std::string> args) {
              prov.device_description, prov.data_source, prov.train_samples, prov.val_samples, prov.test_samples,
              format_duration(seconds_since(load_start)));
 
-  // The runs still to do, in canonical order.
+  // The runs still to do, seed by seed (every rate of seed 1, then of seed 2, ...), so that a study stopped
+  // early already holds complete paired comparisons.
   std::vector<RunRecord> todo;
-  for (double mn : config.max_norms)
-    for (double rate : config.rates)
-      for (int s = 0; s < config.seeds; ++s) {
+  for (int s = 0; s < config.seeds; ++s)
+    for (double mn : config.max_norms)
+      for (double rate : config.rates) {
         RunRecord run{.id = run_id(rate, mn, config.seed + std::uint64_t(s)), .rate = rate, .max_norm = mn,
                       .seed_index = s, .seed = config.seed + std::uint64_t(s)};
         if (std::none_of(done.begin(), done.end(), [&](const RunRecord& d) { return d.id == run.id; }))
