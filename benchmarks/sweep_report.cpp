@@ -291,7 +291,8 @@ std::string settings_line(const Study& st) {
       "{}, seeds {}..{}; rate applied to Dropout layer(s) {}{}; dropnet {} (commit {}), {} CPU thread{}.",
       p.device_description, p.train_samples, p.val_samples, p.test_samples, p.data_fnv1a, c.epochs,
       c.epochs == 1 ? "" : "s", c.batch_size, c.learning_rate, c.seed, c.seed + std::uint64_t(c.seeds) - 1,
-      c.dropout_layers_text, c.vary_max_norm ? "" : fmt::format(", max-norm {}", max_norm_text(c.max_norms[0])),
+      [&] { std::string l; for (std::size_t i : c.dropout_layers) l += (l.empty() ? "" : ",") + std::to_string(i + 1); return l; }(),
+      c.vary_max_norm ? "" : fmt::format(", max-norm {}", max_norm_text(c.max_norms[0])),
       p.dropnet_version, p.git_commit, p.threads, p.threads == 1 ? "" : "s");
 }
 
