@@ -5,6 +5,8 @@ inlined plots; saves a screenshot. Standard library only.
 
     check_report_chromium.py REPORT_DIR [SCREENSHOT.png]      # exit 0 pass, 1 fail, 77 no chromium (skip)
 """
+import html as html_lib
+import json
 import pathlib
 import re
 import shutil
@@ -29,34 +31,43 @@ def main():
         if not re.match(r"^(data:|https?:)", src) and not (report_dir / src).is_file():
             print(f"FAIL: <img src=\"{src}\"> names a missing file")
             return 1
-    # A script appended to a copy of the page reports image load failures and errors into the DOM; the
-    # console log (--enable-logging) shows console.error and uncaught exceptions.
+    # A script put first in <head> records console.error calls, uncaught exceptions and resources that fail to
+    # load (capturing error events) into the DOM, which --dump-dom then shows.
     probe = """<script>
+window.__errors = [];
+const __note = m => { window.__errors.push(String(m)); };
+const __ce = console.error.bind(console);
+console.error = (...a) => { __note('console.error: ' + a.join(' ')); __ce(...a); };
+window.addEventListener('error', e => {
+  if (e.target && e.target !== window) __note('failed to load: ' + (e.target.src || e.target.href || e.target.tagName));
+  else __note('uncaught: ' + e.message);
+}, true);
+window.addEventListener('unhandledrejection', e => __note('unhandled rejection: ' + e.reason));
 window.addEventListener('load', () => {
-  const bad = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);
-  if (bad.length) console.error('missing image: ' + bad.join(', '));
+  for (const i of document.images) if (!i.complete || i.naturalWidth === 0) __note('missing image: ' + i.src);
   document.body.setAttribute('data-svgs', document.querySelectorAll('svg').length);
+  document.body.setAttribute('data-errors', JSON.stringify(window.__errors));
   document.body.setAttribute('data-checked', 'yes');
 });
 </script>"""
     with tempfile.TemporaryDirectory() as tmp:
         copy = report_dir / ".report-check.html"
-        copy.write_text(html.replace("</body>", probe + "</body>"), encoding="utf-8")
+        copy.write_text(html.replace("<head>", "<head>" + probe, 1), encoding="utf-8")
         try:
             common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                      f"--user-data-dir={tmp}", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=5000"]
+                      f"--user-data-dir={tmp}", "--virtual-time-budget=5000"]
             dom = subprocess.run(common + ["--dump-dom", copy.as_uri()], capture_output=True, text=True, timeout=120)
             shot_run = subprocess.run(common + ["--window-size=1500,2400", f"--screenshot={shot}", copy.as_uri()],
                                       capture_output=True, text=True, timeout=120)
         finally:
             copy.unlink(missing_ok=True)
-    log = dom.stderr + shot_run.stderr
-    errors = [l for l in log.splitlines() if re.search(r"CONSOLE.*(error|Uncaught)|Uncaught|missing image", l, re.I)]
     if dom.returncode != 0 or 'data-checked="yes"' not in dom.stdout:
         print(f"FAIL: chromium could not load the page (exit {dom.returncode}): {dom.stderr.strip()[-500:]}")
         return 1
+    found = re.search(r'data-errors="([^"]*)"', dom.stdout)
+    errors = json.loads(html_lib.unescape(found.group(1))) if found else ["no error record in the DOM"]
     if errors:
-        print("FAIL: console errors:\n" + "\n".join(errors))
+        print("FAIL: errors in the page:\n" + "\n".join(errors))
         return 1
     svgs = int(re.search(r'data-svgs="(\d+)"', dom.stdout).group(1))
     if svgs < 4:
