@@ -123,7 +123,8 @@ void draw_chart(std::string& out, const Chart& chart, double ox, double oy, doub
   for (const Series& s : chart.series) {
     for (std::size_t i = 0; i < s.y.size() && i < s.x.size(); ++i) {
       if (!std::isfinite(s.y[i]) || !std::isfinite(s.x[i])) continue;
-      const double e = i < s.error.size() && std::isfinite(s.error[i]) ? s.error[i] : 0.0;
+      const double e = std::max(i < s.error.size() && std::isfinite(s.error[i]) ? s.error[i] : 0.0,
+                                i < s.band.size() && std::isfinite(s.band[i]) ? s.band[i] : 0.0);
       xl = std::min(xl, s.x[i]), xh = std::max(xh, s.x[i]);
       yl = std::min(yl, s.y[i] - e), yh = std::max(yh, s.y[i] + e);
     }
@@ -176,6 +177,24 @@ void draw_chart(std::string& out, const Chart& chart, double ox, double oy, doub
   const std::string clip = next_id();
   out += fmt::format(R"(<clipPath id="{}"><rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}"/></clipPath>)"
                      "\n<g clip-path=\"url(#{})\">\n", clip, left - 4, top - 4, pw + 8, ph + 8, clip);
+  for (const Series& s : chart.series) {  // shaded bands first, under every line
+    std::vector<std::pair<double, double>> upper, lower;
+    auto flush = [&] {
+      if (upper.size() >= 2) {
+        std::string poly;
+        for (const auto& [x, y] : upper) poly += fmt::format("{:.1f},{:.1f} ", x, y);
+        for (auto it = lower.rbegin(); it != lower.rend(); ++it) poly += fmt::format("{:.1f},{:.1f} ", it->first, it->second);
+        out += fmt::format(R"(<polygon points="{}" fill="{}" fill-opacity="0.15" stroke="none"/>)" "\n", poly, s.colour);
+      }
+      upper.clear(), lower.clear();
+    };
+    for (std::size_t i = 0; i < s.y.size() && i < s.x.size() && i < s.band.size(); ++i) {
+      if (!std::isfinite(s.y[i]) || !std::isfinite(s.x[i]) || !std::isfinite(s.band[i])) { flush(); continue; }
+      upper.push_back({px(s.x[i]), py(s.y[i] + s.band[i])});
+      lower.push_back({px(s.x[i]), py(s.y[i] - s.band[i])});
+    }
+    flush();
+  }
   for (const Series& s : chart.series) {
     std::string path;
     bool pen_down = false;

@@ -34,6 +34,7 @@ struct Series {
   bool markers = false;       // a dot at each point
   std::vector<double> x, y;   // non-finite y values break the line
   std::vector<double> error;  // optional +- half-widths drawn as error bars (same length as y)
+  std::vector<double> band;   // optional +- half-widths drawn as a shaded band around the line (e.g. 1 std)
 };
 
 // A legend row that is not a series: e.g. a grey dashed line saying "train".

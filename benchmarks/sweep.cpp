@@ -8,6 +8,7 @@
 #include <fstream>
 #include <numeric>
 #include <optional>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -15,6 +16,10 @@
 #include "cli/args.hpp"
 #include "cli/seed_model.hpp"
 #include "dropnet/dropnet.hpp"
+#include "backend/cpu/parallel.hpp"
+#include "dropnet/checkpoint.hpp"
+#include "dropnet/version.hpp"
+#include "metrics/calibration.hpp"
 #include "sweep.hpp"
 
 namespace dropnet::bench {
@@ -29,14 +34,22 @@ const std::vector<cli::FlagSpec>& sweep_flags() {
       {"max-norms", "M1,M2,...", "",
        "Also vary the max-norm: the sweep becomes rates x max-norms (0 means no constraint). "
        "Overrides --max-norm."},
-      {"repeats", "N", "1", "Runs per rate with seeds seed, seed+1, ...; the table shows mean +- sample std."},
-      {"out", "DIR", "sweep-out", "Where sweep.csv, sweep.json, the SVG plots and report.html go."},
+      {"seeds", "N", "5", "Runs per rate with model seeds seed, seed+1, ...; for one seed every rate starts from "
+                          "the same weights and sees the same batches, so rates are compared paired by seed."},
+      {"repeats", "N", "", "The same as --seeds (its old name)."},
+      {"baseline", "RATE", "", "The rate the others are compared with (paired t-test, Wilcoxon). Default: the "
+                               "first of --rates."},
+      {"alpha", "A", "0.05", "Significance level of the tests; confidence intervals are 1 - A."},
+      {"mc-samples", "T", "30", "Monte Carlo dropout passes on the test set per run (0: none)."},
+      {"out", "DIR", "sweep-out", "Where runs.jsonl and the reports go."},
+      {"resume", "DIR", "", "Continue the study in DIR (its runs.jsonl): finished runs are skipped. Give the same "
+                            "flags as the first time, or none but --resume and --verbose."},
       {"epochs", "N", "55", "Training epochs of each run."},
       {"batch-size", "N", "250", "Batch size."},
       {"limit", "N", "", "Use the first N training records (default: all)."},
       {"test-limit", "N", "", "Use the first N test records (default: all)."},
       {"device", "auto|cpu|cuda", "auto", "Where to train."},
-      {"seed", "N", "1", "Model seed of repeat 0: initial weights, dropout masks and shuffling."},
+      {"seed", "N", "1", "Model seed of seed index 0: initial weights, dropout masks and shuffling."},
       {"max-norm", "M", "2.0", "MaxNorm max_value on the hidden kernels (0: no constraint)."},
       {"validation-split", "F", "0.2", "Fraction of the training records held out for validation, in [0, 1)."},
       {"data", "DIR|ARCHIVE", "",
@@ -85,8 +98,10 @@ void check_writable(const std::filesystem::path& dir) {
   std::filesystem::remove(probe, ec);
 }
 
-// The sweep's configuration, or nothing when --help was asked for.
-std::optional<SweepConfig> parse_config(std::span<const std::string> args) {
+// The sweep's configuration, or nothing when --help was asked for. `only_resume`: no flag but --resume and
+// --verbose was given (the settings then come from the study's header).
+std::optional<SweepConfig> parse_config(std::span<const std::string> args, std::filesystem::path& resume,
+                                        bool& only_resume) {
   // --concurrent is a switch without a value, which the flag parser does not have; it is refused here.
   for (const std::string& a : args)
     if (a == "--concurrent" || a.rfind("--concurrent=", 0) == 0)
@@ -101,9 +116,25 @@ std::optional<SweepConfig> parse_config(std::span<const std::string> args) {
     if (!(r >= 0.0 && r <= 1.0))
       throw cli::UsageError(fmt::format("--rates {}: every dropout rate must lie in [0, 1]; {} does not",
                                         flags.get_string("rates"), r));
+  for (std::size_t i = 0; i < c.rates.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (c.rates[i] == c.rates[j])
+        throw cli::UsageError(fmt::format("--rates {}: rate {} is listed twice", flags.get_string("rates"), c.rates[i]));
   c.dropout_layers_text = flags.get_string("dropout-layers");
   c.dropout_layers = parse_dropout_layers(c.dropout_layers_text);
-  c.repeats = int(flags.get_int("repeats", 1, 1000));
+  if (flags.given("seeds") && flags.given("repeats"))
+    throw cli::UsageError("--seeds and --repeats are the same flag; give one");
+  c.seeds = int(flags.get_int(flags.given("repeats") ? "repeats" : "seeds", 1, 1000));
+  c.baseline = c.rates.front();
+  if (flags.given("baseline")) {
+    c.baseline = flags.get_double("baseline");
+    if (std::find(c.rates.begin(), c.rates.end(), c.baseline) == c.rates.end())
+      throw cli::UsageError(fmt::format("--baseline {}: not one of --rates {}", flags.get_string("baseline"),
+                                        flags.get_string("rates")));
+  }
+  c.alpha = flags.get_double("alpha");
+  flags.require(c.alpha > 0 && c.alpha < 1, "alpha", "a significance level in (0, 1)");
+  c.mc_samples = int(flags.get_int("mc-samples", 0, 100000));
   c.epochs = int(flags.get_int("epochs", 1, 1000000));
   c.batch_size = int(flags.get_int("batch-size", 1, 1 << 20));
   if (flags.value("limit")) c.limit = flags.get_int("limit", 1, INT64_MAX);
@@ -126,10 +157,23 @@ std::optional<SweepConfig> parse_config(std::span<const std::string> args) {
   c.verbose = int(flags.get_int("verbose", 0, 2));
   c.data = flags.value("data") ? std::filesystem::path(flags.get_string("data")) : default_data_dir();
   c.out = flags.get_string("out");
+  resume.clear();
+  only_resume = false;
+  if (flags.given("resume")) {
+    resume = flags.get_string("resume");
+    if (flags.given("out") && std::filesystem::path(flags.get_string("out")) != resume)
+      throw cli::UsageError("--resume DIR writes to DIR: give no --out, or the same directory");
+    c.out = resume;
+    only_resume = true;
+    for (const cli::FlagSpec& spec : sweep_flags())
+      if (flags.given(spec.name) && std::string(spec.name) != "resume" && std::string(spec.name) != "verbose" &&
+          std::string(spec.name) != "out")
+        only_resume = false;
+  }
   return c;
 }
 
-std::uint64_t hash_initial_weights(const Sequential& model) {
+std::string hash_initial_weights(const Sequential& model) {
   std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the bytes of every weight, in layer order
   for (std::size_t i = 0; i < model.layer_count(); ++i) {
     for (const Param& p : model.layer(i).params()) {
@@ -139,7 +183,22 @@ std::uint64_t hash_initial_weights(const Sequential& model) {
       }
     }
   }
-  return h;
+  return fmt::format("{:016x}", h);
+}
+
+// FNV-1a 64 of the data the study trains and tests on (images and labels, after --limit/--test-limit).
+std::string hash_data(const cifar10::Dataset& data) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  auto add = [&h](const void* p, std::size_t n) {
+    const auto* bytes = static_cast<const unsigned char*>(p);
+    for (std::size_t i = 0; i < n; ++i) h = (h ^ bytes[i]) * 0x100000001b3ull;
+  };
+  for (const cifar10::Split* s : {&data.train, &data.test}) {
+    const std::vector<float> images = s->images.to_vector();
+    add(images.data(), images.size() * sizeof(float));
+    add(s->classes.data(), s->classes.size());
+  }
+  return fmt::format("{:016x}", h);
 }
 
 cli::SeedModelConfig model_config(const SweepConfig& c, double rate, double max_norm) {
@@ -187,27 +246,116 @@ class SweepProgress : public Callback {
   double& train_seconds_;
 };
 
-}  // namespace
-
-int RunRecord::best_epoch() const {
-  int best = -1;
-  for (const EpochRecord& e : epochs)
-    if (!std::isnan(e.val_loss) && (best < 0 || e.val_loss < epochs[std::size_t(best)].val_loss)) best = e.epoch;
-  return best;
+PredictionRecord prediction_record(const metrics::PredictionMetrics& m, int passes) {
+  PredictionRecord p{.passes = passes, .accuracy = m.accuracy, .nll = m.nll, .brier = m.brier, .ece = m.ece,
+                     .entropy = m.mean_entropy, .mutual_information = m.mean_mutual_information,
+                     .auroc_entropy = m.auroc_entropy};
+  for (const metrics::ReliabilityBin& b : m.bins) {
+    p.bin_count.push_back(b.count);
+    p.bin_confidence.push_back(b.confidence);
+    p.bin_accuracy.push_back(b.accuracy);
+  }
+  return p;
 }
 
+// Trains and measures one run; throws on any failure (the caller records it).
+void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, const Tensor& y, const Tensor& xt,
+                 const Tensor& yt, const std::vector<std::int32_t>& test_labels, SweepProgress& progress,
+                 const std::filesystem::path& best_path, const std::vector<RunRecord>& done) {
+  if (const char* fail = std::getenv("DROPNET_BENCH_FAIL_RUN"); fail != nullptr && run.id == fail)
+    throw Error("injected failure (DROPNET_BENCH_FAIL_RUN, a test hook)");
+  Sequential model = cli::build_seed_model(model_config(config, run.rate, run.max_norm));
+  model.compile({.optimizer = Adam{.learning_rate = config.learning_rate}, .device = config.device, .seed = run.seed});
+  run.init_hash = hash_initial_weights(model);
+  // Same seed => same initial weights, whatever the rate or max-norm: the premise of the paired comparison.
+  for (const RunRecord& other : done)
+    if (other.seed == run.seed && other.ok && other.init_hash != run.init_hash)
+      throw Error(fmt::format("initial weights differ between rate {} and rate {} for seed {}: the library no longer "
+                              "derives layer seeds from the model seed and position alone", other.rate, run.rate,
+                              run.seed));
+  TerminateOnNaN nan_guard;
+  ModelCheckpoint best(best_path, {.save_best_only = true, .save_weights_only = true});
+  std::vector<Callback*> callbacks = {&progress, &nan_guard};
+  const bool has_val = config.validation_split > 0;
+  if (has_val) callbacks.push_back(&best);
+  model.fit(x, y, {.batch_size = config.batch_size, .epochs = config.epochs, .verbose = config.verbose,
+                   .validation_split = config.validation_split, .callbacks = callbacks, .out = stderr});
+  const Evaluation test = model.evaluate(xt, yt, config.batch_size, 0, nullptr);
+  run.test_loss = test.loss;
+  run.test_accuracy = test.accuracy;
+  if (!std::isfinite(test.loss)) throw Error(fmt::format("the test loss is {}", test.loss));
+
+  // Weight-scaling inference, then Monte Carlo dropout (masks from the model's Philox stream, so a run's
+  // passes are reproducible). Without dropout every pass is the same: one pass stands for all.
+  constexpr std::size_t k = cifar10::kClasses;
+  const std::vector<float> pf = model.predict(xt, {.batch_size = config.batch_size}).to_vector();
+  const std::vector<double> p(pf.begin(), pf.end());
+  run.standard = prediction_record(metrics::summarize(p, test_labels, k), 1);
+  if (config.mc_samples > 0) {
+    bool any_dropout = false;
+    for (std::size_t i : config.dropout_layers) any_dropout |= run.rate > 0 && i < cli::kSeedDropoutLayers;
+    const int passes = any_dropout ? config.mc_samples : 1;
+    metrics::McAccumulator acc(test_labels.size(), k);
+    for (int t = 0; t < passes; ++t)
+      acc.add(std::span<const float>(model.predict(xt, {.batch_size = config.batch_size, .dropout = true}).to_vector()));
+    const std::vector<double> mean = acc.mean_probs(), mi = acc.mutual_information();
+    run.mc = prediction_record(metrics::summarize(mean, test_labels, k, mi), passes);
+  }
+
+  // The test figures at the best-validation epoch: that epoch's weights, saved by ModelCheckpoint.
+  for (const EpochRecord& e : run.epochs)
+    if (!std::isnan(e.val_loss) && (run.best_epoch < 0 || e.val_loss < run.epochs[std::size_t(run.best_epoch)].val_loss))
+      run.best_epoch = e.epoch;
+  if (has_val && run.best_epoch >= 0) {
+    if (run.best_epoch == int(run.epochs.size()) - 1) {
+      run.best_test_loss = run.test_loss, run.best_test_accuracy = run.test_accuracy;
+    } else {
+      load_weights(model, best_path);
+      const Evaluation b = model.evaluate(xt, yt, config.batch_size, 0, nullptr);
+      run.best_test_loss = b.loss, run.best_test_accuracy = b.accuracy;
+    }
+  }
+}
+
+}  // namespace
+
 int run_sweep(std::span<const std::string> args) {
-  const std::optional<SweepConfig> parsed = parse_config(args);
+  std::filesystem::path resume;
+  bool only_resume = false;
+  const std::optional<SweepConfig> parsed = parse_config(args, resume, only_resume);
   if (!parsed) {
-    fmt::print("usage: dropnet-bench sweep [flags]\n\nTrains the seed model once per dropout rate from the same "
-               "initial weights and data order and compares them.\n\nflags:\n{}\n  --concurrent              "
+    fmt::print("usage: dropnet-bench sweep [flags]\n\nA dropout study: trains the seed model once per (dropout rate, "
+               "seed) from the same initial weights and data order for each seed, measures accuracy, loss and "
+               "calibration (with and without Monte Carlo dropout), and reports means, confidence intervals and "
+               "paired tests against a baseline rate. Every finished run is written at once to runs.jsonl; "
+               "--resume continues an interrupted study.\n\nflags:\n{}\n  --concurrent              "
                "(not implemented yet: train all rates at once on separate CUDA streams)\n",
                cli::format_flag_help(sweep_flags()));
     return kExitOk;
   }
   SweepConfig config = *parsed;
-  config.command_line = "dropnet-bench sweep";
-  for (const std::string& a : args) config.command_line += " " + a;
+  std::string command = "dropnet-bench sweep";
+  for (const std::string& a : args) command += " " + a;
+  config.command_line = command;
+  const std::filesystem::path runs_path = config.out / "runs.jsonl";
+
+  // A resumed study: its settings and finished runs.
+  std::vector<RunRecord> done;
+  std::optional<Provenance> recorded;
+  if (!resume.empty()) {
+    if (!std::filesystem::exists(runs_path))
+      throw cli::UsageError(fmt::format("--resume {}: no runs.jsonl there (nothing to resume)", resume.string()));
+    RunsFile f = read_runs_file(runs_path, config);
+    if (only_resume) {
+      f.config.verbose = config.verbose, f.config.out = config.out, f.config.command_line = config.command_line;
+      config = f.config;
+    } else if (settings_json(config) != f.settings) {
+      throw cli::UsageError(fmt::format("--resume {}: the flags give other settings than the study there; give the "
+                                        "same flags, or --resume alone (recorded: {})", resume.string(), f.settings));
+    }
+    done = std::move(f.runs);
+    recorded = f.provenance;
+  }
 
   // Everything that can fail, before any training.
   check_writable(config.out);
@@ -216,75 +364,99 @@ int run_sweep(std::span<const std::string> args) {
   const auto load_start = std::chrono::steady_clock::now();
   cifar10::Dataset data = cifar10::load(config.data, {.train_limit = config.limit, .test_limit = config.test_limit});
 
-  SweepResult result;
-  result.device_description = describe(config.device);
-  result.data_source = data.source;
+  Provenance prov;
+  prov.dropnet_version = DROPNET_VERSION_STRING;
+  prov.git_commit = DROPNET_GIT_COMMIT;
+  prov.device_description = describe(config.device);
+  prov.threads = int(backend::cpu::cpu_threads());
+  prov.data_source = data.source;
+  prov.data_fnv1a = hash_data(data);
+  prov.command = command;
   const std::int64_t n = data.train.size();
-  result.val_samples = n - static_cast<std::int64_t>(std::floor(double(n) * (1.0 - config.validation_split)));
-  result.train_samples = n - result.val_samples;
-  result.test_samples = data.test.size();
-  if (config.validation_split > 0 && (result.val_samples == 0 || result.train_samples == 0))
+  prov.val_samples = n - static_cast<std::int64_t>(std::floor(double(n) * (1.0 - config.validation_split)));
+  prov.train_samples = n - prov.val_samples;
+  prov.test_samples = data.test.size();
+  if (config.validation_split > 0 && (prov.val_samples == 0 || prov.train_samples == 0))
     throw cli::UsageError(fmt::format("--validation-split {}: {} training records cannot be split into a training "
                                       "and a validation part", config.validation_split, n));
+  if (recorded) {
+    if (recorded->data_fnv1a != prov.data_fnv1a)
+      throw cli::UsageError(fmt::format("--resume {}: the data differ from the study's (hash {} there, {} now)",
+                                        resume.string(), recorded->data_fnv1a, prov.data_fnv1a));
+    prov = *recorded;  // the study's provenance is the one recorded when it started
+  }
+  write_runs_file(runs_path, config, prov, done);
+
   // On a GPU, move the data once rather than gathering batches from host memory every step.
   Tensor x = data.train.images, y = data.train.labels, xt = data.test.images, yt = data.test.labels;
   if (config.device != Device::CPU) x = x.to(config.device), y = y.to(config.device), xt = xt.to(config.device),
                                     yt = yt.to(config.device);
+  const std::vector<std::int32_t> test_labels(data.test.classes.begin(), data.test.classes.end());
   fmt::print(stderr, "[sweep] device: {}\n[sweep] data: {} ({} train, {} validation, {} test records; loaded in {})\n",
-             result.device_description, result.data_source, result.train_samples, result.val_samples,
-             result.test_samples, format_duration(seconds_since(load_start)));
+             prov.device_description, prov.data_source, prov.train_samples, prov.val_samples, prov.test_samples,
+             format_duration(seconds_since(load_start)));
 
-  const int total_runs = int(config.max_norms.size() * config.rates.size()) * config.repeats;
-  const int epochs_total = total_runs * config.epochs;
-  int epochs_done = 0, run_index = 0;
-  const auto sweep_start = std::chrono::steady_clock::now();
-  for (double mn : config.max_norms) {
-    for (double rate : config.rates) {
-      for (int r = 0; r < config.repeats; ++r) {
-        ++run_index;
-        RunRecord run{.rate = rate, .max_norm = mn, .repeat = r, .seed = config.seed + std::uint64_t(r)};
-        const auto run_start = std::chrono::steady_clock::now();
-        Sequential model = cli::build_seed_model(model_config(config, rate, mn));
-        model.compile({.optimizer = Adam{.learning_rate = config.learning_rate}, .device = config.device,
-                       .seed = run.seed});
-        run.init_hash = hash_initial_weights(model);
-        // Same seed => same initial weights, whatever the rate or max-norm: the premise of the comparison.
-        for (const RunRecord& other : result.runs)
-          if (other.seed == run.seed && other.init_hash != run.init_hash)
-            throw Error(fmt::format("initial weights differ between rate {} and rate {} for seed {}: the library "
-                                    "no longer derives layer seeds from the model seed and position alone",
-                                    other.rate, rate, run.seed));
-
-        std::string label = fmt::format("run {}/{} rate {}{}{}", run_index, total_runs, rate,
-                                        config.vary_max_norm ? " max-norm " + max_norm_text(mn) : "",
-                                        config.repeats > 1 ? fmt::format(" repeat {}/{}", r + 1, config.repeats) : "");
-        SweepProgress progress(run, label, config.epochs, epochs_done, epochs_total, sweep_start, run.train_seconds);
-        model.fit(x, y, {.batch_size = config.batch_size, .epochs = config.epochs, .verbose = config.verbose,
-                         .validation_split = config.validation_split, .callbacks = {&progress}, .out = stderr});
-        const Evaluation test = model.evaluate(xt, yt, config.batch_size, 0, nullptr);
-        run.test_loss = test.loss;
-        run.test_accuracy = test.accuracy;
-        run.wall_seconds = seconds_since(run_start);
-        run.images_per_second = double(result.train_samples) * config.epochs / run.train_seconds;
-        run.peak_memory_mib = config.device == Device::CPU ? peak_rss_mib() : kNaN;
-        fmt::print(stderr, "[sweep] {} done: test loss {:.4f} test acc {:.4f} in {} ({:.0f} images/s)\n", label,
-                   run.test_loss, run.test_accuracy, format_duration(run.wall_seconds), run.images_per_second);
-        result.runs.push_back(std::move(run));
+  // The runs still to do, seed by seed (every rate of seed 1, then of seed 2, ...), so that a study stopped
+  // early already holds complete paired comparisons.
+  std::vector<RunRecord> todo;
+  for (int s = 0; s < config.seeds; ++s)
+    for (double mn : config.max_norms)
+      for (double rate : config.rates) {
+        RunRecord run{.id = run_id(rate, mn, config.seed + std::uint64_t(s)), .rate = rate, .max_norm = mn,
+                      .seed_index = s, .seed = config.seed + std::uint64_t(s)};
+        if (std::none_of(done.begin(), done.end(), [&](const RunRecord& d) { return d.id == run.id; }))
+          todo.push_back(std::move(run));
       }
+  const int total_runs = int(config.max_norms.size() * config.rates.size()) * config.seeds;
+  if (!done.empty())
+    fmt::print(stderr, "[sweep] resuming {}: {} of {} runs already finished\n", config.out.string(), done.size(),
+               total_runs);
+  const int epochs_total = int(todo.size()) * config.epochs;
+  int epochs_done = 0, run_index = int(done.size());
+  const std::filesystem::path best_path = config.out / ".best-weights.safetensors";
+  const auto sweep_start = std::chrono::steady_clock::now();
+  for (RunRecord& run : todo) {
+    ++run_index;
+    const auto run_start = std::chrono::steady_clock::now();
+    const std::string label = fmt::format("run {}/{} rate {}{} seed {}", run_index, total_runs, run.rate,
+                                          config.vary_max_norm ? " max-norm " + max_norm_text(run.max_norm) : "",
+                                          run.seed);
+    double train_seconds = 0;
+    SweepProgress progress(run, label, config.epochs, epochs_done, epochs_total, sweep_start, train_seconds);
+    const int epochs_before = epochs_done;
+    try {
+      execute_run(config, run, x, y, xt, yt, test_labels, progress, best_path, done);
+      run.train_seconds = train_seconds;
+      run.images_per_second = double(prov.train_samples) * config.epochs / train_seconds;
+      run.peak_memory_mib = config.device == Device::CPU ? peak_rss_mib() : kNaN;
+      fmt::print(stderr, "[sweep] {} done: test loss {:.4f} test acc {:.4f}{} in {}\n", label, run.test_loss,
+                 run.test_accuracy,
+                 config.mc_samples > 0 ? fmt::format(" (MC dropout acc {:.4f}, ECE {:.4f})", run.mc.accuracy, run.mc.ece) : "",
+                 format_duration(seconds_since(run_start)));
+    } catch (const std::exception& e) {
+      run.ok = false;
+      run.failure = e.what();
+      epochs_done = epochs_before + config.epochs;  // keep the ETA honest
+      fmt::print(stderr, "[sweep] {} FAILED: {} (recorded; the study goes on)\n", label, run.failure);
     }
+    run.wall_seconds = seconds_since(run_start);
+    done.push_back(run);
+    sort_runs(config, done);
+    write_runs_file(runs_path, config, prov, done);  // at once: an interruption loses at most the next run
   }
-  result.total_seconds = seconds_since(sweep_start);
-  result.config = config;
+  std::error_code ec;
+  std::filesystem::remove(best_path, ec);
 
-  fmt::print("{}", markdown_table(result));
+  // The reports are built from the records as written, as a merge or a resume would read them.
+  const RunsFile f = read_runs_file(runs_path, config);
+  Study study{.config = config, .provenance = prov, .runs = f.runs};
+  const std::string md = markdown_report(study);
+  fmt::print("{}", md);
   std::fflush(stdout);
-  write_csv(result);
-  write_json(result);
-  write_plots(result);
-  write_html(result);
-  fmt::print(stderr, "[sweep] {} runs in {}; wrote sweep.csv, sweep.json, accuracy.svg, loss.svg, gap.svg, "
-                     "test_accuracy.svg and report.html to {}\n", total_runs, format_duration(result.total_seconds),
-             config.out.string());
+  write_reports(study, config.out);
+  fmt::print(stderr, "[sweep] {} runs ({} this time, in {}); wrote runs.jsonl, report.md, sweep.csv, runs.csv, "
+                     "sweep.json, the SVG plots and report.html to {}\n", total_runs, todo.size(),
+             format_duration(seconds_since(sweep_start)), config.out.string());
   return kExitOk;
 }
 

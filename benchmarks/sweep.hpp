@@ -1,16 +1,22 @@
-// sweep.hpp: the dropout-rate sweep's configuration and records, shared by the runner (sweep.cpp) and
-// the writers of the table, CSV, JSON, plots and HTML (sweep_report.cpp).
+// sweep.hpp: the dropout study (`dropnet-bench sweep`): its settings, the record of one (rate, max-norm,
+// seed) run, and the three parts that use them:
+//   sweep.cpp          runs the study: trains and measures each run and appends its record to runs.jsonl
+//   study_records.cpp  runs.jsonl: one header line (settings + provenance) and one self-describing JSON line
+//                      per finished run, keyed by a stable run id; written atomically after every run
+//   sweep_report.cpp   the reports: a pure function of the settings and the set of finished run records
+//                      (sorted by max-norm, rate and seed as the settings list them, never by completion),
+//                      so a resumed study, or a merge of shards, gives byte-identical reports.
 //
-// A sweep trains the seed model once per (max-norm, rate, repeat). Every run of repeat r uses the seed
-// config.seed + r, so runs that differ only in rate or max-norm start from the same initial weights
-// (layer seeds come from the model seed and the layer position) and see the same shuffle order (drawn
-// from the model seed and the epoch); sweep.cpp checks the first by hashing the initial weights.
+// Every run of seed index s uses the model seed settings.seed + s, so runs that differ only in rate or
+// max-norm start from the same initial weights and see the same shuffle order (layer seeds come from the
+// model seed and the layer position); sweep.cpp checks the first by hashing the initial weights. This
+// makes the comparison of two rates paired by seed.
 #pragma once
 
-#include <cmath>
 #include <cstdint>
-#include <limits>
 #include <filesystem>
+#include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,14 +25,17 @@
 namespace dropnet::bench {
 
 inline constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+inline constexpr const char* kStudyFormat = "dropnet-study/1";
 
+// The study settings: everything that decides the runs' results. They are the header's "settings" and
+// must match for --resume (and, later, across shards).
 struct SweepConfig {
   std::vector<double> rates;
   std::vector<double> max_norms;              // one entry (--max-norm) unless --max-norms was given
   bool vary_max_norm = false;                 // --max-norms given: the outputs carry a max_norm column
   std::vector<std::size_t> dropout_layers;    // 0-based indices of the Dropout layers that take the rate
   std::string dropout_layers_text;            // as given ("all", "1,2")
-  int repeats = 1;
+  int seeds = 5;                              // seed indices 0..seeds-1, model seeds seed..seed+seeds-1
   int epochs = 55;
   int batch_size = 250;
   std::int64_t limit = -1;                    // training records (-1: all)
@@ -35,69 +44,93 @@ struct SweepConfig {
   std::uint64_t seed = 1;
   double validation_split = 0.2;
   double learning_rate = 1e-3;
-  int verbose = 0;
+  int mc_samples = 30;                        // Monte Carlo dropout passes on the test set (0: none)
+  double baseline = 0;                        // the rate every other rate is compared with (paired by seed)
+  double alpha = 0.05;                        // significance level; intervals are (1 - alpha)
   std::filesystem::path data;
+  // Not settings: how this process runs.
+  int verbose = 0;
   std::filesystem::path out;
   std::string command_line;
+};
+
+// Provenance of the study, recorded once in the header (taken from the process that started it).
+struct Provenance {
+  std::string dropnet_version, git_commit;
+  std::string data_source, data_fnv1a;        // FNV-1a 64 of the loaded training and test images and labels
+  std::int64_t train_samples = 0, val_samples = 0, test_samples = 0;
+  std::string device_description;
+  int threads = 0;                            // CPU threads of dropnet's loops (DROPNET_CPU_THREADS or cores)
+  std::string command;                        // in runs.jsonl only (it differs between a run and a resume)
 };
 
 struct EpochRecord {
   int epoch = 0;                              // from 0, as Keras' CSVLogger writes it
   double loss = kNaN, accuracy = kNaN;        // training: running means with dropout active
   double val_loss = kNaN, val_accuracy = kNaN;
-  double seconds = 0;                         // wall time of the epoch, validation included
+  double seconds = 0;                         // wall time (runs.jsonl only, never in the reports)
   double gap() const { return accuracy - val_accuracy; }
 };
 
+// Test-set prediction metrics of one run (src/metrics/calibration.hpp) and its reliability bins.
+struct PredictionRecord {
+  int passes = 0;                             // 1: weight scaling; MC: stochastic passes (1 when rate 0)
+  double accuracy = kNaN, nll = kNaN, brier = kNaN, ece = kNaN, entropy = kNaN;
+  double mutual_information = kNaN, auroc_entropy = kNaN;
+  std::vector<std::int64_t> bin_count;
+  std::vector<double> bin_confidence, bin_accuracy;
+};
+
 struct RunRecord {
+  std::string id;                             // "rate=0.25,max_norm=2,seed=3": stable across shards and resumes
+  bool ok = true;
+  std::string failure;                        // why, when !ok
   double rate = 0, max_norm = 0;
-  int repeat = 0;
+  int seed_index = 0;
   std::uint64_t seed = 0;
-  std::uint64_t init_hash = 0;                // FNV-1a of the initial weights (all layers, in order)
+  std::string init_hash;                      // FNV-1a of the initial weights (all layers, in order), hex
   std::vector<EpochRecord> epochs;
-  double test_loss = kNaN, test_accuracy = kNaN;
-  double wall_seconds = 0;                    // build + fit + test evaluation
-  double train_seconds = 0;                   // the training batches only (no validation)
-  double images_per_second = kNaN;            // training images / train_seconds
-  double peak_memory_mib = kNaN;              // CPU: process peak RSS so far; CUDA: not available (NaN)
-  // The epoch (from 0) with the lowest val_loss; -1 without validation data.
-  int best_epoch() const;
+  int best_epoch = -1;                        // lowest val_loss, from 0; -1 without validation
+  double test_loss = kNaN, test_accuracy = kNaN;              // after the last epoch (evaluate)
+  double best_test_loss = kNaN, best_test_accuracy = kNaN;    // with the weights of best_epoch
+  PredictionRecord standard, mc;              // weight-scaling inference; Monte Carlo dropout (if asked)
+  // Timing (runs.jsonl only; the reports leave them out so that they are reproducible).
+  double wall_seconds = kNaN, train_seconds = kNaN, images_per_second = kNaN, peak_memory_mib = kNaN;
+
   double final_gap() const { return epochs.empty() ? kNaN : epochs.back().gap(); }
 };
 
-// Mean and sample standard deviation (NaN for fewer than two values) of one quantity over repeats.
-struct MeanStd {
-  double mean = kNaN, std = kNaN;
-  static MeanStd of(const std::vector<double>& values);
-};
-
-// One row of the table: the repeats of one (rate, max-norm) pooled.
-struct SummaryRow {
-  double rate = 0, max_norm = 0;
-  int repeats = 0;
-  MeanStd test_accuracy, test_loss, train_accuracy, val_accuracy, gap, best_epoch, seconds, images_per_second;
-  double peak_memory_mib = kNaN;              // the largest over the repeats
-};
-
-struct SweepResult {
+struct Study {
   SweepConfig config;
-  std::string device_description;             // dropnet::describe(device)
-  std::string data_source;
-  std::int64_t train_samples = 0, val_samples = 0, test_samples = 0;
-  std::vector<RunRecord> runs;
-  double total_seconds = 0;
-
-  // The runs of one (rate, max-norm), in repeat order.
-  std::vector<const RunRecord*> runs_of(double rate, double max_norm) const;
-  std::vector<SummaryRow> summary() const;
+  Provenance provenance;
+  std::vector<RunRecord> runs;                // finished runs (ok or failed), in canonical order
 };
 
-// Writers (sweep_report.cpp). The table goes to stdout; the files go to config.out, each atomically.
-std::string markdown_table(const SweepResult& result);
-void write_csv(const SweepResult& result);
-void write_json(const SweepResult& result);
-void write_plots(const SweepResult& result);  // accuracy.svg loss.svg gap.svg test_accuracy.svg
-void write_html(const SweepResult& result);   // report.html, the plots inline (call write_plots first)
+// ---- study_records.cpp ----
+std::string run_id(double rate, double max_norm, std::uint64_t seed);
+std::string settings_json(const SweepConfig& c);           // canonical, one line
+std::string provenance_json(const Provenance& p, bool with_command);
+std::string header_line(const SweepConfig& c, const Provenance& p);
+std::string run_line(const RunRecord& r);                  // one line, no newline
+// Reads DIR/runs.jsonl (throws IoError/DataError with the file and line). Settings are parsed into
+// `config` (its non-setting fields are left as they are).
+struct RunsFile {
+  std::string settings;                       // canonical settings_json of the header
+  SweepConfig config;
+  Provenance provenance;
+  std::vector<RunRecord> runs;
+};
+RunsFile read_runs_file(const std::filesystem::path& path, const SweepConfig& defaults);
+// Writes the header and the runs, atomically (io::write_file_atomic).
+void write_runs_file(const std::filesystem::path& path, const SweepConfig& c, const Provenance& p,
+                     const std::vector<RunRecord>& runs);
+// Sorts runs into canonical order: max-norm, then rate as the settings list them, then seed.
+void sort_runs(const SweepConfig& c, std::vector<RunRecord>& runs);
+
+// ---- sweep_report.cpp: every report file, from a Study alone ----
+std::string markdown_report(const Study& study);
+// Writes report.md, sweep.csv, runs.csv, sweep.json, the SVG plots and report.html to `out`, each atomically.
+void write_reports(const Study& study, const std::filesystem::path& out);
 
 // The max-norm as printed: "2", or "none" for 0 (no constraint).
 std::string max_norm_text(double max_norm);

@@ -1,34 +1,35 @@
-// sweep_report.cpp: what a sweep writes: the Markdown table (stdout), sweep.csv, sweep.json, four SVG
-// plots and report.html. Conventions: CSV and JSON count epochs from 0 (Keras' CSVLogger); the table and
-// the plots count them from 1 (as Keras prints "Epoch 1/55"). Missing values are NA in CSV, null in JSON.
+// sweep_report.cpp: every report of a dropout study, built from the settings and the finished run records
+// alone (no clock, no paths of this process), so that an interrupted-and-resumed study, or shards merged
+// later, give byte-identical files. Files: report.md (also on stdout), sweep.csv (one row per run and
+// epoch, Keras' CSVLogger columns), runs.csv (one row per run), sweep.json (everything), accuracy.svg,
+// loss.svg (mean ± 1 std band over seeds), gap.svg, test_accuracy.svg (95% t intervals),
+// reliability_*.svg (one per rate) and report.html (all of it in one page).
+// Conventions: CSV and JSON count epochs from 0; the tables and plots from 1. Missing values: NA in CSV,
+// null in JSON, n/a in tables.
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
 
-#include "dropnet/version.hpp"
+#include "study_stats.hpp"
 #include "svg_plot.hpp"
 #include "sweep.hpp"
 
 namespace dropnet::bench {
 namespace {
 
-// ---- small formatting helpers ----------------------------------------------------------------------
+using stats::Summary;
 
-std::string num(double v, int decimals) {
-  return std::isfinite(v) ? fmt::format("{:.{}f}", v, decimals) : "n/a";
+std::string num(double v, int decimals) { return std::isfinite(v) ? fmt::format("{:.{}f}", v, decimals) : "n/a"; }
+std::string pval(double p) {
+  if (!std::isfinite(p)) return "n/a";
+  return p < 0.0001 ? "<0.0001" : fmt::format("{:.4f}", p);
 }
-
-std::string mean_pm(const MeanStd& m, int decimals) {
-  if (!std::isfinite(m.mean)) return "n/a";
-  if (!std::isfinite(m.std)) return num(m.mean, decimals);
-  return fmt::format("{:.{}f} ± {:.{}f}", m.mean, decimals, m.std, decimals);
-}
-
 std::string csv_value(double v) { return std::isfinite(v) ? fmt::format("{}", v) : "NA"; }
-std::string json_value(double v) { return std::isfinite(v) ? fmt::format("{}", v) : "null"; }
+std::string jnum(double v) { return std::isfinite(v) ? fmt::format("{}", v) : "null"; }
 
 std::string json_string(const std::string& s) {
   std::string out = "\"";
@@ -53,68 +54,414 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
-// The per-epoch mean over repeats of one field (NaN where any repeat lacks it).
-std::vector<double> mean_curve(const std::vector<const RunRecord*>& runs, double (*field)(const EpochRecord&)) {
-  std::vector<double> curve;
-  if (runs.empty()) return curve;
-  for (std::size_t e = 0; e < runs.front()->epochs.size(); ++e) {
-    double sum = 0;
-    for (const RunRecord* r : runs) sum += e < r->epochs.size() ? field(r->epochs[e]) : kNaN;
-    curve.push_back(sum / double(runs.size()));
-  }
-  return curve;
+// "0.6780 ± 0.0120 [0.6630, 0.6930]": mean ± sample std [t interval]; the mean alone for one value.
+std::string mean_ci(const Summary& s, int d) {
+  if (!std::isfinite(s.mean)) return "n/a";
+  if (!std::isfinite(s.std)) return num(s.mean, d);
+  return fmt::format("{:.{}f} ± {:.{}f} [{:.{}f}, {:.{}f}]", s.mean, d, s.std, d, s.ci_low, d, s.ci_high, d);
+}
+std::string mean_pm(const Summary& s, int d) {
+  if (!std::isfinite(s.mean)) return "n/a";
+  if (!std::isfinite(s.std)) return num(s.mean, d);
+  return fmt::format("{:.{}f} ± {:.{}f}", s.mean, d, s.std, d);
+}
+std::string signed_ci(const Summary& s, int d) {
+  if (!std::isfinite(s.mean)) return "n/a";
+  if (!std::isfinite(s.ci_low)) return fmt::format("{:+.{}f}", s.mean, d);
+  return fmt::format("{:+.{}f} [{:+.{}f}, {:+.{}f}]", s.mean, d, s.ci_low, d, s.ci_high, d);
 }
 
-// ---- the summary table, shared by Markdown and HTML -------------------------------------------------
+// ---- the analysis: groups, per-rate summaries, paired comparisons ----
+
+struct Group {
+  double rate = 0, max_norm = 0;
+  std::vector<const RunRecord*> ok, failed;
+};
+
+struct RateSummary {
+  const Group* group;
+  Summary test_acc, test_loss, best_acc, best_loss, best_epoch, train_acc, val_acc, gap;
+  Summary std_nll, std_brier, std_ece, std_entropy, std_auroc;
+  Summary mc_acc, mc_nll, mc_brier, mc_ece, mc_entropy, mc_mi, mc_auroc;
+};
+
+struct Paired {
+  double rate = 0, max_norm = 0;
+  stats::PairedTest acc, loss;
+};
+
+struct Analysis {
+  std::vector<Group> groups;
+  std::vector<RateSummary> rows;
+  std::vector<Paired> paired;
+  std::vector<std::string> conclusions;  // one per max-norm
+};
+
+Summary over(const Group& g, double (*f)(const RunRecord&), double alpha) {
+  std::vector<double> v;
+  for (const RunRecord* r : g.ok) v.push_back(f(*r));
+  return stats::describe(v, alpha);
+}
+
+std::string rate_name(const SweepConfig& c, double rate, double mn) {
+  return c.vary_max_norm ? fmt::format("rate {} (max-norm {})", rate, max_norm_text(mn)) : fmt::format("rate {}", rate);
+}
+
+Analysis analyse(const Study& st) {
+  const SweepConfig& c = st.config;
+  const double a = c.alpha;
+  Analysis an;
+  for (double mn : c.max_norms)
+    for (double rate : c.rates) {
+      Group g{.rate = rate, .max_norm = mn};
+      for (const RunRecord& r : st.runs)
+        if (r.rate == rate && r.max_norm == mn) (r.ok ? g.ok : g.failed).push_back(&r);
+      an.groups.push_back(std::move(g));
+    }
+  for (const Group& g : an.groups) {
+    RateSummary s{.group = &g};
+    s.test_acc = over(g, [](const RunRecord& r) { return r.test_accuracy; }, a);
+    s.test_loss = over(g, [](const RunRecord& r) { return r.test_loss; }, a);
+    s.best_acc = over(g, [](const RunRecord& r) { return r.best_test_accuracy; }, a);
+    s.best_loss = over(g, [](const RunRecord& r) { return r.best_test_loss; }, a);
+    s.best_epoch = over(g, [](const RunRecord& r) { return r.best_epoch < 0 ? kNaN : double(r.best_epoch + 1); }, a);
+    s.train_acc = over(g, [](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().accuracy; }, a);
+    s.val_acc = over(g, [](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().val_accuracy; }, a);
+    s.gap = over(g, [](const RunRecord& r) { return r.final_gap(); }, a);
+    s.std_nll = over(g, [](const RunRecord& r) { return r.standard.nll; }, a);
+    s.std_brier = over(g, [](const RunRecord& r) { return r.standard.brier; }, a);
+    s.std_ece = over(g, [](const RunRecord& r) { return r.standard.ece; }, a);
+    s.std_entropy = over(g, [](const RunRecord& r) { return r.standard.entropy; }, a);
+    s.std_auroc = over(g, [](const RunRecord& r) { return r.standard.auroc_entropy; }, a);
+    s.mc_acc = over(g, [](const RunRecord& r) { return r.mc.accuracy; }, a);
+    s.mc_nll = over(g, [](const RunRecord& r) { return r.mc.nll; }, a);
+    s.mc_brier = over(g, [](const RunRecord& r) { return r.mc.brier; }, a);
+    s.mc_ece = over(g, [](const RunRecord& r) { return r.mc.ece; }, a);
+    s.mc_entropy = over(g, [](const RunRecord& r) { return r.mc.entropy; }, a);
+    s.mc_mi = over(g, [](const RunRecord& r) { return r.mc.mutual_information; }, a);
+    s.mc_auroc = over(g, [](const RunRecord& r) { return r.mc.auroc_entropy; }, a);
+    an.rows.push_back(s);
+  }
+  // Paired by seed against the baseline rate, within each max-norm.
+  for (double mn : c.max_norms) {
+    const Group* base = nullptr;
+    for (const Group& g : an.groups)
+      if (g.max_norm == mn && g.rate == c.baseline) base = &g;
+    for (const Group& g : an.groups) {
+      if (g.max_norm != mn || g.rate == c.baseline || base == nullptr) continue;
+      std::vector<double> da, dl;
+      for (const RunRecord* r : g.ok)
+        for (const RunRecord* b : base->ok)
+          if (b->seed == r->seed) da.push_back(r->test_accuracy - b->test_accuracy), dl.push_back(r->test_loss - b->test_loss);
+      an.paired.push_back({g.rate, mn, stats::paired_test(da, a), stats::paired_test(dl, a)});
+    }
+  }
+  // The conclusion: which rate has the highest mean test accuracy, and whether the data support it.
+  for (double mn : c.max_norms) {
+    const RateSummary* best = nullptr;
+    const RateSummary* runner_up = nullptr;
+    for (const RateSummary& s : an.rows) {
+      if (s.group->max_norm != mn || !std::isfinite(s.test_acc.mean)) continue;
+      if (best == nullptr || s.test_acc.mean > best->test_acc.mean) runner_up = best, best = &s;
+      else if (runner_up == nullptr || s.test_acc.mean > runner_up->test_acc.mean) runner_up = &s;
+    }
+    const std::string where = c.vary_max_norm ? fmt::format("With max-norm {}, r", max_norm_text(mn)) : "R";
+    if (best == nullptr) {
+      an.conclusions.push_back(where.substr(0, where.size() - 1) + (c.vary_max_norm ? "n" : "N") +
+                               "o run finished, so there is nothing to compare.");
+      continue;
+    }
+    std::string s = fmt::format("{}ate {} has the highest mean test accuracy ({:.4f}, {} seed{})", where,
+                                best->group->rate, best->test_acc.mean, best->test_acc.n, best->test_acc.n == 1 ? "" : "s");
+    // Compare it with the baseline, or, when it is the baseline, with the next best rate.
+    const bool is_base = best->group->rate == c.baseline;
+    const RateSummary* other = is_base ? runner_up : nullptr;
+    const Paired* pt = nullptr;
+    for (const Paired& p : an.paired)
+      if (p.max_norm == mn && p.rate == (is_base ? (other ? other->group->rate : kNaN) : best->group->rate)) pt = &p;
+    if (pt == nullptr || pt->acc.difference.n < 2 || !std::isfinite(pt->acc.p_t)) {
+      if (is_base && other == nullptr) s += "; it is the only rate.";
+      else if (pt != nullptr && pt->acc.difference.n >= 2)
+        s += fmt::format("; its paired differences from rate {} are the same on all {} seeds, so no t-test is "
+                         "possible.", is_base ? other->group->rate : c.baseline, pt->acc.difference.n);
+      else
+        s += fmt::format("; with {} paired seed(s) no confidence interval or test is possible, so the ranking may "
+                         "be seed noise.", pt ? pt->acc.difference.n : 0);
+    } else {
+      const Summary& d = pt->acc.difference;
+      const bool sig = pt->acc.p_t < c.alpha;
+      const double sign = is_base ? -1.0 : 1.0;  // difference of the best minus the rate it is compared with
+      s += fmt::format("; against {} rate {}, the paired difference over {} seeds is {:+.4f} (95% CI [{:+.4f}, "
+                       "{:+.4f}], paired t-test p = {}), {} at α = {}",
+                       is_base ? "the next best" : "the baseline", is_base ? other->group->rate : c.baseline, d.n,
+                       sign * d.mean, sign > 0 ? d.ci_low : -d.ci_high, sign > 0 ? d.ci_high : -d.ci_low,
+                       pval(pt->acc.p_t), sig ? "significant" : "not significant", c.alpha);
+      s += sig ? "." : fmt::format(": these data do not show that rate {} is better than rate {}.", best->group->rate,
+                                   is_base ? other->group->rate : c.baseline);
+    }
+    an.conclusions.push_back(s);
+  }
+  return an;
+}
+
+// ---- tables shared by Markdown and HTML ----
 
 struct Table {
+  std::string title;
   std::vector<std::string> header;
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> notes;
 };
 
-Table summary_table(const SweepResult& r) {
-  const SweepConfig& c = r.config;
-  Table t;
-  t.header = {"rate"};
-  if (c.vary_max_norm) t.header.push_back("max_norm");
-  for (const char* h : {"test acc", "test loss", "final train acc", "final val acc", "gap", "best epoch", "time",
-                        "images/s", "peak MB"})
-    t.header.push_back(h);
-  for (const SummaryRow& s : r.summary()) {
-    std::vector<std::string> row = {fmt::format("{}", s.rate)};
-    if (c.vary_max_norm) row.push_back(max_norm_text(s.max_norm));
-    const bool one = s.repeats == 1;
-    row.push_back(mean_pm(s.test_accuracy, 4));
-    row.push_back(mean_pm(s.test_loss, 4));
-    row.push_back(num(s.train_accuracy.mean, 4));
-    row.push_back(num(s.val_accuracy.mean, 4));
-    row.push_back(num(s.gap.mean, 4));
-    row.push_back(std::isfinite(s.best_epoch.mean) ? num(s.best_epoch.mean + 1, one ? 0 : 1) : "n/a");
-    row.push_back(fmt::format("{:.1f}s", s.seconds.mean));
-    row.push_back(num(s.images_per_second.mean, 0));
-    row.push_back(num(s.peak_memory_mib, 0));
-    t.rows.push_back(std::move(row));
+std::string first_column(const SweepConfig& c, const Group& g) {
+  return c.vary_max_norm ? fmt::format("{} / {}", g.rate, max_norm_text(g.max_norm)) : fmt::format("{}", g.rate);
+}
+
+std::vector<Table> tables(const Study& st, const Analysis& an) {
+  const SweepConfig& c = st.config;
+  const std::string rate_head = c.vary_max_norm ? "rate / max-norm" : "rate";
+  const int level = int(std::lround((1 - c.alpha) * 100));
+  std::vector<Table> out;
+
+  Table acc{.title = "Accuracy and loss on the test set"};
+  acc.header = {rate_head, "seeds", fmt::format("test acc (mean ± std [{}% CI])", level),
+                fmt::format("test loss (mean ± std [{}% CI])", level), "test acc at best val epoch", "best epoch",
+                "final train acc", "final val acc", "gap"};
+  for (const RateSummary& s : an.rows)
+    acc.rows.push_back({first_column(c, *s.group),
+                        s.group->failed.empty() ? std::to_string(s.group->ok.size())
+                                                : fmt::format("{} ({} failed)", s.group->ok.size(), s.group->failed.size()),
+                        mean_ci(s.test_acc, 4), mean_ci(s.test_loss, 4), mean_pm(s.best_acc, 4), mean_pm(s.best_epoch, 1),
+                        mean_pm(s.train_acc, 4), mean_pm(s.val_acc, 4), mean_pm(s.gap, 4)});
+  acc.notes.push_back(fmt::format("Test figures after the last epoch ({} epochs), inference without dropout (weight "
+                                  "scaling). Mean ± sample standard deviation over seeds [Student-t {}% confidence "
+                                  "interval of the mean].", c.epochs, level));
+  acc.notes.push_back("test acc at best val epoch: the test accuracy of the weights of the epoch with the lowest "
+                      "val_loss (best epoch, counted from 1). final train acc: the last epoch's running mean with "
+                      "dropout active (Keras' `accuracy`); gap = final train acc − final val acc.");
+  out.push_back(acc);
+
+  Table paired{.title = fmt::format("Paired by seed against the baseline, rate {}", c.baseline)};
+  paired.header = {rate_head, "pairs", fmt::format("Δ test acc [{}% CI]", level), "t-test p", "Wilcoxon p",
+                   fmt::format("Δ test loss [{}% CI]", level), "t-test p (loss)"};
+  for (const Paired& p : an.paired)
+    paired.rows.push_back({c.vary_max_norm ? fmt::format("{} / {}", p.rate, max_norm_text(p.max_norm)) : fmt::format("{}", p.rate),
+                           std::to_string(p.acc.difference.n), signed_ci(p.acc.difference, 4), pval(p.acc.p_t),
+                           pval(p.acc.p_wilcoxon) + (p.acc.wilcoxon_exact ? "" : " (normal approx.)"),
+                           signed_ci(p.loss.difference, 4), pval(p.loss.p_t)});
+  paired.notes.push_back(fmt::format(
+      "Δ = rate − baseline on the same seed (same initial weights and batches). Two-sided paired t-test "
+      "(df = pairs − 1) and Wilcoxon signed-rank test (exact for up to 25 pairs without ties; with 5 pairs its "
+      "smallest possible p is 0.0625). α = {}; the p-values are not corrected for comparing {} rates with the "
+      "baseline.", c.alpha, c.rates.size() - 1));
+  out.push_back(paired);
+
+  Table cal{.title = fmt::format("Uncertainty and calibration on the test set{}",
+                                 c.mc_samples > 0 ? fmt::format(" (Monte Carlo dropout: {} passes)", c.mc_samples) : "")};
+  cal.header = {rate_head, "NLL", "Brier", "ECE", "entropy", "AUROC"};
+  if (c.mc_samples > 0)
+    for (const char* h : {"MC acc", "MC NLL", "MC Brier", "MC ECE", "MC entropy", "MC mutual info", "MC AUROC"})
+      cal.header.push_back(h);
+  for (const RateSummary& s : an.rows) {
+    std::vector<std::string> row = {first_column(c, *s.group), mean_pm(s.std_nll, 4), mean_pm(s.std_brier, 4),
+                                    mean_pm(s.std_ece, 4), mean_pm(s.std_entropy, 4), mean_pm(s.std_auroc, 4)};
+    if (c.mc_samples > 0)
+      for (const Summary* m : {&s.mc_acc, &s.mc_nll, &s.mc_brier, &s.mc_ece, &s.mc_entropy, &s.mc_mi, &s.mc_auroc})
+        row.push_back(mean_pm(*m, 4));
+    cal.rows.push_back(std::move(row));
   }
-  t.notes.push_back(fmt::format(
-      "{} on {} ({} training, {} validation, {} test records); {} epoch{}, batch {}, Adam lr {}, seed {}{}; rate "
-      "applied to Dropout layer(s) {}{}.",
-      "Seed model", r.device_description, r.train_samples, r.val_samples, r.test_samples, c.epochs,
-      c.epochs == 1 ? "" : "s", c.batch_size,
-      c.learning_rate, c.seed, c.repeats > 1 ? fmt::format("..{}", c.seed + std::uint64_t(c.repeats) - 1) : "",
-      c.dropout_layers_text, c.vary_max_norm ? "" : fmt::format(", max-norm {}", max_norm_text(c.max_norms[0]))));
-  if (c.repeats > 1)
-    t.notes.push_back(fmt::format("test acc and test loss: mean ± sample standard deviation over {} repeats "
-                                  "(different seeds); the other columns are means.", c.repeats));
-  t.notes.push_back("final train acc: the last epoch's running mean with dropout active (Keras' `accuracy`); "
-                    "gap = final train acc − final val acc; best epoch: lowest val_loss, counted from 1.");
-  t.notes.push_back("time: wall time of one run (training, validation, test); images/s: training images ÷ time "
-                    "spent in training batches; peak MB: " +
-                    std::string(c.device == Device::CPU
-                                    ? "peak resident set of the whole process so far (getrusage), which never "
-                                      "decreases, so later rows include earlier runs and the loaded data."
-                                    : "n/a on the GPU (dropnet has no device-memory query yet)."));
-  return t;
+  cal.notes.push_back("Mean ± std over seeds. NLL in nats (probabilities floored at 1e-12); Brier: mean over "
+                      "records of Σ_c (p_c − y_c)², range [0, 2]; ECE: 15 equal-width confidence bins, L1; entropy: "
+                      "mean predictive entropy (nats); AUROC: how well the predictive entropy tells misclassified "
+                      "test records from correct ones (0.5: not at all).");
+  if (c.mc_samples > 0)
+    cal.notes.push_back(fmt::format("MC: the mean of {} passes with dropout active (masks from the model's Philox "
+                                    "stream, reproducible); mutual information = H(mean p) − mean H(p), the "
+                                    "model-uncertainty part of the entropy. Rate 0 has no dropout, so its MC figures "
+                                    "are one deterministic pass and its mutual information is 0.", c.mc_samples));
+  out.push_back(cal);
+  return out;
+}
+
+std::string settings_line(const Study& st) {
+  const SweepConfig& c = st.config;
+  const Provenance& p = st.provenance;
+  return fmt::format(
+      "Seed model on {} ({} training, {} validation, {} test records; data FNV-1a {}); {} epoch{}, batch {}, Adam lr "
+      "{}, seeds {}..{}; rate applied to Dropout layer(s) {}{}; dropnet {} (commit {}), {} CPU thread{}.",
+      p.device_description, p.train_samples, p.val_samples, p.test_samples, p.data_fnv1a, c.epochs,
+      c.epochs == 1 ? "" : "s", c.batch_size, c.learning_rate, c.seed, c.seed + std::uint64_t(c.seeds) - 1,
+      [&] { std::string l; for (std::size_t i : c.dropout_layers) l += (l.empty() ? "" : ",") + std::to_string(i + 1); return l; }(),
+      c.vary_max_norm ? "" : fmt::format(", max-norm {}", max_norm_text(c.max_norms[0])),
+      p.dropnet_version, p.git_commit, p.threads, p.threads == 1 ? "" : "s");
+}
+
+std::vector<std::string> failure_lines(const Study& st) {
+  std::vector<std::string> out;
+  for (const RunRecord& r : st.runs)
+    if (!r.ok) out.push_back(fmt::format("{}: {}", r.id, r.failure));
+  return out;
+}
+
+std::string missing_line(const Study& st) {
+  const std::size_t want = st.config.rates.size() * st.config.max_norms.size() * std::size_t(st.config.seeds);
+  return st.runs.size() < want ? fmt::format("{} of {} runs are recorded; the others have not run yet.",
+                                             st.runs.size(), want)
+                               : std::string();
+}
+
+// The per-epoch mean and std over seeds of one field.
+void curve(const Group& g, double (*field)(const EpochRecord&), std::vector<double>& mean, std::vector<double>& sd) {
+  mean.clear(), sd.clear();
+  std::size_t epochs = 0;
+  for (const RunRecord* r : g.ok) epochs = std::max(epochs, r->epochs.size());
+  for (std::size_t e = 0; e < epochs; ++e) {
+    std::vector<double> v;
+    for (const RunRecord* r : g.ok) v.push_back(e < r->epochs.size() ? field(r->epochs[e]) : kNaN);
+    const Summary s = stats::describe(v);
+    mean.push_back(s.mean);
+    sd.push_back(s.std);
+  }
+}
+
+std::string reliability_file(const SweepConfig& c, const Group& g) {
+  return c.vary_max_norm ? fmt::format("reliability_rate{}_maxnorm{}.svg", g.rate, g.max_norm)
+                         : fmt::format("reliability_rate{}.svg", g.rate);
+}
+
+std::vector<std::string> plot_files(const Study& st, const Analysis& an) {
+  std::vector<std::string> files = {"accuracy.svg", "loss.svg", "gap.svg", "test_accuracy.svg"};
+  for (const Group& g : an.groups) files.push_back(reliability_file(st.config, g));
+  return files;
+}
+
+void write_plots(const Study& st, const Analysis& an, const std::filesystem::path& out) {
+  const SweepConfig& c = st.config;
+  const bool has_val = st.provenance.val_samples > 0;
+  const std::string note = fmt::format(" (mean ± 1 std over {} seed{})", c.seeds, c.seeds == 1 ? "" : "s");
+  auto axis = [](std::size_t n) {
+    std::vector<double> x(n);
+    for (std::size_t e = 0; e < n; ++e) x[e] = double(e + 1);
+    return x;
+  };
+  auto write_figure = [&](const char* file, const std::string& title, auto make_panel) {
+    std::vector<plot::Chart> panels;
+    for (double mn : c.max_norms) panels.push_back(make_panel(mn));
+    double lo = INFINITY, hi = -INFINITY;
+    for (const plot::Chart& p : panels)
+      for (const plot::Series& s : p.series)
+        for (std::size_t i = 0; i < s.y.size(); ++i) {
+          const double b = i < s.band.size() && std::isfinite(s.band[i]) ? s.band[i] : 0.0;
+          if (std::isfinite(s.y[i])) lo = std::min(lo, s.y[i] - b), hi = std::max(hi, s.y[i] + b);
+        }
+    for (plot::Chart& p : panels) p.y_include = {lo, hi};
+    if (panels.size() == 1) {
+      panels[0].title = title + note;
+      plot::write_file_atomic(out / file, plot::render_svg(panels[0]));
+    } else {
+      for (std::size_t i = 0; i < panels.size(); ++i) panels[i].title = "max-norm " + max_norm_text(c.max_norms[i]);
+      plot::write_file_atomic(out / file, plot::render_svg(panels, title + note, 600, 420));
+    }
+  };
+  // Training dashed (mean), validation solid with a ±1 std band.
+  auto curves = [&](const std::string& y_label, double (*train)(const EpochRecord&), double (*val)(const EpochRecord&)) {
+    return [=, &c, &an](double mn) {
+      plot::Chart chart{.x_label = "epoch", .y_label = y_label, .integer_x = true};
+      for (std::size_t i = 0; i < c.rates.size(); ++i) {
+        const Group* g = nullptr;
+        for (const Group& gg : an.groups)
+          if (gg.rate == c.rates[i] && gg.max_norm == mn) g = &gg;
+        std::vector<double> tm, ts, vm, vs;
+        curve(*g, train, tm, ts);
+        const std::string label = fmt::format("rate {}", c.rates[i]);
+        const bool markers = tm.size() <= 20;
+        chart.series.push_back({.label = has_val ? "" : label, .colour = plot::colour(i), .dashed = true,
+                                .markers = markers, .x = axis(tm.size()), .y = tm, .band = has_val ? std::vector<double>{} : ts});
+        if (has_val) {
+          curve(*g, val, vm, vs);
+          chart.series.push_back({.label = label, .colour = plot::colour(i), .markers = markers, .x = axis(vm.size()),
+                                  .y = vm, .band = vs});
+        }
+      }
+      chart.extra_legend.push_back({.label = "training", .dashed = true});
+      if (has_val) chart.extra_legend.push_back({.label = "validation (band: ±1 std)"});
+      return chart;
+    };
+  };
+  write_figure("accuracy.svg", "Accuracy by dropout rate",
+               curves("accuracy", [](const EpochRecord& e) { return e.accuracy; },
+                      [](const EpochRecord& e) { return e.val_accuracy; }));
+  write_figure("loss.svg", "Loss by dropout rate",
+               curves("categorical cross-entropy", [](const EpochRecord& e) { return e.loss; },
+                      [](const EpochRecord& e) { return e.val_loss; }));
+  write_figure("gap.svg", "Generalization gap (train − validation accuracy)", [&](double mn) {
+    plot::Chart gap{.x_label = "epoch", .y_label = "accuracy gap", .integer_x = true, .zero_line = true,
+                    .empty_message = "no validation data (--validation-split 0)"};
+    if (!has_val) return gap;
+    for (std::size_t i = 0; i < c.rates.size(); ++i)
+      for (const Group& g : an.groups)
+        if (g.rate == c.rates[i] && g.max_norm == mn) {
+          std::vector<double> m, s;
+          curve(g, [](const EpochRecord& e) { return e.gap(); }, m, s);
+          gap.series.push_back({.label = fmt::format("rate {}", c.rates[i]), .colour = plot::colour(i),
+                                .markers = m.size() <= 20, .x = axis(m.size()), .y = m, .band = s});
+        }
+    return gap;
+  });
+
+  // Final test accuracy against the rate with t intervals, one line per max-norm.
+  const int level = int(std::lround((1 - c.alpha) * 100));
+  plot::Chart test{.title = "Test accuracy against dropout rate", .x_label = "dropout rate",
+                   .y_label = c.seeds > 1 ? fmt::format("test accuracy (mean, {}% CI, {} seeds)", level, c.seeds)
+                                          : "test accuracy"};
+  const auto [lo, hi] = std::minmax_element(c.rates.begin(), c.rates.end());
+  test.x_min = *lo - 0.05;
+  test.x_max = *hi + 0.05;
+  const double nudge = (test.x_max - test.x_min) * 0.008;
+  for (std::size_t m = 0; m < c.max_norms.size(); ++m) {
+    plot::Series s{.label = c.vary_max_norm ? "max-norm " + max_norm_text(c.max_norms[m]) : "",
+                   .colour = plot::colour(m), .markers = true};
+    std::vector<const RateSummary*> pts;
+    for (const RateSummary& r : an.rows)
+      if (r.group->max_norm == c.max_norms[m]) pts.push_back(&r);
+    std::sort(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->group->rate < b->group->rate; });
+    const double shift = (double(m) - double(c.max_norms.size() - 1) / 2.0) * nudge;
+    for (const RateSummary* r : pts) {
+      s.x.push_back(r->group->rate + shift);
+      s.y.push_back(r->test_acc.mean);
+      s.error.push_back(r->test_acc.ci_high - r->test_acc.mean);
+    }
+    test.series.push_back(std::move(s));
+  }
+  plot::write_file_atomic(out / "test_accuracy.svg", plot::render_svg(test));
+
+  // Reliability diagrams: the bins pooled over seeds (count-weighted), weight scaling and MC dropout.
+  for (const Group& g : an.groups) {
+    plot::Chart ch{.title = fmt::format("Reliability, {} ({} seed{} pooled)", rate_name(c, g.rate, g.max_norm),
+                                        g.ok.size(), g.ok.size() == 1 ? "" : "s"),
+                   .x_label = "confidence (max probability)", .y_label = "accuracy", .y_min = 0, .y_max = 1,
+                   .x_min = 0, .x_max = 1};
+    ch.series.push_back({.label = "perfect calibration", .colour = "#888888", .dashed = true, .x = {0, 1}, .y = {0, 1}});
+    auto pooled = [&](const PredictionRecord RunRecord::*which, const std::string& label, const std::string& colour) {
+      plot::Series s{.label = label, .colour = colour, .markers = true};
+      std::size_t bins = 0;
+      for (const RunRecord* r : g.ok) bins = std::max(bins, (r->*which).bin_count.size());
+      for (std::size_t b = 0; b < bins; ++b) {
+        double n = 0, conf = 0, acc = 0;
+        for (const RunRecord* r : g.ok) {
+          const PredictionRecord& p = r->*which;
+          if (b < p.bin_count.size() && p.bin_count[b] > 0)
+            n += double(p.bin_count[b]), conf += double(p.bin_count[b]) * p.bin_confidence[b],
+                acc += double(p.bin_count[b]) * p.bin_accuracy[b];
+        }
+        if (n > 0) s.x.push_back(conf / n), s.y.push_back(acc / n);
+      }
+      if (!s.x.empty()) ch.series.push_back(std::move(s));
+    };
+    pooled(&RunRecord::standard, "weight scaling", plot::colour(0));
+    if (c.mc_samples > 0) pooled(&RunRecord::mc, fmt::format("MC dropout ({} passes)", c.mc_samples), plot::colour(1));
+    plot::write_file_atomic(out / reliability_file(c, g), plot::render_svg(ch, 620, 420));
+  }
 }
 
 std::string svg_body(const std::filesystem::path& file) {
@@ -126,70 +473,11 @@ std::string svg_body(const std::filesystem::path& file) {
   return s;
 }
 
-}  // namespace
-
-std::string max_norm_text(double max_norm) { return max_norm > 0 ? fmt::format("{}", max_norm) : "none"; }
-
-MeanStd MeanStd::of(const std::vector<double>& values) {
-  MeanStd m;
-  std::vector<double> v;
-  for (double x : values)
-    if (std::isfinite(x)) v.push_back(x);
-  if (v.empty()) return m;
-  double sum = 0;
-  for (double x : v) sum += x;
-  m.mean = sum / double(v.size());
-  if (v.size() >= 2) {
-    double ss = 0;
-    for (double x : v) ss += (x - m.mean) * (x - m.mean);
-    m.std = std::sqrt(ss / double(v.size() - 1));
-  }
-  return m;
-}
-
-std::vector<const RunRecord*> SweepResult::runs_of(double rate, double max_norm) const {
-  std::vector<const RunRecord*> out;
-  for (const RunRecord& r : runs)
-    if (r.rate == rate && r.max_norm == max_norm) out.push_back(&r);
-  return out;
-}
-
-std::vector<SummaryRow> SweepResult::summary() const {
-  std::vector<SummaryRow> rows;
-  for (double mn : config.max_norms) {
-    for (double rate : config.rates) {
-      const auto runs = runs_of(rate, mn);
-      if (runs.empty()) continue;
-      auto collect = [&](auto get) {
-        std::vector<double> v;
-        for (const RunRecord* r : runs) v.push_back(get(*r));
-        return MeanStd::of(v);
-      };
-      SummaryRow s{.rate = rate, .max_norm = mn, .repeats = int(runs.size())};
-      s.test_accuracy = collect([](const RunRecord& r) { return r.test_accuracy; });
-      s.test_loss = collect([](const RunRecord& r) { return r.test_loss; });
-      s.train_accuracy = collect([](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().accuracy; });
-      s.val_accuracy = collect([](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().val_accuracy; });
-      s.gap = collect([](const RunRecord& r) { return r.final_gap(); });
-      s.best_epoch = collect([](const RunRecord& r) { return r.best_epoch() < 0 ? kNaN : double(r.best_epoch()); });
-      s.seconds = collect([](const RunRecord& r) { return r.wall_seconds; });
-      s.images_per_second = collect([](const RunRecord& r) { return r.images_per_second; });
-      for (const RunRecord* r : runs)
-        if (std::isfinite(r->peak_memory_mib))
-          s.peak_memory_mib = std::isfinite(s.peak_memory_mib) ? std::max(s.peak_memory_mib, r->peak_memory_mib)
-                                                               : r->peak_memory_mib;
-      rows.push_back(s);
-    }
-  }
-  return rows;
-}
-
-std::string markdown_table(const SweepResult& result) {
-  const Table t = summary_table(result);
-  std::string out = "\n|";
+std::string markdown_table(const Table& t) {
+  std::string out = "## " + t.title + "\n\n|";
   for (const auto& h : t.header) out += " " + h + " |";
   out += "\n|";
-  for (std::size_t i = 0; i < t.header.size(); ++i) out += "---:|";
+  for (std::size_t i = 0; i < t.header.size(); ++i) out += i == 0 ? "---|" : "---:|";
   out += "\n";
   for (const auto& row : t.rows) {
     out += "|";
@@ -197,231 +485,154 @@ std::string markdown_table(const SweepResult& result) {
     out += "\n";
   }
   out += "\n";
-  for (const auto& note : t.notes) out += note + "\n";
+  for (const auto& note : t.notes) out += note + "\n\n";
   return out;
 }
 
-void write_csv(const SweepResult& result) {
-  std::string out = "epoch,accuracy,loss,val_accuracy,val_loss,rate,max_norm,repeat,seed\n";
-  for (const RunRecord& r : result.runs)
+void write_csvs(const Study& st, const std::filesystem::path& out) {
+  std::string csv = "epoch,accuracy,loss,val_accuracy,val_loss,rate,max_norm,repeat,seed\n";
+  for (const RunRecord& r : st.runs)
     for (const EpochRecord& e : r.epochs)
-      out += fmt::format("{},{},{},{},{},{},{},{},{}\n", e.epoch, csv_value(e.accuracy), csv_value(e.loss),
-                         csv_value(e.val_accuracy), csv_value(e.val_loss), r.rate, r.max_norm, r.repeat, r.seed);
-  plot::write_file_atomic(result.config.out / "sweep.csv", out);
+      csv += fmt::format("{},{},{},{},{},{},{},{},{}\n", e.epoch, csv_value(e.accuracy), csv_value(e.loss),
+                         csv_value(e.val_accuracy), csv_value(e.val_loss), r.rate, r.max_norm, r.seed_index, r.seed);
+  plot::write_file_atomic(out / "sweep.csv", csv);
+  std::string runs = "id,status,rate,max_norm,seed,test_accuracy,test_loss,best_epoch,best_test_accuracy,"
+                     "best_test_loss,nll,brier,ece,entropy,auroc_entropy,mc_passes,mc_accuracy,mc_nll,mc_brier,mc_ece,"
+                     "mc_entropy,mc_mutual_information,mc_auroc_entropy,failure\n";
+  for (const RunRecord& r : st.runs) {
+    std::string failure = r.failure;
+    std::replace(failure.begin(), failure.end(), '"', '\'');
+    runs += fmt::format("\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.id,
+                        r.ok ? "ok" : "failed", r.rate, r.max_norm, r.seed, csv_value(r.test_accuracy),
+                        csv_value(r.test_loss), r.best_epoch < 0 ? "NA" : std::to_string(r.best_epoch),
+                        csv_value(r.best_test_accuracy), csv_value(r.best_test_loss), csv_value(r.standard.nll),
+                        csv_value(r.standard.brier), csv_value(r.standard.ece), csv_value(r.standard.entropy),
+                        csv_value(r.standard.auroc_entropy), r.mc.passes, csv_value(r.mc.accuracy),
+                        csv_value(r.mc.nll), csv_value(r.mc.brier), csv_value(r.mc.ece), csv_value(r.mc.entropy),
+                        csv_value(r.mc.mutual_information), csv_value(r.mc.auroc_entropy), failure);
+  }
+  plot::write_file_atomic(out / "runs.csv", runs);
 }
 
-void write_json(const SweepResult& result) {
-  const SweepConfig& c = result.config;
-  auto list = [](const std::vector<double>& v) {
-    std::string s = "[";
-    for (std::size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + json_value(v[i]);
-    return s + "]";
-  };
-  std::vector<double> layers;
-  for (std::size_t i : c.dropout_layers) layers.push_back(double(i + 1));
-  std::string o = "{\n";
-  o += fmt::format("  \"tool\": \"dropnet-bench sweep\",\n  \"dropnet_version\": \"{}\",\n", DROPNET_VERSION_STRING);
-  o += fmt::format("  \"command\": {},\n", json_string(c.command_line));
-  o += fmt::format("  \"device\": {{\"name\": \"{}\", \"description\": {}}},\n", to_string(c.device),
-                   json_string(result.device_description));
-  o += fmt::format("  \"data\": {{\"source\": {}, \"train_samples\": {}, \"val_samples\": {}, \"test_samples\": {}}},\n",
-                   json_string(result.data_source), result.train_samples, result.val_samples, result.test_samples);
-  o += "  \"config\": {\n";
-  o += fmt::format("    \"model\": \"seed\", \"rates\": {}, \"max_norms\": {}, \"vary_max_norm\": {},\n",
-                   list(c.rates), list(c.max_norms), c.vary_max_norm);
-  o += fmt::format("    \"dropout_layers\": {}, \"repeats\": {}, \"epochs\": {}, \"batch_size\": {},\n", list(layers),
-                   c.repeats, c.epochs, c.batch_size);
-  o += fmt::format("    \"limit\": {}, \"test_limit\": {}, \"seed\": {}, \"validation_split\": {},\n",
-                   c.limit < 0 ? "null" : std::to_string(c.limit), c.test_limit < 0 ? "null" : std::to_string(c.test_limit),
-                   c.seed, c.validation_split);
-  o += fmt::format("    \"optimizer\": {{\"name\": \"adam\", \"learning_rate\": {}}}, \"data\": {}, \"out\": {}\n  }},\n",
-                   c.learning_rate, json_string(c.data.string()), json_string(c.out.string()));
-  o += fmt::format("  \"total_seconds\": {},\n", json_value(result.total_seconds));
-  o += fmt::format("  \"peak_memory_note\": {},\n",
-                   json_string(c.device == Device::CPU ? "peak RSS of the whole process so far (getrusage ru_maxrss)"
-                                                       : "not available on the GPU"));
-  o += "  \"runs\": [\n";
-  for (std::size_t i = 0; i < result.runs.size(); ++i) {
-    const RunRecord& r = result.runs[i];
-    o += fmt::format("    {{\"rate\": {}, \"max_norm\": {}, \"repeat\": {}, \"seed\": {}, "
-                     "\"init_weights_fnv1a\": \"{:016x}\",\n",
-                     r.rate, r.max_norm, r.repeat, r.seed, r.init_hash);
-    o += fmt::format("     \"test_loss\": {}, \"test_accuracy\": {}, \"final_gap\": {}, \"best_epoch\": {},\n",
-                     json_value(r.test_loss), json_value(r.test_accuracy), json_value(r.final_gap()),
-                     r.best_epoch() < 0 ? "null" : std::to_string(r.best_epoch()));
-    o += fmt::format("     \"wall_seconds\": {}, \"train_seconds\": {}, \"images_per_second\": {}, "
-                     "\"peak_memory_mib\": {},\n     \"epochs\": [\n",
-                     json_value(r.wall_seconds), json_value(r.train_seconds), json_value(r.images_per_second),
-                     json_value(r.peak_memory_mib));
-    for (std::size_t k = 0; k < r.epochs.size(); ++k) {
-      const EpochRecord& e = r.epochs[k];
-      o += fmt::format("       {{\"epoch\": {}, \"loss\": {}, \"accuracy\": {}, \"val_loss\": {}, \"val_accuracy\": {}, "
-                       "\"gap\": {}, \"seconds\": {}}}{}\n",
-                       e.epoch, json_value(e.loss), json_value(e.accuracy), json_value(e.val_loss),
-                       json_value(e.val_accuracy), json_value(e.gap()), json_value(e.seconds),
-                       k + 1 < r.epochs.size() ? "," : "");
-    }
-    o += fmt::format("     ]}}{}\n", i + 1 < result.runs.size() ? "," : "");
+std::string summary_json(const Summary& s) {
+  return fmt::format(R"({{"n": {}, "mean": {}, "std": {}, "ci_low": {}, "ci_high": {}}})", s.n, jnum(s.mean),
+                     jnum(s.std), jnum(s.ci_low), jnum(s.ci_high));
+}
+std::string paired_json(const stats::PairedTest& p) {
+  return fmt::format(R"({{"difference": {}, "t": {}, "p_t": {}, "w_plus": {}, "p_wilcoxon": {}, "wilcoxon_exact": {}}})",
+                     summary_json(p.difference), jnum(p.t), jnum(p.p_t), jnum(p.w_plus), jnum(p.p_wilcoxon),
+                     p.wilcoxon_exact);
+}
+
+void write_json(const Study& st, const Analysis& an, const std::filesystem::path& out) {
+  std::string o = "{\n  \"tool\": \"dropnet-bench sweep\",\n";
+  o += fmt::format("  \"format\": \"{}\",\n", kStudyFormat);
+  o += "  \"settings\": " + settings_json(st.config) + ",\n";
+  o += "  \"provenance\": " + provenance_json(st.provenance, false) + ",\n";
+  o += "  \"conclusions\": [";
+  for (std::size_t i = 0; i < an.conclusions.size(); ++i) o += (i ? ", " : "") + json_string(an.conclusions[i]);
+  o += "],\n  \"summary\": [\n";
+  for (std::size_t i = 0; i < an.rows.size(); ++i) {
+    const RateSummary& s = an.rows[i];
+    o += fmt::format("    {{\"rate\": {}, \"max_norm\": {}, \"runs_ok\": {}, \"runs_failed\": {},\n", s.group->rate,
+                     s.group->max_norm, s.group->ok.size(), s.group->failed.size());
+    std::vector<std::pair<const char*, const Summary*>> fields = {
+        {"test_accuracy", &s.test_acc}, {"test_loss", &s.test_loss}, {"best_val_epoch_test_accuracy", &s.best_acc},
+        {"best_val_epoch_test_loss", &s.best_loss}, {"best_epoch", &s.best_epoch},
+        {"final_train_accuracy", &s.train_acc}, {"final_val_accuracy", &s.val_acc}, {"final_gap", &s.gap},
+        {"nll", &s.std_nll}, {"brier", &s.std_brier}, {"ece", &s.std_ece}, {"entropy", &s.std_entropy},
+        {"auroc_entropy", &s.std_auroc}, {"mc_accuracy", &s.mc_acc}, {"mc_nll", &s.mc_nll}, {"mc_brier", &s.mc_brier},
+        {"mc_ece", &s.mc_ece}, {"mc_entropy", &s.mc_entropy}, {"mc_mutual_information", &s.mc_mi},
+        {"mc_auroc_entropy", &s.mc_auroc}};
+    for (std::size_t k = 0; k < fields.size(); ++k)
+      o += fmt::format("     \"{}\": {}{}\n", fields[k].first, summary_json(*fields[k].second),
+                       k + 1 < fields.size() ? "," : "");
+    o += fmt::format("    }}{}\n", i + 1 < an.rows.size() ? "," : "");
   }
-  o += "  ],\n  \"summary\": [\n";
-  const auto rows = result.summary();
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const SummaryRow& s = rows[i];
-    auto ms = [](const MeanStd& m) { return fmt::format("{{\"mean\": {}, \"std\": {}}}", json_value(m.mean), json_value(m.std)); };
-    o += fmt::format("    {{\"rate\": {}, \"max_norm\": {}, \"repeats\": {}, \"test_accuracy\": {}, \"test_loss\": {}, "
-                     "\"final_train_accuracy\": {}, \"final_val_accuracy\": {}, \"final_gap\": {}, \"best_epoch\": {}, "
-                     "\"wall_seconds\": {}, \"images_per_second\": {}, \"peak_memory_mib\": {}}}{}\n",
-                     s.rate, s.max_norm, s.repeats, ms(s.test_accuracy), ms(s.test_loss), ms(s.train_accuracy),
-                     ms(s.val_accuracy), ms(s.gap), ms(s.best_epoch), ms(s.seconds), ms(s.images_per_second),
-                     json_value(s.peak_memory_mib), i + 1 < rows.size() ? "," : "");
+  o += "  ],\n  \"paired\": [\n";
+  for (std::size_t i = 0; i < an.paired.size(); ++i) {
+    const Paired& p = an.paired[i];
+    o += fmt::format("    {{\"rate\": {}, \"max_norm\": {}, \"baseline\": {}, \"test_accuracy\": {}, \"test_loss\": {}}}{}\n",
+                     p.rate, p.max_norm, st.config.baseline, paired_json(p.acc), paired_json(p.loss),
+                     i + 1 < an.paired.size() ? "," : "");
+  }
+  o += "  ],\n  \"runs\": [\n";
+  for (std::size_t i = 0; i < st.runs.size(); ++i) {
+    RunRecord r = st.runs[i];  // the record without its timings, which are not reproducible
+    r.wall_seconds = r.train_seconds = r.images_per_second = r.peak_memory_mib = kNaN;
+    for (EpochRecord& e : r.epochs) e.seconds = kNaN;
+    o += "    " + run_line(r) + (i + 1 < st.runs.size() ? ",\n" : "\n");
   }
   o += "  ]\n}\n";
-  plot::write_file_atomic(c.out / "sweep.json", o);
+  plot::write_file_atomic(out / "sweep.json", o);
 }
 
-void write_plots(const SweepResult& result) {
-  const SweepConfig& c = result.config;
-  const bool has_val = result.val_samples > 0;
-  const std::string mean_note = c.repeats > 1 ? fmt::format(" (mean of {} seeds)", c.repeats) : "";
-  auto epochs_axis = [](std::size_t n) {
-    std::vector<double> x(n);
-    for (std::size_t e = 0; e < n; ++e) x[e] = double(e + 1);
-    return x;
-  };
-  // Per-epoch figures: one colour per rate (the same in every figure); with --max-norms, one panel per
-  // max-norm side by side, so that the legend stays one entry per rate.
-  auto write_figure = [&](const char* file, const std::string& title, auto make_panel) {
-    std::vector<plot::Chart> panels;
-    for (double mn : c.max_norms) panels.push_back(make_panel(mn));
-    double lo = INFINITY, hi = -INFINITY;  // one y scale for all panels, so they compare at a glance
-    for (const plot::Chart& p : panels)
-      for (const plot::Series& s : p.series)
-        for (double v : s.y)
-          if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
-    for (plot::Chart& p : panels) p.y_include = {lo, hi};
-    if (panels.size() == 1) {
-      panels[0].title = title + mean_note;
-      plot::write_file_atomic(c.out / file, plot::render_svg(panels[0]));
-    } else {
-      for (std::size_t i = 0; i < panels.size(); ++i) panels[i].title = "max-norm " + max_norm_text(c.max_norms[i]);
-      plot::write_file_atomic(c.out / file, plot::render_svg(panels, title + mean_note, 600, 420));
-    }
-  };
-
-  // Accuracy and loss: training dashed, validation solid.
-  auto curves = [&](const std::string& y_label, double (*train)(const EpochRecord&), double (*val)(const EpochRecord&)) {
-    return [=, &c, &result](double mn) {
-      plot::Chart chart{.x_label = "epoch", .y_label = y_label, .integer_x = true};
-      for (std::size_t i = 0; i < c.rates.size(); ++i) {
-        const auto runs = result.runs_of(c.rates[i], mn);
-        const std::vector<double> tr = mean_curve(runs, train);
-        const std::vector<double> x = epochs_axis(tr.size());
-        const std::string label = fmt::format("rate {}", c.rates[i]);
-        const bool markers = x.size() <= 20;
-        chart.series.push_back({.label = has_val ? "" : label, .colour = plot::colour(i), .dashed = true,
-                                .markers = markers, .x = x, .y = tr});
-        if (has_val)
-          chart.series.push_back({.label = label, .colour = plot::colour(i), .markers = markers, .x = x,
-                                  .y = mean_curve(runs, val)});
-      }
-      chart.extra_legend.push_back({.label = "training", .dashed = true});
-      if (has_val) chart.extra_legend.push_back({.label = "validation"});
-      return chart;
-    };
-  };
-  write_figure("accuracy.svg", "Accuracy by dropout rate",
-               curves("accuracy", [](const EpochRecord& e) { return e.accuracy; },
-                      [](const EpochRecord& e) { return e.val_accuracy; }));
-  write_figure("loss.svg", "Loss by dropout rate",
-               curves("categorical cross-entropy", [](const EpochRecord& e) { return e.loss; },
-                      [](const EpochRecord& e) { return e.val_loss; }));
-
-  // The generalization gap per epoch.
-  write_figure("gap.svg", "Generalization gap (train − validation accuracy)", [&](double mn) {
-    plot::Chart gap{.x_label = "epoch", .y_label = "accuracy gap", .integer_x = true, .zero_line = true,
-                    .empty_message = "no validation data (--validation-split 0)"};
-    if (!has_val) return gap;
-    for (std::size_t i = 0; i < c.rates.size(); ++i) {
-      const std::vector<double> g = mean_curve(result.runs_of(c.rates[i], mn), [](const EpochRecord& e) { return e.gap(); });
-      gap.series.push_back({.label = fmt::format("rate {}", c.rates[i]), .colour = plot::colour(i),
-                            .markers = g.size() <= 20, .x = epochs_axis(g.size()), .y = g});
-    }
-    return gap;
-  });
-
-  // Final test accuracy against the rate, one line per max-norm, +- one standard deviation with repeats.
-  // Lines of different max-norms are nudged sideways a little so that their error bars do not coincide.
-  plot::Chart test{.title = "Test accuracy against dropout rate", .x_label = "dropout rate",
-                   .y_label = c.repeats > 1 ? fmt::format("test accuracy (mean ± std, {} seeds)", c.repeats)
-                                            : "test accuracy"};
-  const auto [lo, hi] = std::minmax_element(c.rates.begin(), c.rates.end());
-  test.x_min = *lo - 0.05;
-  test.x_max = *hi + 0.05;
-  const double nudge = (test.x_max - test.x_min) * 0.008;
-  const auto rows = result.summary();
-  for (std::size_t m = 0; m < c.max_norms.size(); ++m) {
-    const double mn = c.max_norms[m];
-    plot::Series s{.label = c.vary_max_norm ? "max-norm " + max_norm_text(mn) : "",
-                   .colour = plot::colour(m), .markers = true};
-    std::vector<std::pair<double, const SummaryRow*>> points;
-    for (const SummaryRow& row : rows)
-      if (row.max_norm == mn) points.push_back({row.rate, &row});
-    std::sort(points.begin(), points.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    const double shift = (double(m) - double(c.max_norms.size() - 1) / 2.0) * nudge;
-    for (const auto& [rate, row] : points) {
-      s.x.push_back(rate + shift);
-      s.y.push_back(row->test_accuracy.mean);
-      s.error.push_back(row->test_accuracy.std);
-    }
-    test.series.push_back(std::move(s));
-  }
-  plot::write_file_atomic(c.out / "test_accuracy.svg", plot::render_svg(test));
-}
-
-void write_html(const SweepResult& result) {
-  const SweepConfig& c = result.config;
-  const Table t = summary_table(result);
+void write_html(const Study& st, const Analysis& an, const std::filesystem::path& out) {
+  const SweepConfig& c = st.config;
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                  "<title>dropnet dropout sweep</title>\n<style>\n"
+                  "<title>dropnet dropout study</title>\n<style>\n"
                   "body{font-family:'DejaVu Sans',Arial,sans-serif;margin:2em;color:#222;max-width:1500px}\n"
                   "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px}\n"
                   "th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}\n"
                   "figure{display:inline-block;margin:0.5em}code{background:#f4f4f4;padding:1px 4px}\n"
-                  "</style>\n</head>\n<body>\n<h1>Dropout sweep</h1>\n";
-  h += fmt::format("<p><code>{}</code></p>\n", html_escape(c.command_line));
-  h += fmt::format("<p>Device: {} · data: {} · total time {:.1f} s</p>\n", html_escape(result.device_description),
-                   html_escape(result.data_source), result.total_seconds);
-  h += "<h2>Results</h2>\n<table>\n<tr>";
-  for (const auto& head : t.header) h += "<th>" + html_escape(head) + "</th>";
-  h += "</tr>\n";
-  for (const auto& row : t.rows) {
-    h += "<tr>";
-    for (const auto& cell : row) h += "<td class=\"num\">" + html_escape(cell) + "</td>";
+                  "p.conclusion{font-size:1.1em;background:#eef5fb;padding:0.6em;border-left:4px solid #0072B2}\n"
+                  "</style>\n</head>\n<body>\n<h1>Dropout study</h1>\n";
+  h += "<p>" + html_escape(settings_line(st)) + "</p>\n";
+  for (const std::string& s : an.conclusions) h += "<p class=\"conclusion\">" + html_escape(s) + "</p>\n";
+  if (const std::string m = missing_line(st); !m.empty()) h += "<p><strong>" + html_escape(m) + "</strong></p>\n";
+  for (const Table& t : tables(st, an)) {
+    h += "<h2>" + html_escape(t.title) + "</h2>\n<table>\n<tr>";
+    for (const auto& head : t.header) h += "<th>" + html_escape(head) + "</th>";
     h += "</tr>\n";
+    for (const auto& row : t.rows) {
+      h += "<tr>";
+      for (const auto& cell : row) h += "<td class=\"num\">" + html_escape(cell) + "</td>";
+      h += "</tr>\n";
+    }
+    h += "</table>\n";
+    for (const auto& note : t.notes) h += "<p>" + html_escape(note) + "</p>\n";
   }
-  h += "</table>\n";
-  for (const auto& note : t.notes) h += "<p>" + html_escape(note) + "</p>\n";
+  const auto failures = failure_lines(st);
+  if (!failures.empty()) {
+    h += "<h2>Failed runs</h2>\n<ul>\n";
+    for (const auto& f : failures) h += "<li>" + html_escape(f) + "</li>\n";
+    h += "</ul>\n";
+  }
   h += "<h2>Plots</h2>\n";
-  for (const char* name : {"accuracy.svg", "loss.svg", "gap.svg", "test_accuracy.svg"})
-    h += fmt::format("<figure>\n{}</figure>\n", svg_body(c.out / name));
-  h += "<h2>Configuration</h2>\n<table>\n";
-  std::vector<std::pair<std::string, std::string>> config = {
-      {"rates", [&] { std::string s; for (double r : c.rates) s += (s.empty() ? "" : ", ") + fmt::format("{}", r); return s; }()},
-      {"max-norms", [&] { std::string s; for (double m : c.max_norms) s += (s.empty() ? "" : ", ") + max_norm_text(m); return s; }()},
-      {"dropout layers", c.dropout_layers_text},
-      {"repeats (seeds)", fmt::format("{} ({}..{})", c.repeats, c.seed, c.seed + std::uint64_t(c.repeats) - 1)},
-      {"epochs", std::to_string(c.epochs)},
-      {"batch size", std::to_string(c.batch_size)},
-      {"training / validation / test records", fmt::format("{} / {} / {}", result.train_samples, result.val_samples,
-                                                           result.test_samples)},
-      {"validation split", fmt::format("{}", c.validation_split)},
-      {"optimizer", fmt::format("Adam, learning rate {}", c.learning_rate)},
-      {"device", std::string(to_string(c.device))},
-  };
-  for (const auto& [k, v] : config) h += "<tr><th>" + html_escape(k) + "</th><td>" + html_escape(v) + "</td></tr>\n";
-  h += "</table>\n<p>Raw data: <a href=\"sweep.csv\">sweep.csv</a> (one row per run and epoch, epochs from 0), "
-       "<a href=\"sweep.json\">sweep.json</a> (everything).</p>\n</body>\n</html>\n";
-  plot::write_file_atomic(c.out / "report.html", h);
+  for (const std::string& name : plot_files(st, an)) h += fmt::format("<figure>\n{}</figure>\n", svg_body(out / name));
+  h += "<h2>Settings</h2>\n<pre>" + html_escape(settings_json(c)) + "</pre>\n";
+  h += "<p>Raw data: <a href=\"runs.jsonl\">runs.jsonl</a> (one record per run, with timings and provenance), "
+       "<a href=\"sweep.csv\">sweep.csv</a> (one row per run and epoch, epochs from 0), <a href=\"runs.csv\">runs.csv</a> "
+       "(one row per run), <a href=\"sweep.json\">sweep.json</a> (everything in this report).</p>\n</body>\n</html>\n";
+  plot::write_file_atomic(out / "report.html", h);
+}
+
+}  // namespace
+
+std::string max_norm_text(double max_norm) { return max_norm > 0 ? fmt::format("{}", max_norm) : "none"; }
+
+std::string markdown_report(const Study& st) {
+  const Analysis an = analyse(st);
+  std::string out = "# Dropout study\n\n" + settings_line(st) + "\n\n";
+  for (const std::string& s : an.conclusions) out += "**" + s + "**\n\n";
+  if (const std::string m = missing_line(st); !m.empty()) out += m + "\n\n";
+  for (const Table& t : tables(st, an)) out += markdown_table(t);
+  const auto failures = failure_lines(st);
+  if (!failures.empty()) {
+    out += "## Failed runs\n\n";
+    for (const auto& f : failures) out += "- " + f + "\n";
+    out += "\n";
+  }
+  return out;
+}
+
+void write_reports(const Study& st, const std::filesystem::path& out) {
+  const Analysis an = analyse(st);
+  plot::write_file_atomic(out / "report.md", markdown_report(st));
+  write_csvs(st, out);
+  write_json(st, an, out);
+  write_plots(st, an, out);
+  write_html(st, an, out);
 }
 
 }  // namespace dropnet::bench

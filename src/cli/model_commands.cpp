@@ -20,17 +20,23 @@
 #include "dropnet/device.hpp"
 #include "dropnet/errors.hpp"
 #include "dropnet/model.hpp"
+#include "metrics/calibration.hpp"
 
 namespace dropnet::cli {
 namespace {
 
-const std::array<FlagSpec, 6> kEvaluateFlags = {{
+const std::array<FlagSpec, 9> kEvaluateFlags = {{
     {"weights", "PATH", "", "Weights or checkpoint written by 'dropnet train --save' (required)."},
     {"data", "DIR|ARCHIVE", "", "CIFAR-10 as for 'dropnet train' (default: the same lookup)."},
     {"test-limit", "N", "", "Evaluate on the first N test records only. Default: all."},
     {"batch-size", "N", "250", "Records per forward pass."},
     {"device", "auto|cpu|cuda", "auto", "Where to run: auto picks CUDA when a GPU is usable, else the CPU."},
     {"verbose", "0|1", "0", "1 shows a progress bar."},
+    {"mc-samples", "T", "0",
+     "Also print calibration metrics (NLL, Brier, ECE, entropy, AUROC) without dropout and, for T > 0, with "
+     "Monte Carlo dropout over T passes (plus mutual information)."},
+    {"dropout", "RATE", "", "Dropout rate for --mc-samples. Default: the rate the weights were trained with."},
+    {"seed", "N", "1", "Seeds the dropout masks of --mc-samples."},
 }};
 
 const std::array<FlagSpec, 8> kPredictFlags = {{
@@ -72,7 +78,9 @@ std::string evaluate_help() {
   return fmt::format(
       "Usage: dropnet evaluate --weights PATH [flags]\n\n"
       "Loads weights saved by 'dropnet train --save' into the seed model and reports the loss and accuracy on\n"
-      "the CIFAR-10 test set: \"Test loss: X - test accuracy: Y\".\n\nFlags:\n{}"
+      "the CIFAR-10 test set: \"Test loss: X - test accuracy: Y\". With --mc-samples T it also prints NLL, Brier score,\n"
+      "ECE (15 bins), mean predictive entropy and the AUROC of entropy for misclassified records, without dropout\n"
+      "and (T > 0) with Monte Carlo dropout over T passes, plus the mean mutual information.\n\nFlags:\n{}"
       "  -h, --help              Show this help.\n",
       format_flag_help(kEvaluateFlags));
 }
@@ -102,8 +110,17 @@ int run_evaluate(std::span<const std::string> args) {
   f.require(dev == "auto" || dev == "cpu" || dev == "cuda", "device", "auto, cpu or cuda");
   const int verbose = static_cast<int>(f.get_int("verbose", 0, 1));
 
+  const bool calibration = f.given("mc-samples");
+  const auto samples = static_cast<int>(f.get_int("mc-samples", 0, 1'000'000));
+  std::optional<double> rate;
+  if (f.given("dropout")) {
+    rate = f.get_double("dropout");
+    f.require(*rate >= 0.0 && *rate <= 1.0, "dropout", "a dropout rate from 0 to 1");
+  }
+  const auto seed = static_cast<std::uint64_t>(f.get_int("seed", 0, INT64_MAX));
+
   const Device device = resolve_device(dev);
-  Sequential model = load_seed_model(weights, device, 1, std::nullopt);
+  Sequential model = load_seed_model(weights, device, seed, rate);
   const DataSource source = find_data(f.value("data"));
   fmt::print("{}\n", source.description);
   fmt::print("Device: {} - {}\n", to_string(device), describe(device));
@@ -111,6 +128,26 @@ int run_evaluate(std::span<const std::string> args) {
   const cifar10::Dataset data = cifar10::load(source.path, {.train_limit = 1, .test_limit = test_limit});
   const Evaluation e = model.evaluate(data.test.images, data.test.labels, batch, verbose);
   fmt::print("Weights: {}\nTest loss: {:.4f} - test accuracy: {:.4f}\n", weights, e.loss, e.accuracy);
+  if (!calibration) return kExitOk;
+  // The same metrics as dropnet-bench sweep (src/metrics/calibration.hpp).
+  const std::vector<std::int32_t> labels(data.test.classes.begin(), data.test.classes.end());
+  constexpr std::size_t k = cifar10::kClasses;
+  auto print = [](const char* what, const metrics::PredictionMetrics& m) {
+    fmt::print("{}: accuracy {:.4f} - NLL {:.4f} - Brier {:.4f} - ECE {:.4f} - entropy {:.4f}{} - AUROC(entropy) "
+               "{:.4f}\n", what, m.accuracy, m.nll, m.brier, m.ece, m.mean_entropy,
+               std::isnan(m.mean_mutual_information) ? std::string()
+                                                     : fmt::format(" - mutual information {:.4f}", m.mean_mutual_information),
+               m.auroc_entropy);
+  };
+  const std::vector<float> pf = model.predict(data.test.images, {.batch_size = batch}).to_vector();
+  print("Without dropout (weight scaling)", metrics::summarize(std::vector<double>(pf.begin(), pf.end()), labels, k));
+  if (samples > 0) {
+    metrics::McAccumulator acc(labels.size(), k);
+    for (int t = 0; t < samples; ++t)
+      acc.add(std::span<const float>(model.predict(data.test.images, {.batch_size = batch, .dropout = true}).to_vector()));
+    print(fmt::format("MC dropout ({} passes)", samples).c_str(),
+          metrics::summarize(acc.mean_probs(), labels, k, acc.mutual_information()));
+  }
   return kExitOk;
 }
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_sweep.sh: a tiny dropout sweep on the bundled CIFAR-10 sample, checking what `dropnet-bench sweep`
-# promises: the output files exist, the SVGs are well-formed XML, the CSV has one row per rate x epoch,
-# the JSON parses, runs of different rates start from identical initial weights, and bad input fails
-# with a non-zero exit before any training.
+# promises: the output files exist, the SVGs are well-formed XML, the CSV has one row per rate x seed x
+# epoch, the JSON parses, runs of different rates start from identical initial weights for each seed, a
+# study killed with SIGKILL and resumed gives byte-identical reports, a failing run is recorded and the
+# study goes on, and bad input fails with a non-zero exit before any training.
 #
 #   tests/bench/test_sweep.sh BUILD/dropnet-bench SOURCE_DIR
 set -euo pipefail
@@ -13,34 +14,82 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-"$bench" sweep --rates 0,0.5 --epochs 2 --limit 200 --test-limit 100 --batch-size 50 --device cpu \
-  --data "$src/data/cifar10-sample" --out "$tmp/out" >"$tmp/table.md" 2>"$tmp/progress.log" \
+args=(sweep --rates 0,0.5 --seeds 2 --mc-samples 3 --epochs 2 --limit 200 --test-limit 100 --batch-size 50
+      --device cpu --data "$src/data/cifar10-sample")
+"$bench" "${args[@]}" --out "$tmp/out" >"$tmp/table.md" 2>"$tmp/progress.log" \
   || { cat "$tmp/progress.log" >&2; fail "the sweep exited with $?"; }
 
-for f in sweep.csv sweep.json report.html accuracy.svg loss.svg gap.svg test_accuracy.svg; do
+for f in runs.jsonl report.md sweep.csv runs.csv sweep.json report.html accuracy.svg loss.svg gap.svg \
+         test_accuracy.svg reliability_rate0.svg reliability_rate0.5.svg; do
   [[ -s "$tmp/out/$f" ]] || fail "missing or empty $f"
 done
 grep -q '^| rate |' "$tmp/table.md" || fail "no Markdown table on stdout"
+cmp -s "$tmp/table.md" "$tmp/out/report.md" || fail "stdout differs from report.md"
+grep -q 'highest mean test accuracy' "$tmp/table.md" || fail "no conclusion sentence"
 
 python3 - "$tmp/out" <<'PY' || fail "output checks (above)"
 import csv, json, sys, xml.dom.minidom, pathlib
 out = pathlib.Path(sys.argv[1])
-for svg in ["accuracy.svg", "loss.svg", "gap.svg", "test_accuracy.svg"]:
-    xml.dom.minidom.parse(str(out / svg))
+for svg in out.glob("*.svg"):
+    xml.dom.minidom.parse(str(svg))
 rows = list(csv.reader(open(out / "sweep.csv")))
 want = ["epoch", "accuracy", "loss", "val_accuracy", "val_loss", "rate", "max_norm", "repeat", "seed"]
 assert rows[0] == want, f"CSV header {rows[0]}"
-assert len(rows) == 1 + 2 * 2, f"CSV has {len(rows) - 1} data rows, expected 2 rates x 2 epochs"
+assert len(rows) == 1 + 2 * 2 * 2, f"CSV has {len(rows) - 1} data rows, expected 2 rates x 2 seeds x 2 epochs"
+lines = (out / "runs.jsonl").read_text().splitlines()
+header = json.loads(lines[0])
+assert header["type"] == "header" and header["settings"]["seeds"] == 2, header
+for key in ["dropnet_version", "git_commit", "data_fnv1a", "device_description", "threads", "command"]:
+    assert key in header["provenance"], key
+records = [json.loads(l) for l in lines[1:]]
+assert sorted(r["id"] for r in records) == sorted(f"rate={r},max_norm=2,seed={s}" for r in (0, 0.5) for s in (1, 2))
 report = json.load(open(out / "sweep.json"))
 runs = report["runs"]
-assert [r["rate"] for r in runs] == [0, 0.5], [r["rate"] for r in runs]
-assert all(len(r["epochs"]) == 2 for r in runs)
-assert all(0 <= r["test_accuracy"] <= 1 for r in runs)
+assert [(r["rate"], r["seed"]) for r in runs] == [(0, 1), (0, 2), (0.5, 1), (0.5, 2)], "runs not in canonical order"
+assert all(len(r["epochs"]) == 2 and r["status"] == "ok" for r in runs)
+assert all(0 <= r["test_accuracy"] <= 1 and 0 <= r["standard"]["ece"] <= 1 for r in runs)
+assert all(r["wall_seconds"] is None for r in runs), "timings leaked into sweep.json"
 # The premise of the comparison: the same seed gives the same initial weights whatever the rate.
-assert runs[0]["seed"] == runs[1]["seed"]
-assert runs[0]["init_weights_fnv1a"] == runs[1]["init_weights_fnv1a"], "initial weights differ between rates"
-assert "<svg" in (out / "report.html").read_text()
+for s in (1, 2):
+    hashes = {r["init_weights_fnv1a"] for r in runs if r["seed"] == s}
+    assert len(hashes) == 1, f"initial weights differ between rates for seed {s}"
+assert runs[0]["mc"]["passes"] == 1 and runs[2]["mc"]["passes"] == 3, "MC passes"
+assert runs[0]["mc"]["mutual_information"] == 0, "rate 0 has no model uncertainty"
+assert len(report["paired"]) == 1 and report["paired"][0]["test_accuracy"]["difference"]["n"] == 2
+assert report["conclusions"], "no conclusion"
+html = (out / "report.html").read_text()
+assert html.count("<svg") == 6, "report.html should inline the 6 plots"
 PY
+
+# Killed with SIGKILL after the first finished run, then resumed: byte-identical reports.
+"$bench" "${args[@]}" --out "$tmp/killed" >/dev/null 2>"$tmp/killed.log" &
+pid=$!
+finished() { local n; n=$(grep -c '"type":"run"' "$tmp/killed/runs.jsonl" 2>/dev/null); echo "${n:-0}"; }
+for _ in $(seq 1 600); do [[ $(finished) -ge 1 ]] && break; sleep 0.05; done
+kill -9 "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+n=$(finished)
+[[ $n -ge 1 && $n -lt 4 ]] || fail "expected the kill to land mid-study, $n of 4 runs were finished"
+[[ -f "$tmp/killed/report.md" ]] && fail "a report was written before the study finished"
+"$bench" sweep --resume "$tmp/killed" >/dev/null 2>"$tmp/resume.log" || { cat "$tmp/resume.log" >&2; fail "resume failed"; }
+grep -q "resuming .*: $n of 4 runs already finished" "$tmp/resume.log" || fail "resume did not skip the $n finished runs"
+for f in sweep.csv sweep.json runs.csv report.md report.html accuracy.svg loss.svg reliability_rate0.5.svg; do
+  cmp "$tmp/out/$f" "$tmp/killed/$f" || fail "$f after kill -9 and --resume differs from the uninterrupted study's"
+done
+# Resuming a finished study runs nothing and rewrites the same reports; other flags than the study's fail.
+"$bench" "${args[@]}" --resume "$tmp/killed" >/dev/null 2>"$tmp/resume2.log" || fail "resume with the same flags"
+grep -q "resuming .*: 4 of 4 runs" "$tmp/resume2.log" || fail "a finished study was not recognised"
+if "$bench" sweep --epochs 3 --resume "$tmp/killed" >/dev/null 2>"$tmp/bad.err"; then fail "resume with other settings accepted"; fi
+[[ $(wc -l <"$tmp/bad.err") -eq 1 ]] || fail "resume with other settings: expected one line on stderr"
+
+# A failing run is recorded with its reason, the study goes on, and the report lists it.
+DROPNET_BENCH_FAIL_RUN="rate=0.5,max_norm=2,seed=2" "$bench" sweep --rates 0,0.5 --seeds 2 --mc-samples 0 \
+  --epochs 1 --limit 100 --test-limit 50 --batch-size 50 --device cpu --data "$src/data/cifar10-sample" \
+  --out "$tmp/failed" >"$tmp/failed.md" 2>"$tmp/failed.log" || fail "a failed run stopped the study"
+grep -q '"status":"failed","failure":"injected failure' "$tmp/failed/runs.jsonl" || fail "the failure is not recorded"
+[[ $(grep -c '"status":"ok"' "$tmp/failed/runs.jsonl") -eq 3 ]] || fail "the other runs did not go on"
+grep -q '^## Failed runs' "$tmp/failed.md" || fail "the report does not list the failed run"
+grep -q '^- rate=0.5,max_norm=2,seed=2: injected failure' "$tmp/failed.md" || fail "the failed run's reason is missing"
 
 # Bad input fails fast (no training: no progress lines) with a non-zero exit and one line on stderr.
 check_rejects() {
@@ -59,4 +108,8 @@ check_rejects "unknown flag" --rats 0.5 --out "$tmp/bad4"
 touch "$tmp/file"
 check_rejects "unwritable --out" --rates 0.5 --out "$tmp/file/sub"
 check_rejects "--concurrent" --concurrent --rates 0.5 --out "$tmp/bad5"
+check_rejects "baseline not a rate" --rates 0,0.5 --baseline 0.3 --out "$tmp/bad6"
+check_rejects "duplicate rate" --rates 0.5,0.5 --out "$tmp/bad7"
+check_rejects "--seeds and --repeats" --seeds 2 --repeats 2 --out "$tmp/bad8"
+check_rejects "--resume of nothing" --resume "$tmp/nothing-here"
 echo "test_sweep.sh: all checks passed"

@@ -192,6 +192,13 @@ if [[ $rc -eq 0 ]] && tail -n 1 "$WORK/out" | grep -qE "^Test loss: [0-9.]+ - te
 else
   fail "evaluate --weights: exit $rc"
 fi
+run evaluate --weights "$WORK/straight.best.safetensors" --data "$SAMPLE" --device cpu --mc-samples 3
+if [[ $rc -eq 0 ]] && grep -qE "^Without dropout \(weight scaling\): accuracy [0-9.]+ - NLL [0-9.]+ - Brier [0-9.]+ - ECE [0-9.]+" "$WORK/out" \
+   && grep -qE "^MC dropout \(3 passes\): .* - mutual information [0-9.]+ - AUROC\(entropy\) [0-9.]+$" "$WORK/out"; then
+  pass "evaluate --mc-samples 3: calibration metrics with and without MC dropout"
+else
+  fail "evaluate --mc-samples 3: exit $rc or metrics missing"
+fi
 run predict --weights "$WORK/straight.safetensors" --input "$SAMPLE/test_batch.bin" --records 5 --mc-samples 4 --device cpu
 if [[ $rc -eq 0 && $(wc -l <"$WORK/out") -eq 6 ]] && head -n 1 "$WORK/out" | grep -q "^record,label,predicted,airplane" \
    && [[ $(tail -n 1 "$WORK/out" | tr ',' '\n' | wc -l) -eq 23 ]]; then
