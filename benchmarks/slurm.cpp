@@ -101,15 +101,23 @@ int run_slurm(std::span<const std::string> given_args) {
   for (const cli::FlagSpec& f : sweep_flags())
     if (!script_owned(f.name) && flags.given(f.name)) study.insert(study.end(), {"--" + f.name, *flags.value(f.name)});
   const std::filesystem::path out = std::filesystem::absolute(flags.get_string("out")).lexically_normal();
+  // The login node that writes the scripts often has no GPU: --device cuda is checked for this build
+  // here and for a GPU by each task.
   std::vector<std::string> check = study;
+  const bool cuda = flags.get_string("device") == "cuda";
+  if (cuda && !cuda_compiled())
+    throw cli::UsageError("--device cuda: this dropnet-bench was built without CUDA (rebuild with -DDROPNET_CUDA=ON)");
+  for (std::size_t i = 0; i + 1 < check.size(); i += 2)
+    if (check[i] == "--device" && cuda) check[i + 1] = "cpu";
   check.insert(check.end(), {"--out", (out / "shards" / "check").string()});
   std::filesystem::path unused;
   bool only_resume = false;
-  const SweepConfig config = *parse_sweep_args(check, unused, only_resume);
+  SweepConfig config = *parse_sweep_args(check, unused, only_resume);
+  if (cuda) config.device = Device::CUDA;
   const std::size_t total = planned_runs(config).size();
   const int shards = int(flags.get_int("shards", 1, 1000000));
   (void)parse_shard(fmt::format("1/{}", shards), total);
-  if (config.device == Device::CUDA && !flags.given("gpus-per-task"))
+  if (cuda && !flags.given("gpus-per-task"))
     throw cli::UsageError("--device cuda: add --gpus-per-task G (a Slurm job gets no GPU unless it asks for one)");
   const std::filesystem::path cwd = std::filesystem::current_path();
   if (!std::filesystem::exists(config.data))
