@@ -365,6 +365,7 @@ int run_sweep(std::span<const std::string> args) {
 
   // A resumed study: its settings and finished runs.
   std::vector<RunRecord> done;
+  std::size_t retried = 0;  // runs recorded as failed that run again (--retry-failed)
   std::optional<Provenance> recorded;
   if (!resume.empty()) {
     if (!std::filesystem::exists(runs_path))
@@ -386,8 +387,7 @@ int run_sweep(std::span<const std::string> args) {
                                         resume.string(), f.config.shard.text(), f.config.shard.text()));
     }
     done = std::move(f.runs);
-    if (config.retry_failed)
-      std::erase_if(done, [](const RunRecord& r) { return !r.ok; });
+    if (config.retry_failed) retried = std::erase_if(done, [](const RunRecord& r) { return !r.ok; });
     recorded = f.provenance;
   }
 
@@ -440,9 +440,9 @@ int run_sweep(std::span<const std::string> args) {
       todo.push_back(run);
   const int total_runs = int(mine.size());
   const std::string of_what = config.shard.active() ? fmt::format(" (shard {})", config.shard.text()) : "";
-  if (!done.empty())
-    fmt::print(stderr, "[sweep] resuming {}: {} of {} runs{} already finished\n", config.out.string(), done.size(),
-               total_runs, of_what);
+  if (!resume.empty())
+    fmt::print(stderr, "[sweep] resuming {}: {} of {} runs{} already finished{}\n", config.out.string(), done.size(),
+               total_runs, of_what, retried ? fmt::format(", {} failed run{} to retry", retried, retried == 1 ? "" : "s") : "");
   else if (config.shard.active())
     fmt::print(stderr, "[sweep] shard {}: {} of the study's {} runs: {}\n", config.shard.text(), total_runs,
                planned_runs(config).size(), [&] {
