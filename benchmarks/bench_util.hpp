@@ -24,6 +24,8 @@ using Command = int (*)(std::span<const std::string> args);
 int run_sweep(std::span<const std::string> args);
 int run_kernels(std::span<const std::string> args);
 int run_throughput(std::span<const std::string> args);
+int run_merge(std::span<const std::string> args);   // study_merge.cpp
+int run_slurm(std::span<const std::string> args);   // slurm.cpp
 
 inline double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

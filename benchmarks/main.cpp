@@ -1,5 +1,7 @@
-// main.cpp: dropnet-bench, the benchmark program. Three sub-commands:
+// main.cpp: dropnet-bench, the benchmark program. Sub-commands:
 //   sweep       train the seed model once per dropout rate and compare (tables, CSV, JSON, SVG, HTML)
+//   merge       put the shards of a study (sweep --shard I/N) together into its reports
+//   slurm       a study as a Slurm job array over its shards and a dependent merge job
 //   kernels     dropout / max-norm / Adam microbenchmarks against a copy of the same size
 //   throughput  one training step of the seed model: images/s and model FLOP/s against sgemm
 // Errors become one line on stderr and a non-zero exit (2: bad command line, 1: failure while running).
@@ -22,6 +24,9 @@ constexpr const char* kUsage =
     "commands:\n"
     "  sweep       train the seed model once per dropout rate (same initial weights, same data order)\n"
     "              and write a Markdown table, sweep.csv, sweep.json, SVG plots and report.html\n"
+    "              (--shard I/N: only the I-th of N slices of its runs)\n"
+    "  merge       put the shards of a study together: the same reports as one sweep\n"
+    "  slurm       write (and --submit) a Slurm job array over the shards and a dependent merge job\n"
     "  kernels     microbenchmarks: dropout forward/backward, max-norm and Adam on a large tensor,\n"
     "              in GB/s and as a ratio to a copy of the same size\n"
     "  throughput  one training step of the seed model: images/s, model GFLOP/s, sgemm GFLOP/s and\n"
@@ -42,8 +47,10 @@ int main(int argc, char** argv) {
   if (words[0] == "sweep") command = bench::run_sweep;
   if (words[0] == "kernels") command = bench::run_kernels;
   if (words[0] == "throughput") command = bench::run_throughput;
+  if (words[0] == "merge") command = bench::run_merge;
+  if (words[0] == "slurm") command = bench::run_slurm;
   if (command == nullptr) {
-    fmt::print(stderr, "dropnet-bench: unknown command '{}'; expected sweep, kernels or throughput "
+    fmt::print(stderr, "dropnet-bench: unknown command '{}'; expected sweep, merge, slurm, kernels or throughput "
                        "(see dropnet-bench --help)\n", words[0]);
     return bench::kExitUsage;
   }

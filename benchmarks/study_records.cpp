@@ -1,9 +1,10 @@
 // study_records.cpp: runs.jsonl, the study's durable record. Line 1 is the header
 //   {"type": "header", "format": "dropnet-study/1", "settings": {...}, "provenance": {...}}
-// and every further line one finished run {"type": "run", "id": ..., "status": "ok"|"failed", ...}.
+// (a shard's header adds "shard": {"index": I, "count": N}) and every further line one finished run {"type": "run", "id": ..., "status": "ok"|"failed", ...}.
 // Numbers are written in the shortest form that reads back to the same double, so a report built from
 // the parsed records equals one built from the records in memory.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <tuple>
@@ -11,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "bench_util.hpp"
+#include "cli/args.hpp"
 #include "dropnet/errors.hpp"
 #include "io/atomic_file.hpp"
 #include "io/json.hpp"
@@ -113,8 +115,58 @@ std::string provenance_json(const Provenance& p, bool with_command) {
 }
 
 std::string header_line(const SweepConfig& c, const Provenance& p) {
-  return fmt::format(R"({{"type":"header","format":"{}","settings":{},"provenance":{}}})", kStudyFormat,
-                     settings_json(c), provenance_json(p, true));
+  const std::string shard =
+      c.shard.active() ? fmt::format(R"(,"shard":{{"index":{},"count":{}}})", c.shard.index, c.shard.count) : "";
+  return fmt::format(R"({{"type":"header","format":"{}","settings":{},"provenance":{}{}}})", kStudyFormat,
+                     settings_json(c), provenance_json(p, true), shard);
+}
+
+std::string ShardSpec::text() const { return fmt::format("{}/{}", index, count); }
+
+std::vector<RunRecord> planned_runs(const SweepConfig& c) {
+  std::vector<RunRecord> runs;
+  for (int s = 0; s < c.seeds; ++s)
+    for (double mn : c.max_norms)
+      for (double rate : c.rates)
+        runs.push_back({.id = run_id(rate, mn, c.seed + std::uint64_t(s)), .rate = rate, .max_norm = mn,
+                        .seed_index = s, .seed = c.seed + std::uint64_t(s)});
+  return runs;
+}
+
+namespace {
+std::size_t slice_begin(std::size_t total, int count, int index) {  // index from 0 .. count
+  return total * std::size_t(index) / std::size_t(count);
+}
+}  // namespace
+
+std::vector<RunRecord> shard_runs(const SweepConfig& c, const ShardSpec& shard) {
+  std::vector<RunRecord> all = planned_runs(c);
+  if (!shard.active()) return all;
+  return {all.begin() + std::ptrdiff_t(slice_begin(all.size(), shard.count, shard.index - 1)),
+          all.begin() + std::ptrdiff_t(slice_begin(all.size(), shard.count, shard.index))};
+}
+
+int shard_of(std::size_t i, std::size_t total, int count) {
+  int s = 1;
+  while (s < count && i >= slice_begin(total, count, s)) ++s;
+  return s;
+}
+
+ShardSpec parse_shard(const std::string& text, std::size_t total_runs) {
+  const std::size_t slash = text.find('/');
+  auto whole = [](std::string_view t, int& v) {
+    const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+    return ec == std::errc() && end == t.data() + t.size() && !t.empty();
+  };
+  ShardSpec s;
+  if (slash == std::string::npos || !whole(std::string_view(text).substr(0, slash), s.index) ||
+      !whole(std::string_view(text).substr(slash + 1), s.count) || s.count < 1 || s.index < 1 || s.index > s.count)
+    throw cli::UsageError(fmt::format("--shard {}: expected I/N with 1 <= I <= N (the I-th of N slices of the "
+                                      "study's runs, e.g. 2/4)", text));
+  if (std::size_t(s.count) > total_runs)
+    throw cli::UsageError(fmt::format("--shard {}: the study has {} runs, so at most {} shards", text, total_runs,
+                                      total_runs));
+  return s;
 }
 
 std::string run_line(const RunRecord& r) {
@@ -194,6 +246,12 @@ RunsFile read_runs_file(const std::filesystem::path& path, const SweepConfig& de
       pr.device_description = rd.text(p, "device_description");
       pr.threads = int(rd.number(p, "threads"));
       if (const json::Value* cmd = p.find("command"); cmd != nullptr) pr.command = cmd->text;
+      c.shard = {};
+      if (const json::Value* sh = v.find("shard"); sh != nullptr) {
+        c.shard = {int(rd.number(*sh, "index")), int(rd.number(*sh, "count"))};
+        if (c.shard.count < 1 || c.shard.index < 1 || c.shard.index > c.shard.count)
+          rd.fail(fmt::format("shard {} is not I/N with 1 <= I <= N", c.shard.text()));
+      }
       continue;
     }
     if (type != "run") rd.fail(fmt::format("unknown record type \"{}\"", type));

@@ -23,7 +23,6 @@
 #include "sweep.hpp"
 
 namespace dropnet::bench {
-namespace {
 
 const std::vector<cli::FlagSpec>& sweep_flags() {
   static const std::vector<cli::FlagSpec> specs = {
@@ -44,6 +43,11 @@ const std::vector<cli::FlagSpec>& sweep_flags() {
       {"out", "DIR", "sweep-out", "Where runs.jsonl and the reports go."},
       {"resume", "DIR", "", "Continue the study in DIR (its runs.jsonl): finished runs are skipped. Give the same "
                             "flags as the first time, or none but --resume and --verbose."},
+      {"retry-failed", "yes|no", "no", "With --resume: run again the runs recorded as failed (else they are kept "
+                                       "as failed)."},
+      {"shard", "I/N", "", "Run only the I-th of N slices of the study's runs (seed by seed, then rate; contiguous, "
+                           "sizes differ by at most one) and write them to --out's runs.jsonl without a report; "
+                           "exits 1 if one of them failed. 'dropnet-bench merge' puts the shards together."},
       {"epochs", "N", "55", "Training epochs of each run."},
       {"batch-size", "N", "250", "Batch size."},
       {"limit", "N", "", "Use the first N training records (default: all)."},
@@ -60,6 +64,8 @@ const std::vector<cli::FlagSpec>& sweep_flags() {
   };
   return specs;
 }
+
+namespace {
 
 std::vector<std::size_t> parse_dropout_layers(const std::string& text) {
   std::vector<std::size_t> layers;
@@ -98,15 +104,21 @@ void check_writable(const std::filesystem::path& dir) {
   std::filesystem::remove(probe, ec);
 }
 
+}  // namespace
+
 // The sweep's configuration, or nothing when --help was asked for. `only_resume`: no flag but --resume and
-// --verbose was given (the settings then come from the study's header).
-std::optional<SweepConfig> parse_config(std::span<const std::string> args, std::filesystem::path& resume,
-                                        bool& only_resume) {
+// --verbose (and --retry-failed) was given (the settings then come from the study's header).
+std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> given_args, std::filesystem::path& resume,
+                                            bool& only_resume) {
   // --concurrent is a switch without a value, which the flag parser does not have; it is refused here.
-  for (const std::string& a : args)
+  // --retry-failed alone is the switch form of --retry-failed yes.
+  std::vector<std::string> args(given_args.begin(), given_args.end());
+  for (std::string& a : args) {
     if (a == "--concurrent" || a.rfind("--concurrent=", 0) == 0)
       throw cli::UsageError("--concurrent: training all rates at once on separate CUDA streams is not "
                             "implemented yet; run without it (the rates then train one after another)");
+    if (a == "--retry-failed") a = "--retry-failed=yes";
+  }
 
   const cli::Flags flags = cli::parse_flags(args, sweep_flags());
   if (flags.help) return std::nullopt;
@@ -166,12 +178,24 @@ std::optional<SweepConfig> parse_config(std::span<const std::string> args, std::
     c.out = resume;
     only_resume = true;
     for (const cli::FlagSpec& spec : sweep_flags())
-      if (flags.given(spec.name) && std::string(spec.name) != "resume" && std::string(spec.name) != "verbose" &&
-          std::string(spec.name) != "out")
+      if (flags.given(spec.name) && spec.name != "resume" && spec.name != "verbose" && spec.name != "out" &&
+          spec.name != "retry-failed" && spec.name != "shard")
         only_resume = false;
   }
+  const std::string retry = flags.get_string("retry-failed");
+  if (retry != "yes" && retry != "no")
+    throw cli::UsageError(fmt::format("--retry-failed {}: expected yes or no", retry));
+  c.retry_failed = retry == "yes";
+  if (c.retry_failed && !flags.given("resume"))
+    throw cli::UsageError("--retry-failed yes: only with --resume DIR (a new study has no failed runs)");
+  // With --resume alone the study's size is known only from its header: run_sweep checks the shard then.
+  if (flags.given("shard"))
+    c.shard = parse_shard(flags.get_string("shard"), only_resume ? std::size_t(-1)
+                                                                 : c.rates.size() * c.max_norms.size() * std::size_t(c.seeds));
   return c;
 }
+
+namespace {
 
 std::string hash_initial_weights(const Sequential& model) {
   std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the bytes of every weight, in layer order
@@ -322,7 +346,7 @@ void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, con
 int run_sweep(std::span<const std::string> args) {
   std::filesystem::path resume;
   bool only_resume = false;
-  const std::optional<SweepConfig> parsed = parse_config(args, resume, only_resume);
+  const std::optional<SweepConfig> parsed = parse_sweep_args(args, resume, only_resume);
   if (!parsed) {
     fmt::print("usage: dropnet-bench sweep [flags]\n\nA dropout study: trains the seed model once per (dropout rate, "
                "seed) from the same initial weights and data order for each seed, measures accuracy, loss and "
@@ -341,19 +365,29 @@ int run_sweep(std::span<const std::string> args) {
 
   // A resumed study: its settings and finished runs.
   std::vector<RunRecord> done;
+  std::size_t retried = 0;  // runs recorded as failed that run again (--retry-failed)
   std::optional<Provenance> recorded;
   if (!resume.empty()) {
     if (!std::filesystem::exists(runs_path))
       throw cli::UsageError(fmt::format("--resume {}: no runs.jsonl there (nothing to resume)", resume.string()));
     RunsFile f = read_runs_file(runs_path, config);
+    if (config.shard.active() && config.shard != f.config.shard)
+      throw cli::UsageError(fmt::format("--resume {} --shard {}: the directory holds {}; give its shard or none",
+                                        resume.string(), config.shard.text(),
+                                        f.config.shard.active() ? "shard " + f.config.shard.text() : "a whole study"));
     if (only_resume) {
       f.config.verbose = config.verbose, f.config.out = config.out, f.config.command_line = config.command_line;
+      f.config.retry_failed = config.retry_failed;
       config = f.config;
     } else if (settings_json(config) != f.settings) {
       throw cli::UsageError(fmt::format("--resume {}: the flags give other settings than the study there; give the "
                                         "same flags, or --resume alone (recorded: {})", resume.string(), f.settings));
+    } else if (f.config.shard.active() && !config.shard.active()) {
+      throw cli::UsageError(fmt::format("--resume {}: the directory holds shard {} of the study; add --shard {}",
+                                        resume.string(), f.config.shard.text(), f.config.shard.text()));
     }
     done = std::move(f.runs);
+    if (config.retry_failed) retried = std::erase_if(done, [](const RunRecord& r) { return !r.ok; });
     recorded = f.provenance;
   }
 
@@ -398,19 +432,24 @@ int run_sweep(std::span<const std::string> args) {
 
   // The runs still to do, seed by seed (every rate of seed 1, then of seed 2, ...), so that a study stopped
   // early already holds complete paired comparisons.
+  // A shard runs its slice of them (shard_runs; the whole study otherwise).
   std::vector<RunRecord> todo;
-  for (int s = 0; s < config.seeds; ++s)
-    for (double mn : config.max_norms)
-      for (double rate : config.rates) {
-        RunRecord run{.id = run_id(rate, mn, config.seed + std::uint64_t(s)), .rate = rate, .max_norm = mn,
-                      .seed_index = s, .seed = config.seed + std::uint64_t(s)};
-        if (std::none_of(done.begin(), done.end(), [&](const RunRecord& d) { return d.id == run.id; }))
-          todo.push_back(std::move(run));
-      }
-  const int total_runs = int(config.max_norms.size() * config.rates.size()) * config.seeds;
-  if (!done.empty())
-    fmt::print(stderr, "[sweep] resuming {}: {} of {} runs already finished\n", config.out.string(), done.size(),
-               total_runs);
+  const std::vector<RunRecord> mine = shard_runs(config, config.shard);
+  for (const RunRecord& run : mine)
+    if (std::none_of(done.begin(), done.end(), [&](const RunRecord& d) { return d.id == run.id; }))
+      todo.push_back(run);
+  const int total_runs = int(mine.size());
+  const std::string of_what = config.shard.active() ? fmt::format(" (shard {})", config.shard.text()) : "";
+  if (!resume.empty())
+    fmt::print(stderr, "[sweep] resuming {}: {} of {} runs{} already finished{}\n", config.out.string(), done.size(),
+               total_runs, of_what, retried ? fmt::format(", {} failed run{} to retry", retried, retried == 1 ? "" : "s") : "");
+  else if (config.shard.active())
+    fmt::print(stderr, "[sweep] shard {}: {} of the study's {} runs: {}\n", config.shard.text(), total_runs,
+               planned_runs(config).size(), [&] {
+                 std::string ids;
+                 for (const RunRecord& r : mine) ids += (ids.empty() ? "" : "; ") + r.id;
+                 return ids;
+               }());
   const int epochs_total = int(todo.size()) * config.epochs;
   int epochs_done = 0, run_index = int(done.size());
   const std::filesystem::path best_path = config.out / ".best-weights.safetensors";
@@ -446,6 +485,23 @@ int run_sweep(std::span<const std::string> args) {
   }
   std::error_code ec;
   std::filesystem::remove(best_path, ec);
+
+  // A shard writes no report (the merge does), and fails when one of its runs failed, so that its array
+  // task fails and the merge waiting for it is cancelled; the failures stay recorded for the merge to list.
+  if (config.shard.active()) {
+    std::string failed;
+    int n_failed = 0;
+    for (const RunRecord& r : done)
+      if (!r.ok) failed += fmt::format("{}{}: {}", n_failed++ ? "; " : "", r.id, r.failure);
+    if (n_failed > 0)
+      throw Error(fmt::format("shard {}: {} of its {} runs failed ({}); recorded in {}; rerun the shard with "
+                              "--resume {} --retry-failed", config.shard.text(), n_failed, total_runs, failed,
+                              runs_path.string(), config.out.string()));
+    fmt::print(stderr, "[sweep] shard {}: {} runs ({} this time, in {}) in {}; put the shards together with "
+                       "dropnet-bench merge OUT SHARD_DIR...\n", config.shard.text(), total_runs, todo.size(),
+               format_duration(seconds_since(sweep_start)), runs_path.string());
+    return kExitOk;
+  }
 
   // The reports are built from the records as written, as a merge or a resume would read them.
   const RunsFile f = read_runs_file(runs_path, config);

@@ -6,6 +6,9 @@
 //   sweep_report.cpp   the reports: a pure function of the settings and the set of finished run records
 //                      (sorted by max-norm, rate and seed as the settings list them, never by completion),
 //                      so a resumed study, or a merge of shards, gives byte-identical reports.
+//   study_merge.cpp    the study split into shards (`sweep --shard I/N`) and put back together
+//                      (`dropnet-bench merge`): checks that shards belong to one study, lists missing runs
+//   slurm.cpp          `dropnet-bench slurm`: a job array over the shards and a dependent merge job
 //
 // Every run of seed index s uses the model seed settings.seed + s, so runs that differ only in rate or
 // max-norm start from the same initial weights and see the same shuffle order (layer seeds come from the
@@ -17,9 +20,11 @@
 #include <filesystem>
 #include <limits>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "cli/args.hpp"
 #include "dropnet/device.hpp"
 
 namespace dropnet::bench {
@@ -29,6 +34,14 @@ inline constexpr const char* kStudyFormat = "dropnet-study/1";
 
 // The study settings: everything that decides the runs' results. They are the header's "settings" and
 // must match for --resume (and, later, across shards).
+// `--shard I/N`: the I-th (from 1) of N slices of the study's runs; count 0 is the whole study.
+struct ShardSpec {
+  int index = 0, count = 0;
+  bool active() const { return count > 0; }
+  std::string text() const;                   // "2/4"
+  bool operator==(const ShardSpec&) const = default;
+};
+
 struct SweepConfig {
   std::vector<double> rates;
   std::vector<double> max_norms;              // one entry (--max-norm) unless --max-norms was given
@@ -49,6 +62,8 @@ struct SweepConfig {
   double alpha = 0.05;                        // significance level; intervals are (1 - alpha)
   std::filesystem::path data;
   // Not settings: how this process runs.
+  ShardSpec shard;                            // recorded in the header of a shard's runs.jsonl
+  bool retry_failed = false;                  // --resume --retry-failed: runs recorded as failed run again
   int verbose = 0;
   std::filesystem::path out;
   std::string command_line;
@@ -110,13 +125,13 @@ struct Study {
 std::string run_id(double rate, double max_norm, std::uint64_t seed);
 std::string settings_json(const SweepConfig& c);           // canonical, one line
 std::string provenance_json(const Provenance& p, bool with_command);
-std::string header_line(const SweepConfig& c, const Provenance& p);
+std::string header_line(const SweepConfig& c, const Provenance& p);  // with c.shard when active
 std::string run_line(const RunRecord& r);                  // one line, no newline
 // Reads DIR/runs.jsonl (throws IoError/DataError with the file and line). Settings are parsed into
 // `config` (its non-setting fields are left as they are).
 struct RunsFile {
   std::string settings;                       // canonical settings_json of the header
-  SweepConfig config;
+  SweepConfig config;                         // config.shard: the header's shard (none for a whole study)
   Provenance provenance;
   std::vector<RunRecord> runs;
 };
@@ -126,6 +141,40 @@ void write_runs_file(const std::filesystem::path& path, const SweepConfig& c, co
                      const std::vector<RunRecord>& runs);
 // Sorts runs into canonical order: max-norm, then rate as the settings list them, then seed.
 void sort_runs(const SweepConfig& c, std::vector<RunRecord>& runs);
+
+// Every run of the study in the order a sweep executes them: seed by seed, then max-norm, then rate (id,
+// rate, max_norm, seed_index and seed filled in).
+std::vector<RunRecord> planned_runs(const SweepConfig& c);
+// The runs of one shard: the contiguous slice [floor((I-1)T/N), floor(IT/N)) of planned_runs (T runs), so the
+// N slices partition the study, differ in size by at most one, and hold whole seeds when N divides the seeds.
+std::vector<RunRecord> shard_runs(const SweepConfig& c, const ShardSpec& shard);
+// The shard (of `count`) that holds the run of index `i` in planned_runs.
+int shard_of(std::size_t i, std::size_t total, int count);
+// "I/N" as --shard takes it. Throws cli::UsageError unless 1 <= I <= N <= total_runs.
+ShardSpec parse_shard(const std::string& text, std::size_t total_runs);
+
+// ---- sweep.cpp ----
+// The flags of `dropnet-bench sweep`, and its command line parsed and checked (nothing when --help was
+// asked for). `resume`/`only_resume` as run_sweep uses them. Throws cli::UsageError.
+const std::vector<cli::FlagSpec>& sweep_flags();
+std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> args, std::filesystem::path& resume,
+                                            bool& only_resume);
+
+// ---- study_merge.cpp ----
+// Shards (or whole studies) of one study, put together: every input must have the settings, data and
+// dropnet build of the first (else a DataError saying which differs). A run recorded in several inputs must
+// have the same results in each (timings aside); a run that finished ok replaces a failed copy of itself.
+struct MergeInput {
+  std::filesystem::path path;                 // the runs.jsonl read
+  RunsFile file;
+};
+struct MergeResult {
+  Study study;                                // settings and provenance of the first input; runs sorted
+  std::vector<std::string> notes;             // what the merge accepted but a reader should know
+  std::vector<RunRecord> unfinished;          // planned runs missing or recorded as failed, planned order
+  int shard_count = 0;                        // N of the inputs' shards (0: none was a shard)
+};
+MergeResult merge_studies(const std::vector<MergeInput>& inputs);
 
 // ---- sweep_report.cpp: every report file, from a Study alone ----
 std::string markdown_report(const Study& study);
