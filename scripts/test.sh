@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# test.sh: sets up, builds, and runs every test through CTest. Without a GPU the CUDA tests are
-# reported as skipped (exit code 77), never as passed.
+# test.sh: sets up, builds, and runs every test through CTest. The CUDA tests are built only when the
+# CUDA backend is (nvcc and cuDNN found; build.sh prints which); then, without a GPU, CTest reports them
+# as skipped (exit code 77), never as passed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${DROPNET_BUILD_DIR:-$root/build}"
