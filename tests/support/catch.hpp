@@ -38,6 +38,6 @@ using MatcherBase = Matchers::MatcherBase<T>;
 #if defined(DROPNET_CATCH_SESSION) && !defined(CATCH_CONFIG_RUNNER)
 #define CATCH_CONFIG_RUNNER
 #endif
-#include "support/catch.hpp"
+#include <catch2/catch.hpp>
 
 #endif
