@@ -101,10 +101,12 @@ run_step test scripts/test.sh
            echo "compiler: $(c++ --version | head -n 1)"
            echo "cmake: $(cmake --version | head -n 1)"
            dpkg-query -W -f="\${Package} \${Version}\n" libfmt-dev catch2 libcatch2-dev libopenblas-dev zlib1g-dev 2>/dev/null | sed "s/^/package: /"' || true
-  echo "-- train.sh (last lines):"
-  tail -n 6 "$out/$release.train.log"
-  echo "-- test.sh (last lines):"
-  tail -n 12 "$out/$release.test.log"
+  echo "-- train.sh:"
+  grep -m 1 "^dropnet: CUDA backend" "$out/$release.train.log" || true
+  tail -n 3 "$out/$release.train.log"
+  echo "-- test.sh:"
+  grep -m 1 "^dropnet: CUDA backend" "$out/$release.test.log" || true
+  grep -E "tests passed|tests failed out of|^The following tests FAILED|\(Failed\)|\*\*\*" "$out/$release.test.log" || true
   echo "== $release: $([ $status -eq 0 ] && echo PASSED || echo "FAILED (exit $status)")"
 } | tee -a "$log"
 exit $status
