@@ -103,17 +103,19 @@ if ! command -v apt-get > /dev/null || ! command -v dpkg > /dev/null; then
   exit 1
 fi
 
-echo "install-deps: missing ${missing_what[*]}; installing: ${missing_debs[*]}"
+printf -v missing_list '%s; ' "${missing_what[@]}"
+echo "install-deps: missing: ${missing_list%; }"
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then
   if ! command -v sudo > /dev/null; then
-    echo "install-deps: apt-get needs root: run this as root, or install sudo, or run as root:" >&2
+    echo "install-deps: installing them needs root (apt-get), and sudo is not installed; as root, run:" >&2
     echo "  apt-get install ${missing_debs[*]}" >&2
     exit 1
   fi
   echo "install-deps: apt-get needs root: running it through sudo"
   sudo=(sudo)
 fi
+echo "install-deps: installing with apt-get: ${missing_debs[*]}"
 export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing_debs[@]}" > /dev/null
