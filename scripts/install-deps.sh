@@ -68,7 +68,7 @@ else
     [ -n "$c" ] && command -v "$c" > /dev/null && { CXX_BIN=$c; break; }
   done
   if [ -z "$CXX_BIN" ] || ! try_cxx $'#include <span>\n#include <concepts>\n#include <bit>\nint main() { return std::bit_width(1u) == 1 ? 0 : 1; }'; then
-    need g++ "a C++20 compiler (GCC 12 or later, or Clang 16 or later)"
+    need g++ "a C++20 compiler (GCC 12 or later)"
     CXX_BIN=""
     # Without a compiler the headers cannot be tested: take the packages that provide them (apt-get
     # leaves those already installed alone); the check below runs again once they are in.
