@@ -5,7 +5,7 @@
 #   sudo scripts/fresh-debian-check.sh RELEASE        RELEASE: bookworm (Debian 12) or trixie (Debian 13)
 #
 # 1. debootstrap --variant=minbase RELEASE into a temporary folder, from the Debian mirror that apt uses
-#    on this machine (the first deb.debian.org-style URI in /etc/apt/sources.list*; MIRROR=URL overrides);
+#    on this machine (the first .../debian URI in /etc/apt/sources.list*; MIRROR=URL overrides);
 # 2. git clone of this repository's HEAD (the committed state: commit first) into /root/dropnet there;
 # 3. inside, with chroot (and /proc, /sys, /dev mounted): scripts/train.sh, then scripts/test.sh;
 # 4. prints a summary (release, commit, versions of the compiler, CMake, fmt, OpenBLAS, Catch2, the time
@@ -37,7 +37,7 @@ commit=$(git -C "$repo" rev-parse HEAD)
 if [ -z "${MIRROR:-}" ]; then
   MIRROR=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
     grep -Eo 'https?://[^ ]+/debian/?( |$)' | grep -v security | head -n 1 | tr -d ' ' || true)
-  MIRROR=${MIRROR:-http://deb.debian.org/debian}
+  [ -n "$MIRROR" ] || { echo "fresh-debian-check: no Debian mirror in apt's sources; set MIRROR=URL" >&2; exit 2; }
 fi
 command -v debootstrap > /dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap > /dev/null; }
 
@@ -53,7 +53,7 @@ trap cleanup EXIT
 
 say() { echo "[fresh-debian-check $release $(date -u +%H:%M:%S)] $*" | tee -a "$log"; }
 : > "$log"
-say "commit $commit, mirror $MIRROR, root $root"
+say "commit $commit, root $root"
 
 t0=$(date +%s)
 debootstrap --variant=minbase "$release" "$root" "$MIRROR" >> "$log" 2>&1 ||
