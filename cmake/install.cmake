@@ -23,7 +23,7 @@ mark_as_advanced(DROPNET_INSTALL_CMAKEDIR DROPNET_INSTALL_PKGCONFIGDIR)
 # --- Symbol hygiene of libdropnet.so -------------------------------------------------------------------
 # -fvisibility=hidden (set on dropnet_objects) hides our internals; the version script also hides the
 # default-visibility code that is not ours (std:: template instantiations, fmt, static runtimes), and
-# --exclude-libs keeps the symbols of any static archive linked in (libfmt.a, libcudart_static.a) local.
+# --exclude-libs keeps the symbols of any static archive linked in (libcudart_static.a, a static fmt) local.
 # --no-undefined: the library must name every library it needs, or consumers would fail to link.
 set(DROPNET_VERSION_SCRIPT "${PROJECT_SOURCE_DIR}/cmake/dropnet.map")
 check_linker_flag(CXX "LINKER:--version-script=${DROPNET_VERSION_SCRIPT}" DROPNET_LINKER_HAS_VERSION_SCRIPT)
@@ -82,8 +82,8 @@ install(FILES
   COMPONENT Development)
 
 # --- CMake package: find_package(dropnet CONFIG) -> dropnet::dropnet ----------------------------------
-# The imported target carries the include directory and cxx_std_20. fmt, zlib, OpenBLAS and the CUDA
-# libraries are private dependencies of a shared library: they are not link requirements of consumers
+# The imported target carries the include directory and cxx_std_20. fmt is compiled into the library
+# (header-only); zlib, OpenBLAS and the CUDA libraries are private dependencies of a shared library: they are not link requirements of consumers
 # (the dynamic loader finds them through libdropnet.so's DT_NEEDED and RUNPATH), so the package does not
 # look for them.
 install(EXPORT dropnetTargets

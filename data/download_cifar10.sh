@@ -7,9 +7,12 @@
 #       checks its published MD5 and unpacks it to DIR/cifar-10-batches-bin/. A bad download is deleted.
 #       An archive already in DIR with the right MD5 is reused rather than downloaded again.
 #   data/download_cifar10.sh --from-jpeg-copy SRC [--dir DIR]
-#       For machines that cannot reach the URL: runs SRC/make_cifar10_bin.py (usually
-#       ../shared/datasets/cifar10) to write DIR/cifar-10-batches-bin/ from its JPEG copy, then checks
-#       the files against SRC/MD5SUMS. Needs python3 with numpy and Pillow (set PYTHON to choose one).
+#       For machines that cannot reach the URL: runs SRC/make_cifar10_bin.py (the folder of a
+#       JPEG-recompressed copy of CIFAR-10; see data/README.md) to write DIR/cifar-10-batches-bin/, then
+#       checks the files against SRC/MD5SUMS. Needs python3 with numpy and Pillow (set PYTHON to choose one).
+#
+# The download needs curl or wget and CA certificates: scripts/install-deps.sh --download checks for them
+# and installs them on Debian or Ubuntu (as root, or through sudo), or says what to install elsewhere.
 #
 # Environment: CIFAR10_URL and CIFAR10_MD5 override the URL and the expected sum (for testing the
 # checks, not for everyday use); PYTHON picks the interpreter for --from-jpeg-copy (default python3).
@@ -28,7 +31,7 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 while (( $# > 0 )); do
   case "$1" in
     --dir) (( $# >= 2 )) || die "--dir needs a directory"; dir="$2"; shift 2 ;;
-    --from-jpeg-copy) (( $# >= 2 )) || die "--from-jpeg-copy needs a directory (e.g. ../shared/datasets/cifar10)"
+    --from-jpeg-copy) (( $# >= 2 )) || die "--from-jpeg-copy needs a directory (the JPEG copy's folder)"
                       jpeg_copy="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -45,7 +48,7 @@ md5_of() {  # prints the MD5 of a file (GNU md5sum, or BSD/macOS md5)
 
 if [[ -n "$jpeg_copy" ]]; then
   script="$jpeg_copy/make_cifar10_bin.py"
-  [[ -f "$script" ]] || die "$script not found; expected the carried JPEG copy (../shared/datasets/cifar10)"
+  [[ -f "$script" ]] || die "$script not found; expected the folder of the JPEG-recompressed copy"
   python="${PYTHON:-python3}"
   "$python" -c 'import numpy, PIL' 2> /dev/null ||
     die "$python lacks numpy or Pillow (Debian: apt-get install python3-numpy python3-pil, then PYTHON=/usr/bin/python3)"
@@ -60,6 +63,9 @@ if [[ -n "$jpeg_copy" ]]; then
 fi
 
 archive="$dir/cifar-10-binary.tar.gz"
+if [[ ! -f "$archive" ]] || [[ "$(md5_of "$archive")" != "$expected_md5" ]]; then
+  "$here/../scripts/install-deps.sh" --download || die "curl or wget and CA certificates are needed (see above)"
+fi
 if [[ -f "$archive" && "$(md5_of "$archive")" == "$expected_md5" ]]; then
   echo "reusing $archive (MD5 $expected_md5 OK)"
 else

@@ -1,19 +1,28 @@
 #!/usr/bin/env bash
-# gpu-check.sh: the one prepared command for the GPU machine (issue 3).
+# gpu-check.sh: checks dropnet on a machine with an NVIDIA GPU, in one command, and writes a summary.
 #
-#   scripts/gpu-check.sh --prepare   on a development machine, once: fills .data/ (the CIFAR-10 copy) and
-#                                    build-deps/ (Debian .deb files of the build's dependencies, in case the
-#                                    GPU image lacks them); both are git-ignored and travel through `carry`.
-#   scripts/gpu-check.sh             on the GPU machine, from the repository root (see docs/gpu-results.md):
-#        1. builds for sm_90 (Release, -DCMAKE_CUDA_ARCHITECTURES=90, 16 jobs); meanwhile turns .data/ into
-#           the official binary layout (make_cifar10_bin.py);
+# On your machine (CUDA toolkit with nvcc on the PATH, cuDNN 9, an NVIDIA driver), from the repository root:
+#
+#   scripts/install-deps.sh                 # the build's other dependencies (once; see README.md)
+#   data/download_cifar10.sh                # optional: the full CIFAR-10, for the training stage
+#   scripts/gpu-check.sh                    # about 8 minutes on an H100; results in out/gpu-check/
+#
+#        1. builds for sm_90 (Release; GPU_CHECK_ARCH=80, 89, native... for another card; GPU_CHECK_JOBS
+#           parallel jobs, default 16) into build-gpu/;
 #        2. runs the CUDA test suite (Catch2 counts) and ctest for the rest;
-#        3. trains the seed model: dropnet train --device cuda --epochs 3 --verbose 2 on the full copy;
+#        3. trains the seed model: dropnet train --device cuda --epochs 3 --verbose 2 on the full CIFAR-10
+#           (data/cifar-10-batches-bin; skipped without it);
 #        4. benchmarks: dropnet-bench kernels and throughput, the seed-model memory probe, and the PyTorch
-#           eager reference (benchmarks/reference/torch_seed_model.py) on the same GPU;
+#           eager reference (benchmarks/reference/torch_seed_model.py, when python3 has torch) on the same GPU;
 #        5. compute-sanitizer memcheck and racecheck on the CUDA tests (bounded);
 #        6. writes $OUT/summary.md and $OUT/summary.json (device, commit, test counts, epoch time,
 #           images/s, accuracy, bandwidths, memory, and each stage's status and time).
+#
+#   scripts/gpu-check.sh --prepare          for a GPU machine that is offline, on a machine that is not:
+#                                           fills build-deps/ with the Debian packages of the build's
+#                                           dependencies and, with CIFAR_SRC=DIR (a folder holding the
+#                                           JPEG-recompressed CIFAR-10 copy and its make_cifar10_bin.py),
+#                                           .data/; copy the repository with both folders to the GPU machine.
 #
 # Every stage runs under a time limit drawn from one budget (GPU_CHECK_BUDGET_S, default 450 s, so the
 # whole check stays under 8 minutes on an H100); a stage that fails or times out is recorded and the
@@ -31,15 +40,16 @@ libopenblas0 libgfortran5 libquadmath0 zlib1g-dev zlib1g"
 
 if [ "${1:-}" = "--prepare" ]; then
   cifar_src=${CIFAR_SRC:-}
-  for candidate in "$ROOT/../shared/datasets/cifar10" /work/shared/datasets/cifar10; do
+  for candidate in "$ROOT/../shared/datasets/cifar10"; do   # where the project's development machines keep it
     [ -z "$cifar_src" ] && [ -f "$candidate/make_cifar10_bin.py" ] && cifar_src=$candidate
   done
-  if [ -z "$cifar_src" ]; then
-    echo "gpu-check --prepare: no CIFAR-10 copy found (set CIFAR_SRC to the folder with make_cifar10_bin.py)" >&2
-    exit 2
+  mkdir -p build-deps
+  if [ -n "$cifar_src" ]; then
+    mkdir -p .data
+    cp -u "$cifar_src"/* .data/
+  else
+    echo "gpu-check --prepare: no CIFAR-10 copy (set CIFAR_SRC to a folder with make_cifar10_bin.py); packages only" >&2
   fi
-  mkdir -p .data build-deps
-  cp -u "$cifar_src"/* .data/
   for pkg in $DEB_PACKAGES; do
     if ls build-deps/"${pkg}"_*.deb >/dev/null 2>&1; then continue; fi
     cached=$(ls /var/cache/apt/archives/"${pkg}"_*_amd64.deb 2>/dev/null | head -n 1)
@@ -48,8 +58,8 @@ if [ "${1:-}" = "--prepare" ]; then
     fi
   done
   git rev-parse HEAD > build-deps/COMMIT 2>/dev/null || true
-  echo "prepared: .data/ ($(du -sh .data | cut -f1)) and build-deps/ ($(du -sh build-deps | cut -f1))"
-  echo 'now, through the device tool: run(command="bash scripts/gpu-check.sh", carry=[".data", "build-deps"], timeout_s=600)'
+  echo "prepared: build-deps/ ($(du -sh build-deps | cut -f1))${cifar_src:+ and .data/ ($(du -sh .data | cut -f1))}"
+  echo "copy the repository with them to the GPU machine and run scripts/gpu-check.sh there"
   exit 0
 fi
 
@@ -169,6 +179,9 @@ RUN=(env)
 # --- dataset conversion, in the background while the build runs ----------------------------------------
 DATA_DIR=$ROOT/.data/cifar-10-batches-bin
 DATA_PID=""
+if [ ! -f .data/make_cifar10_bin.py ] && [ -f "$ROOT/data/cifar-10-batches-bin/data_batch_1.bin" ]; then
+  DATA_DIR=$ROOT/data/cifar-10-batches-bin   # data/download_cifar10.sh's official copy
+fi
 if [ -f "$DATA_DIR/data_batch_1.bin" ] && [ -f "$DATA_DIR/test_batch.bin" ]; then
   echo "already converted" > "$LOGS/data.log"
 elif [ -f .data/make_cifar10_bin.py ]; then
@@ -182,7 +195,7 @@ elif [ -f .data/make_cifar10_bin.py ]; then
     fi ) &
   DATA_PID=$!
 else
-  skip_stage data "no .data/make_cifar10_bin.py: carry .data (scripts/gpu-check.sh --prepare)"
+  skip_stage data "no CIFAR-10: run data/download_cifar10.sh first for the training stage"
 fi
 
 # --- build ------------------------------------------------------------------------------------------
@@ -190,7 +203,7 @@ GENERATOR=()
 command -v ninja >/dev/null 2>&1 && GENERATOR=(-G Ninja)
 [ -f "$BUILD/CMakeCache.txt" ] && GENERATOR=()   # an existing build keeps its generator
 run_stage configure 120 "${RUN[@]}" cmake -S "$ROOT" -B "$BUILD" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_CUDA_ARCHITECTURES=90 -DDROPNET_CUDA=ON -DDROPNET_BUILD_TESTS=ON -DDROPNET_BUILD_BENCHMARKS=ON \
+  -DCMAKE_CUDA_ARCHITECTURES="${GPU_CHECK_ARCH:-90}" -DDROPNET_CUDA=ON -DDROPNET_BUILD_TESTS=ON -DDROPNET_BUILD_BENCHMARKS=ON \
   "${DEPS_ARGS[@]}" "${CUDNN_ARGS[@]}"
 if grep -q "CMAKE_GENERATOR:INTERNAL=Ninja" "$BUILD/CMakeCache.txt" 2>/dev/null; then KEEP_GOING=(-k 0); else KEEP_GOING=(-k); fi
 run_stage build 300 "${RUN[@]}" cmake --build "$BUILD" -j "$JOBS" -- "${KEEP_GOING[@]}"

@@ -1,3 +1,5 @@
-// main.cpp: Catch2's runner for the CPU suite.
-#define CATCH_CONFIG_MAIN
-#include <catch2/catch.hpp>
+// main.cpp: Catch2's runner for the CPU suite (v2 or v3: support/catch.hpp).
+#define DROPNET_CATCH_SESSION
+#include "support/catch.hpp"
+
+int main(int argc, char* argv[]) { return Catch::Session().run(argc, argv); }

@@ -40,6 +40,16 @@ std::string suggestion(std::string_view name, std::span<const FlagSpec> specs) {
 
 }  // namespace
 
+std::string suggest_word(std::string_view word, std::span<const std::string_view> candidates) {
+  std::string_view best;
+  std::size_t best_distance = 3;  // suggest only near misses
+  for (const std::string_view c : candidates) {
+    const std::size_t d = edit_distance(word, c);
+    if (d < best_distance) best = c, best_distance = d;
+  }
+  return best.empty() ? std::string() : fmt::format("; did you mean {}?", best);
+}
+
 Flags parse_flags(std::span<const std::string> args, std::span<const FlagSpec> specs) {
   Flags flags;
   flags.specs_ = specs;

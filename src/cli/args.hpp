@@ -65,6 +65,10 @@ class Flags {
 // Parses `args` (the words after the command name) against `specs`. Throws UsageError.
 Flags parse_flags(std::span<const std::string> args, std::span<const FlagSpec> specs);
 
+// "; did you mean train?" when one of `candidates` is a near miss of `word` (edit distance 1 or 2,
+// the same rule as for flags), else "".
+std::string suggest_word(std::string_view word, std::span<const std::string_view> candidates);
+
 // The flags as an aligned, wrapped list: "  --epochs N          Training epochs. (default: 55)".
 std::string format_flag_help(std::span<const FlagSpec> specs);
 

@@ -20,8 +20,15 @@ struct DataSource {
 // --data as given; else the full dataset, else the bundled sample, each in the current directory first,
 // then in the source tree.
 inline DataSource find_data(const std::optional<std::string>& flag) {
-  if (flag) return {*flag, fmt::format("Using CIFAR-10 from {}", *flag)};
   namespace fs = std::filesystem;
+  if (flag) {
+    // Checked here, before anything says "Using CIFAR-10 from ...".
+    std::error_code exists_error;
+    if (!fs::exists(*flag, exists_error))
+      throw IoError(fmt::format("--data {}: no such file or directory (expected a CIFAR-10 folder or "
+                                "cifar-10-binary.tar.gz)", *flag));
+    return {*flag, fmt::format("Using CIFAR-10 from {}", *flag)};
+  }
   const std::array<fs::path, 2> roots = {fs::path("."), fs::path(DROPNET_SOURCE_DIR)};
   std::error_code ec;
   for (const fs::path& root : roots) {

@@ -1,5 +1,6 @@
 // main.cpp: the dropnet program: dispatches to a command, prints help and the version, and turns every
 // failure into one line on stderr ("dropnet: error: ...") and an exit code. Nothing escapes as an abort.
+#include <array>
 #include <cstdio>
 #include <exception>
 #include <new>
@@ -88,6 +89,9 @@ int dispatch(const std::vector<std::string>& args) {
   if (command == "predict") return run_predict(rest);
   if (command.rfind("-", 0) == 0)
     throw UsageError(fmt::format("unknown option '{}' before a command; expected 'dropnet train [flags]'", command));
+  static constexpr std::array<std::string_view, 4> kCommands = {"train", "evaluate", "predict", "help"};
+  const std::string hint = suggest_word(command, kCommands);
+  if (!hint.empty()) throw UsageError(fmt::format("unknown command '{}'{}", command, hint));
   throw UsageError(fmt::format("unknown command '{}'; expected train, evaluate, predict, help or --version", command));
 }
 

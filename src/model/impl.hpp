@@ -62,6 +62,10 @@ struct Sequential::Impl {
   void gather_range(const Tensor& x, const Tensor* y, std::int64_t begin, std::int64_t end);
   // Runs the layers on the first n rows of batch_x.
   void forward(std::int64_t n, RunContext& ctx);
+  // The NVTX range names of layer i ("conv2d_1 forward", "conv2d_1 backward"), made once (CUDA builds
+  // name their ranges; src/core/nvtx.hpp).
+  const char* range_name(std::size_t i, bool backward);
+  std::vector<std::string> range_names;
   // Issues the loss of the first n rows of the last forward against batch_y into `stats`; with an
   // `update` also the backward pass, Adam and the constraints. Nothing is read back (read_stats does).
   void issue_loss(std::int64_t n, RunContext& ctx, const backend::AdamCall* update);

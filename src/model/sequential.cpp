@@ -8,6 +8,7 @@
 #include "dropnet/errors.hpp"
 #include "kernels/philox.hpp"
 #include "layers/layer_util.hpp"
+#include "core/nvtx.hpp"
 #include "model/impl.hpp"
 
 namespace dropnet {
@@ -162,8 +163,20 @@ Tensor Sequential::Impl::layer_input(std::size_t i, std::int64_t n) {
   return i == 0 ? batch_x.rows(0, n) : outputs[i - 1].rows(0, n);
 }
 
+const char* Sequential::Impl::range_name(std::size_t i, bool backward) {
+  if (range_names.size() != 2 * layers.size()) {
+    range_names.clear();
+    for (const auto& layer : layers) {
+      range_names.push_back(layer->name() + " forward");
+      range_names.push_back(layer->name() + " backward");
+    }
+  }
+  return range_names[2 * i + (backward ? 1 : 0)].c_str();
+}
+
 void Sequential::Impl::forward(std::int64_t n, RunContext& ctx) {
   for (std::size_t i = 0; i < layers.size(); ++i) {
+    DROPNET_NVTX_RANGE(range_name(i, false));
     Tensor in = layer_input(i, n);
     Tensor out = outputs[i].rows(0, n);
     layers[i]->forward(in, out, ctx);
@@ -175,11 +188,15 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
   Tensor logits = layers[last]->logits().rows(0, n);
   Tensor labels = batch_y.rows(0, n);
   Tensor dlogits = output_grads[last].rows(0, n);
-  stats.fill(0.0f);
-  // Keras' loss is the mean over the batch, so each row's gradient carries 1 / n.
-  backend->softmax_cross_entropy(logits, labels, update ? &dlogits : nullptr, 1.0f / float(n), stats);
+  {
+    DROPNET_NVTX_RANGE("loss (softmax cross-entropy)");
+    stats.fill(0.0f);
+    // Keras' loss is the mean over the batch, so each row's gradient carries 1 / n.
+    backend->softmax_cross_entropy(logits, labels, update ? &dlogits : nullptr, 1.0f / float(n), stats);
+  }
   if (update == nullptr) return;
   for (std::size_t i = last + 1; i-- > 0;) {
+    DROPNET_NVTX_RANGE(range_name(i, true));
     Tensor in = layer_input(i, n);
     Tensor dx = i > 0 ? output_grads[i - 1].rows(0, n) : Tensor();
     Tensor* dx_ptr = i > 0 ? &dx : nullptr;
@@ -191,9 +208,13 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
       layers[i]->backward(in, out, dy, dx_ptr, ctx);
     }
   }
-  backend->adam_update(weights.data(), grads.data(), adam_m.data(), adam_v.data(),
-                       static_cast<std::size_t>(weights.size()), *update);
+  {
+    DROPNET_NVTX_RANGE("adam");
+    backend->adam_update(weights.data(), grads.data(), adam_m.data(), adam_v.data(),
+                         static_cast<std::size_t>(weights.size()), *update);
+  }
   // Keras applies constraints after the gradients, on every step.
+  DROPNET_NVTX_RANGE("max-norm");
   for (auto& [param, call] : constraints) backend->maxnorm(param->value.data(), call);
 }
 
@@ -214,9 +235,13 @@ std::vector<float> Sequential::Impl::epoch_alphas(std::int64_t steps, std::int64
 }
 
 void Sequential::Impl::issue_fit_step(FitPlan& plan, std::int64_t batch_size, std::int64_t n) {
+  DROPNET_NVTX_RANGE("step");
   backend::StepCounters* counters = plan.counters();
   Tensor bx = batch_x.rows(0, n), by = batch_y.rows(0, n);
-  backend->gather_batch(plan.data(), plan.order(), counters, batch_size, bx, by);
+  {
+    DROPNET_NVTX_RANGE("gather batch");
+    backend->gather_batch(plan.data(), plan.order(), counters, batch_size, bx, by);
+  }
   RunContext ctx{*backend, true, counters, static_cast<std::uint64_t>(iterations)};
   forward(n, ctx);
   const backend::AdamCall update(adam_step(iterations + 1), plan.alpha_by_batch(), counters);
@@ -231,6 +256,7 @@ Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
   const std::int64_t n = x.dim(0);
   if (n == 0) throw InvalidArgument("train_on_batch: empty batch");
   m.ensure_capacity(n);
+  DROPNET_NVTX_RANGE("step (train_on_batch)");
   m.gather_range(x, &y, 0, n);
   RunContext ctx{*m.backend, true};
   m.forward(n, ctx);

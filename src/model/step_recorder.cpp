@@ -1,6 +1,8 @@
 // step_recorder.cpp: see step_recorder.hpp.
 #include "model/step_recorder.hpp"
 
+#include "core/nvtx.hpp"
+
 #include <fmt/format.h>
 
 #include "dropnet/errors.hpp"
@@ -29,6 +31,9 @@ void StepRecorder::run(FitPlan& plan, std::int64_t n) {
     warmed_up_ = false;
   }
   if (recording_) {
+    // One range for the whole replayed step: the graph's kernels carry no host ranges (nsys
+    // --cuda-graph-trace=node shows them one by one; --cuda-graphs off gives every layer its range).
+    DROPNET_NVTX_RANGE("step (CUDA graph replay)");
     recording_->replay();
     for (auto& [layer, move] : step_moves_) layer->set_step(layer->step() + move);
     return;

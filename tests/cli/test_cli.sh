@@ -95,12 +95,15 @@ expect_error "--batch-size 0" 2 "--batch-size 0" train --batch-size 0
 expect_error "partly numeric" 2 "--epochs 5x" train --epochs=5x
 expect_error "unknown device" 2 "auto, cpu or cuda" train --device tpu
 expect_error "unknown command" 2 "unknown command" frobnicate
+expect_error "misspelt command" 2 "did you mean train\?" trian
 
 # --- runtime errors: one line naming the file, exit 1 -----------------------------------------------------
 cp -r "$SAMPLE" "$WORK/truncated"
 truncate -s -5 "$WORK/truncated/data_batch_2.bin"
 expect_error "truncated data file" 1 "data_batch_2\.bin" train --data "$WORK/truncated" --epochs 1 --device cpu
 expect_error "missing data directory" 1 "$WORK/nonexistent" train --data "$WORK/nonexistent" --device cpu
+if grep -q "Using CIFAR-10" "$WORK/out"; then fail "missing data directory: said 'Using CIFAR-10' first"
+else pass "missing data directory: nothing on stdout before the error"; fi
 
 # --- a tiny training run on the bundled sample -------------------------------------------------------------
 run train --data "$SAMPLE" --epochs 1 --limit 100 --test-limit 50 --batch-size 50 --device cpu --verbose 2

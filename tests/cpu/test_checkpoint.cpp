@@ -3,7 +3,7 @@
 //
 // The model is small (a conv, a pool, two dropouts, two dense layers, a MaxNorm) so that a few epochs
 // run in well under a second; dropout is active and shuffling on, so exactness needs every piece of state.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <unistd.h>
 

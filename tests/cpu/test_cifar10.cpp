@@ -2,7 +2,7 @@
 //
 // Fixture pixels follow a formula of (record, channel, row, column) so every decoded value can be checked,
 // and the tar archives are built byte by byte here (not with tar(1)) so the tests control each header field.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "support/temp_dir.hpp"
 #include <zlib.h>

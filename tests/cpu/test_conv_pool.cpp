@@ -1,6 +1,6 @@
 // Conv2D and MaxPooling2D forward (through the layers and the CPU backend) against naive loops written
 // from Keras' definitions, for "valid" and "same" padding and several strides.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <limits>
 

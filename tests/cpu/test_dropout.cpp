@@ -1,5 +1,5 @@
 // Dropout: Keras' semantics and the properties of the counter-based mask.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <cmath>
 #include <limits>

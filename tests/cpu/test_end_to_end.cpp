@@ -1,6 +1,6 @@
 // End to end: the seed model trains on the bundled CIFAR-10 sample. A few hundred optimizer steps must
 // lower the training loss and classify held-out records well above chance.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "cli/seed_model.hpp"
 #include "dropnet/dropnet.hpp"

@@ -1,6 +1,6 @@
 // The replayable training step of fit (backend/backend.hpp, StepCounters; model/fit_plan.hpp): the values
 // that change between steps come from the backend's memory, and give exactly what the plain calls give.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <cstring>
 #include <numeric>

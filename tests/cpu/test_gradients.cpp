@@ -1,6 +1,6 @@
 // Every op's backward against central differences, in double precision (the CPU ops are templates).
 // Each check uses L = sum(G * f(inputs)) for a fixed random G, so dL/d(out) = G.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <functional>
 

@@ -14,7 +14,7 @@
 // agree to float rounding while every target probability lies inside the clip range (all cases except
 // softmax_ce_saturated, and the seed model, whose generator asserts it); the saturated case checks dropnet
 // against Keras' from_logits=True goldens and bounds the difference from the clipped loss.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <algorithm>
 #include <array>

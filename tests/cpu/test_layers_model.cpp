@@ -1,12 +1,12 @@
 // Layers' argument checks and Sequential's Keras behaviours: naming, shapes, seeds, fit's reporting.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "dropnet/dropnet.hpp"
 #include "support/matchers.hpp"
 #include "support/testing.hpp"
 
 using namespace dropnet;
-using Catch::Matchers::Contains;
+using Catch::Contains;
 
 namespace {
 

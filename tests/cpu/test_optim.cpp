@@ -1,5 +1,5 @@
 // MaxNorm, Adam, initializers and cross-entropy against values computed by hand from Keras' formulas.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <cmath>
 #include <map>

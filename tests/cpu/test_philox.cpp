@@ -1,5 +1,5 @@
 // Philox4x32-10 against Random123's known answers and cuRAND's own host generator.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <vector>
 

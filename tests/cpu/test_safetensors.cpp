@@ -1,6 +1,6 @@
 // test_safetensors.cpp: the strict safetensors reader and the atomic writer: a round trip, then one case
 // per kind of malformed file, each checking that the error names the file and the problem.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "support/temp_dir.hpp"
 

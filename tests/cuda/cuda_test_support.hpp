@@ -3,7 +3,7 @@
 // CPU's within atol + rtol * |ref|, printing the first mismatches.
 #pragma once
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <algorithm>
 #include <cmath>

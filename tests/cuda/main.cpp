@@ -1,8 +1,8 @@
 // main.cpp: the CUDA suite's runner. Without a usable GPU it exits 77, which CTest reports as skipped
 // (SKIP_RETURN_CODE 77), before Catch2 starts: no test here can run on the CPU alone. Listing the tests
 // (--list-tests, --list-tags, --help) works without a GPU.
-#define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+#define DROPNET_CATCH_SESSION
+#include "support/catch.hpp"
 
 #include <cstdio>
 #include <string_view>

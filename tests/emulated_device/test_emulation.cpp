@@ -2,7 +2,7 @@
 // write past a buffer, a barrier that can never open, a host read without its wait, a value frozen into a
 // graph, calls CUDA forbids during capture). A fault makes the device's error sticky, as on a GPU, so
 // those cases run in a child process.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <cuda_runtime.h>
 #include <sys/wait.h>

@@ -3,7 +3,7 @@
 // NaN bytes), results come back with cudaMemcpy after a synchronize, so the library calls go through the
 // emulated streams' asynchronous queueing as the backend's do. Outputs are poisoned with NaN wherever
 // beta == 0, so a double that reads them would fail.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>

@@ -82,6 +82,20 @@ else
   pass "libdropnet.so has no RUNPATH into the build tree"
 fi
 
+# DT_NEEDED: only what the library calls (docs/library.md, "Runtime dependencies"): the C and C++
+# runtimes, OpenBLAS, zlib and, in a CUDA build, the CUDA runtime, cuBLAS and cuDNN (libdl for NVTX's
+# loader where glibc still has a separate one; the dynamic loader for thread_local). fmt is compiled in;
+# cuRAND is not called.
+needed=$(readelf -d "$real" | sed -nE 's/.*\(NEEDED\).*\[(.*)\]/\1/p' | sort | tr '\n' ' ')
+unexpected=$(for n in $needed; do
+  [[ $n =~ ^(libc|libm|libstdc\+\+|libgcc_s|libopenblas|libblas|libz|libcudart|libcublas|libcublasLt|libcudnn|libdl|libpthread|librt|ld-linux[-a-z0-9_]*)\.so ]] || echo "$n"
+done)
+if [[ -z $unexpected ]]; then
+  pass "libdropnet.so needs only: $needed"
+else
+  echo "$needed" >"$LOG"; fail "libdropnet.so needs $(echo $unexpected) (not a documented runtime dependency)"
+fi
+
 # Exactly the public headers: include/dropnet/*.hpp plus the generated export.hpp and version.hpp.
 expected=$( (cd "$SRC/include" && ls dropnet/*.hpp; echo dropnet/export.hpp; echo dropnet/version.hpp) | sort -u)
 installed=$( (cd "$PREFIX/include" && find . -type f | sed 's|^\./||') | sort)

@@ -1,7 +1,7 @@
 // matchers.hpp: Catch2 v2 has no "exception message contains" matcher; this is it.
 #pragma once
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <exception>
 #include <string>
