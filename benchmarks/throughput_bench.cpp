@@ -153,10 +153,11 @@ int run_throughput(std::span<const std::string> args) {
   if (device == Device::CPU) blas = sgemm_reference(gemm_size);
 
   backend::Backend& be = backend::backend_for(device);
-  // fit reads each batch's loss back before the next, so the time between two batch ends is one whole
-  // step, finished on any device.
+  // Asking for every batch's logs makes fit read each batch's running loss back before the next, so the
+  // time between two batch ends is one whole step, finished on any device.
   struct StepClock : Callback {
     std::vector<std::chrono::steady_clock::time_point> ends;
+    bool wants_batch_logs() const override { return true; }
     void on_epoch_begin(int) override { ends.push_back(std::chrono::steady_clock::now()); }
     void on_batch_end(int, const Logs&) override { ends.push_back(std::chrono::steady_clock::now()); }
   } clock;
@@ -202,7 +203,10 @@ int run_throughput(std::span<const std::string> args) {
     outs.emplace_back(s, device);
     grads.emplace_back(s, device);
   }
-  RunContext ctx{be, true};
+  // The Dropout layers draw their masks at the step of one slot on the device (any step takes as long).
+  const backend::StepSlot slot_value{0, 1, 0};
+  const backend::DeviceArray<backend::StepSlot> slot(std::span(&slot_value, 1), device);
+  RunContext ctx{be, true, slot.data()};
   Tensor stats({2}, device);
   auto input = [&](std::size_t i) { return i == 0 ? x : outs[i - 1]; };
   std::vector<double> fwd(L), bwd(L);

@@ -9,8 +9,9 @@
 //
 //   y = keep ? x / keep_prob : 0        (forward on x, backward on dy: d(x / p)/dx = 1 / p)
 //
-// With DropoutLaunch::iteration the step is *iteration + step, read by each thread when the kernel runs
-// (fit's StepCounters), so one recorded launch (a CUDA graph) draws the mask of whichever step it replays.
+// With DropoutLaunch::step_at the step is read there (the layer's slot of the model's step state) by each
+// thread when the kernel runs, so one recorded launch (a CUDA graph) draws the mask of whichever step it
+// replays.
 #include "kernels/launch.cuh"
 
 #include <curand_kernel.h>
@@ -21,9 +22,9 @@
 namespace dropnet::kernels {
 namespace {
 
-// The mask's step: `step`, or *iteration + step (uint64 wraparound, as on the CPU) when it is given.
-__device__ __forceinline__ std::uint64_t mask_step(const std::uint64_t* iteration, std::uint64_t step) {
-  return iteration != nullptr ? *iteration + step : step;
+// The mask's step: *step_at when it is given, else `step`.
+__device__ __forceinline__ std::uint64_t mask_step(const std::uint64_t* step_at, std::uint64_t step) {
+  return step_at != nullptr ? *step_at : step;
 }
 
 // The four uniforms of mask elements 4 * group .. 4 * group + 3.
@@ -41,8 +42,8 @@ __device__ __forceinline__ float component(const float4& u, int c) {
 // elements, with 16-byte loads and stores when both pointers allow them (kVector).
 template <bool kVector>
 __global__ void dropout_contiguous(const float* in, float* out, std::int64_t count, std::uint64_t seed,
-                                   const std::uint64_t* iteration, std::uint64_t step_offset, float keep_prob) {
-  const std::uint64_t step = mask_step(iteration, step_offset);
+                                   const std::uint64_t* step_at, std::uint64_t step_value, float keep_prob) {
+  const std::uint64_t step = mask_step(step_at, step_value);
   const std::int64_t groups = (count + 3) / 4;
   DROPNET_GRID_STRIDE(j, groups) {
     const float4 u = mask_uniforms(seed, step, static_cast<std::uint64_t>(j));
@@ -67,7 +68,7 @@ __global__ void dropout_contiguous(const float* in, float* out, std::int64_t cou
 // noise_shape with 1s: the mask index of element i drops the coordinates of broadcast dims (their mask
 // stride is 0). One generator call per element; this path serves SpatialDropout-style masks only.
 __global__ void dropout_broadcast(const float* in, float* out, DropoutLaunch call) {
-  const std::uint64_t step = mask_step(call.iteration, call.step);
+  const std::uint64_t step = mask_step(call.step_at, call.step);
   DROPNET_GRID_STRIDE(i, call.count) {
     std::int64_t rest = i, mask_index = 0;
     for (int d = call.rank - 1; d >= 0; --d) {
@@ -90,10 +91,10 @@ void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void
     detail::launch_linear("dropout_broadcast", dropout_broadcast, count, stream, in, out, call);
   } else if (detail::aligned16(in) && detail::aligned16(out)) {
     detail::launch_linear("dropout_contiguous<vector>", dropout_contiguous<true>, (count + 3) / 4, stream, in, out,
-                          call.count, call.seed, call.iteration, call.step, call.keep_prob);
+                          call.count, call.seed, call.step_at, call.step, call.keep_prob);
   } else {
     detail::launch_linear("dropout_contiguous<scalar>", dropout_contiguous<false>, (count + 3) / 4, stream, in,
-                          out, call.count, call.seed, call.iteration, call.step, call.keep_prob);
+                          out, call.count, call.seed, call.step_at, call.step, call.keep_prob);
   }
 }
 

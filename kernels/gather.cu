@@ -3,7 +3,7 @@
 //
 // gather_batch (fit's step) reads the data set as floats or as bytes (CIFAR-10 pixels, 4x less memory) and
 // even the batch's indices on the device: rows order[*batch * batch_size + r], with
-// *batch the StepCounters' batch, so one recorded launch gathers whichever batch it replays. Its bytes become
+// *batch the step state's batch (StepHeader::batch), so one recorded launch gathers whichever batch it replays. Its bytes become
 // float(b) / 255.0f, a division (not a multiplication by 1/255, which rounds differently for some b), the
 // exact expression of the CPU loader's table, so GPU and CPU batches are the same bits.
 #include "kernels/launch.cuh"

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "kernels/adam_math.hpp"
+#include "kernels/step_state.hpp"
 
 namespace dropnet::kernels {
 
@@ -55,12 +56,12 @@ void launch_crop_nhwc(const float* src, float* dst, const PadGeometry& g, void* 
 // One dropout pass (forward x -> y or backward dy -> dx: the same expression, see dropout_math.hpp).
 // The input has `rank` dims; mask_stride[d] is the row-major stride of dim d in the mask, 0 where the
 // mask is broadcast (noise_shape 1). When the mask has the input's shape, mask index == element index.
-// With `iteration` (device memory, e.g. &StepCounters::iteration), the mask's step is read by the kernel
-// when it runs: *iteration + step (mod 2^64), so a recorded launch draws a fresh mask at every replay.
+// With `step_at` (device memory: the layer's StepSlot::step), the mask's step is read there by the kernel
+// when it runs, so a recorded launch draws the mask of whichever step it replays.
 struct DropoutLaunch {
   std::uint64_t seed;
   std::uint64_t step;
-  const std::uint64_t* iteration = nullptr;  // null: the step is `step`
+  const std::uint64_t* step_at = nullptr;  // null: the step is `step`
   float keep_prob;             // 1 - rate
   std::int64_t count;          // input elements
   int rank;
@@ -76,7 +77,7 @@ void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void
 void launch_adam(float* params, const float* grads, float* m, float* v, std::size_t count, const AdamStep& step,
                  void* stream);
 // The same, with alpha read by the kernel when it runs: alpha_by_batch[*batch] (both device memory, e.g. fit's
-// per-epoch alpha table and &StepCounters::batch) replaces step.alpha. Null pointers: step.alpha.
+// per-epoch alpha table and &StepHeader::batch) replaces step.alpha. Null pointers: step.alpha.
 void launch_adam(float* params, const float* grads, float* m, float* v, std::size_t count, const AdamStep& step,
                  const float* alpha_by_batch, const std::int64_t* batch, void* stream);
 
@@ -128,7 +129,7 @@ struct GatherBatchLaunch {
   std::int64_t x_row;          // values per x row
   std::int64_t classes;        // values per y row
   const std::int64_t* order;   // a permutation of the dataset's rows
-  const std::int64_t* batch;   // the batch within the epoch (&StepCounters::batch)
+  const std::int64_t* batch;   // the batch within the epoch (&StepHeader::batch)
   std::int64_t batch_size;     // the epoch's full batch size: batch b starts at order[b * batch_size]
   std::int64_t rows;           // rows of this batch (batch_size, or fewer for the epoch's last)
   float* bx;                   // (rows, x_row)
@@ -138,8 +139,9 @@ void launch_gather_batch(const GatherBatchLaunch& call, void* stream);
 
 // ---- step.cu -------------------------------------------------------------------------------------
 
-// *iteration += 1 and *batch += 1 (one thread; &StepCounters::iteration and ::batch): the last op of
-// a recorded training step, so that the next replay reads the next step's values.
-void launch_advance_step(std::uint64_t* iteration, std::int64_t* batch, void* stream);
+// kernels::advance_step_state on one thread (kernels/step_state.hpp): the last op of a training step, so
+// that the next replay of a recorded step reads the next step's values. `state`, `slots` and
+// advance.batch_stats are device memory.
+void launch_advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance, void* stream);
 
 }  // namespace dropnet::kernels

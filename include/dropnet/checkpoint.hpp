@@ -100,6 +100,8 @@ class DROPNET_EXPORT TrainingDiverged : public Error {
 class DROPNET_EXPORT TerminateOnNaN : public Callback {
  public:
   void on_epoch_begin(int epoch) override { epoch_ = epoch; }
+  // Every batch's loss: fit then reads its running sums after every batch (a host wait per step on a GPU).
+  bool wants_batch_logs() const override { return true; }
   void on_batch_end(int batch, const Logs& logs) override;
 
  private:

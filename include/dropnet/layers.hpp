@@ -2,8 +2,9 @@
 // InvalidArgument with Keras' wording; build() creates the weights once the input shape is known, and
 // throws InvalidArgument (naming the layer) for an input shape the layer cannot take.
 //
-// Layers are normally only constructed and handed to Sequential::add, which builds, allocates and runs
-// them; build/allocate/forward/backward are the interface a custom Layer subclass implements.
+// Layers are constructed and handed to Sequential::add, which builds, allocates and runs them. The layer
+// set is closed: forward/backward take dropnet's internal RunContext (declared, not defined, here), so
+// Layer is not an extension point for custom layers outside the library.
 //
 // Shapes given to and returned by build() exclude the batch dimension (Keras prints it as None).
 // Images are NHWC. Weights use Keras' layouts: Conv2D kernel (rows, cols, in, filters), Dense kernel (in, units).
@@ -22,21 +23,9 @@
 
 namespace dropnet {
 
-namespace backend {
-class Backend;
-struct StepCounters;
-}  // namespace backend
-
-// What a layer needs to run: the backend that owns its tensors and whether this is a training pass.
-// Inside fit, `counters` points to the step counters in the backend's memory (backend/backend.hpp) and
-// `iteration` is their value for this step; a layer whose op depends on the step (Dropout) passes its step
-// relative to `iteration` and lets the op read the counters, so the same recorded step can be replayed.
-struct RunContext {
-  backend::Backend& backend;
-  bool training = false;
-  const backend::StepCounters* counters = nullptr;
-  std::uint64_t iteration = 0;
-};
+// What a layer needs to run (the model's backend, training or inference, its step-state slot): internal
+// to dropnet, defined in src/layers/run_context.hpp.
+struct RunContext;
 
 // One trainable weight. After Sequential::compile, value and grad are views into the model's parameter
 // arena on the model's device (so the optimizer updates all of them in one call).
@@ -79,7 +68,16 @@ class DROPNET_EXPORT Layer {
   // Sizes per-batch scratch buffers (a softmax layer's logits) for batches of up to max_batch on device.
   virtual void allocate(std::int64_t max_batch, Device device);
 
-  // y = layer(x). x is (N, input_shape...), y is (N, output_shape...), both on ctx.backend's device.
+  // Layers that draw random numbers in training (Dropout) have a generator, as Keras' SeedGenerator: a
+  // seed and a step, the count of training calls that drew from it. The model keeps the step in its
+  // step state (one slot per such layer) and checkpoints store both as "<name>/seed_generator_state".
+  struct SeedGenerator {
+    std::uint64_t seed;
+    bool draws;  // whether a training call draws (and moves the step on); false for a rate of 0
+  };
+  virtual std::optional<SeedGenerator> seed_generator() const noexcept { return std::nullopt; }
+
+  // y = layer(x). x is (N, input_shape...), y is (N, output_shape...), both on the model's device.
   virtual void forward(const Tensor& x, Tensor& y, RunContext& ctx) = 0;
   // From dy = dL/dy: writes dx = dL/dx (unless dx is null: the first layer) and overwrites each
   // params()[i].grad with dL/dparam. x and y are the tensors of the last forward.
@@ -191,8 +189,9 @@ struct DropoutOptions {
 // keras.layers.Dropout(rate): during training zeroes each element with probability `rate` and divides the
 // others by 1 - rate; the identity in inference or when rate == 0; zeros when rate == 1. The mask of the
 // n-th training call is a pure function of (seed, n, element index) (Philox4x32-10; kernels/dropout_math.hpp
-// in dropnet's sources), the same on the CPU and the GPU. Any input shape; output shape = input shape;
-// no weights. Throws InvalidArgument for a rate outside [0, 1] (constructor, set_rate), a noise_shape
+// in dropnet's sources), the same on the CPU and the GPU; n is kept in the model's step state and saved in
+// checkpoints. Any input shape; output shape = input shape;
+// no weights. Throws InvalidArgument for a rate outside [0, 1] (constructor), a noise_shape
 // entry <= 0 (constructor), and a noise_shape whose rank differs from the input's (batch included) or
 // whose entries are neither 1 nor the input's dimension (build(), and forward for the batch entry).
 class DROPNET_EXPORT Dropout : public Layer {
@@ -204,13 +203,12 @@ class DROPNET_EXPORT Dropout : public Layer {
   void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
 
+  std::optional<SeedGenerator> seed_generator() const noexcept override {
+    return SeedGenerator{seed_, rate_ > 0.0};
+  }
+
   double rate() const noexcept { return rate_; }
-  // Changes the rate (checked as in the constructor); the dropout benchmark sweeps it on one model.
-  void set_rate(double rate);
   std::uint64_t seed() const noexcept { return seed_; }
-  // Training calls made so far: the next training forward uses this step, then increments it.
-  std::uint64_t step() const noexcept { return step_; }
-  void set_step(std::uint64_t step) noexcept { step_ = step; }
   // The concrete mask shape (batch included) for an input of `input_shape` (batch included).
   Shape mask_shape(const Shape& input_shape) const;
 
@@ -218,8 +216,6 @@ class DROPNET_EXPORT Dropout : public Layer {
   double rate_;
   DropoutOptions options_;
   std::uint64_t seed_ = 0;
-  std::uint64_t step_ = 0;       // Keras' SeedGenerator counter
-  std::uint64_t last_step_ = 0;  // the step of the last training forward, which backward regenerates
 };
 
 // keras.layers.Flatten: (H, W, C) -> (H * W * C), row-major (channels_last order, as Keras). Any input

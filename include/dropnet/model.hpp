@@ -35,8 +35,13 @@ class DROPNET_EXPORT Callback {
   virtual ~Callback();
   virtual void on_train_begin(Sequential& model);
   virtual void on_epoch_begin(int epoch);
-  // After each training batch, with the running means of the epoch so far.
+  // After each training batch. `logs` holds the running means of the epoch so far when fit read them at
+  // this batch: at a progress tick (the bar redraws), the epoch's last batch, and every batch when some
+  // callback of the fit returns true from wants_batch_logs(); otherwise it is empty. The running sums live
+  // on the model's device, and reading them makes the host wait for it.
   virtual void on_batch_end(int batch, const Logs& logs);
+  // Whether this callback needs the logs of every batch (default: no).
+  virtual bool wants_batch_logs() const;
   virtual void on_epoch_end(int epoch, const Logs& logs);
   virtual void on_train_end(const Logs& logs);
 };

@@ -13,10 +13,12 @@
 #include <span>
 #include <vector>
 
+#include "backend/device_array.hpp"
 #include "dropnet/device.hpp"
 #include "dropnet/layers.hpp"
 #include "dropnet/tensor.hpp"
 #include "kernels/adam_math.hpp"
+#include "kernels/step_state.hpp"
 
 namespace dropnet::backend {
 
@@ -45,36 +47,40 @@ struct AxisGeometry {
 };
 AxisGeometry axis_geometry(std::int64_t in, std::int64_t k, std::int64_t s, bool same_padding);
 
-// What changes from one training step to the next, kept in the backend's memory (device memory on the
-// GPU) so that a training step recorded once (a CUDA graph, see capture()) reads fresh values at every
-// replay. Ops given a `const StepCounters*` read them there; advance_step(), the step's last op, moves
-// them on. Sequential's fit runs every step this way on both backends (train_on_batch passes plain values).
-struct StepCounters {
-  std::uint64_t iteration;  // optimizer steps done before this one
-  std::int64_t batch;       // this step's batch within the epoch, from 0
+// The model's step state (kernels/step_state.hpp): where training is, in this backend's memory, read by
+// the ops when they run and moved on by advance_step(), the step's last op. StepState (below) holds it.
+using kernels::StepAdvance;
+using kernels::StepHeader;
+using kernels::StepSlot;
+
+// The host's copy of a step state, taken at a progress tick, an epoch's end or a checkpoint.
+struct StepSnapshot {
+  StepHeader header{};
+  std::vector<StepSlot> slots;
 };
 
 // One dropout call. The mask has `mask_shape` (rank of the input, each entry the input's or 1) and is
 // broadcast over the input; see kernels/dropout_math.hpp for how each mask element is drawn.
 struct DropoutCall {
   std::uint64_t seed;
-  std::uint64_t step;              // the mask's step; with `counters`, counters->iteration + step (mod 2^64)
+  std::uint64_t step;              // the mask's step, unless `slot` is given
   float rate;                      // in (0, 1); 0 and 1 are handled by the layer
   Shape input_shape;               // batch included
   Shape mask_shape;
-  const StepCounters* counters = nullptr;
+  // The layer's slot of the step state (this backend's memory): the op reads the step there when it runs.
+  const StepSlot* slot = nullptr;
 };
 
 // One Adam call: the step's constants, and optionally where its alpha (the only value that changes from
-// step to step) is read instead: alpha_by_batch[counters->batch], a table fit fills once per epoch with
+// step to step) is read instead: alpha_by_batch[state->batch], a table fit fills once per epoch with
 // kernels::adam_step() of each of the epoch's steps, so both ways give the same bits.
 struct AdamCall {
   kernels::AdamStep step;
-  const float* alpha_by_batch = nullptr;  // with counters: overrides step.alpha
-  const StepCounters* counters = nullptr;
+  const float* alpha_by_batch = nullptr;  // with state: overrides step.alpha
+  const StepHeader* state = nullptr;
   AdamCall(const kernels::AdamStep& s) : step(s) {}  // NOLINT: a plain step is a complete call
-  AdamCall(const kernels::AdamStep& s, const float* alpha, const StepCounters* c)
-      : step(s), alpha_by_batch(alpha), counters(c) {}
+  AdamCall(const kernels::AdamStep& s, const float* alpha, const StepHeader* h)
+      : step(s), alpha_by_batch(alpha), state(h) {}
 };
 
 // A training set in a backend's memory for the length of a fit: images as bytes when every value is
@@ -113,10 +119,17 @@ class Backend {
   virtual float* allocate(std::size_t count) = 0;
   virtual void deallocate(float* ptr) noexcept = 0;
   virtual void fill(float* ptr, std::size_t count, float value) = 0;
-  // Waits until every op issued so far has finished (a no-op on the CPU).
-  virtual void synchronize() = 0;
+  // Waits until every op issued so far has finished (a no-op on the CPU). Every host read of the step
+  // state goes through here, and the waits are counted: fit waits only at progress ticks, epoch ends and
+  // checkpoints (tests/cpu/test_fit_step.cpp counts them over an epoch).
+  void synchronize() {
+    ++host_waits_;
+    wait();
+  }
+  std::uint64_t host_waits() const noexcept { return host_waits_; }
   // Restricts the backend to reproducible algorithms (the CPU backend always is).
   virtual void set_deterministic(bool) {}
+
 
   // y = conv(x, w) + b; b may be null (the activation is a separate op).
   virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
@@ -159,17 +172,18 @@ class Backend {
   // dst row r = src row index[r] for r < index.size(); src may live on the host or on this device.
   virtual void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) = 0;
 
-  // ---- the training step of fit, replayable (see StepCounters) ------------------------------------
+  // ---- the training step of fit, replayable (see StepHeader) --------------------------------------
 
-  // The batch of step counters->batch: for r < bx.dim(0), rows r of bx and by are dataset row
-  // order[counters->batch * batch_size + r] (bytes become float(b) / 255.0f, a class c the one-hot row
+  // The batch of step state->batch: for r < bx.dim(0), rows r of bx and by are dataset row
+  // order[state->batch * batch_size + r] (bytes become float(b) / 255.0f, a class c the one-hot row
   // with 1 at c); batch_size is the epoch's full batch size (a last, smaller batch has fewer rows).
-  // `data`, `order` and `counters` are in this backend's memory; indices are not checked here (fit
+  // `data`, `order` and `state` are in this backend's memory; indices are not checked here (fit
   // builds `order` as a permutation of the dataset's rows).
-  virtual void gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+  virtual void gather_batch(const DatasetView& data, const std::int64_t* order, const StepHeader* state,
                             std::int64_t batch_size, Tensor& bx, Tensor& by) = 0;
-  // counters->iteration and counters->batch each go up by one.
-  virtual void advance_step(StepCounters* counters) = 0;
+  // The step's last op: moves the state on as `advance` says (kernels::advance_step_state); `slots`
+  // are the header's state->slots slots. batch_stats, when set, is in this backend's memory.
+  virtual void advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance) = 0;
   // Records the ops that `enqueue` issues, without running them, for replay; null when the backend runs
   // every op as it is issued (the CPU). Throws DeviceError when recording fails (the caller then runs the
   // ops directly); the backend is usable afterwards either way.
@@ -177,6 +191,36 @@ class Backend {
     (void)enqueue;
     return nullptr;
   }
+
+ protected:
+  // The wait itself (synchronize() counts it).
+  virtual void wait() = 0;
+
+ private:
+  std::uint64_t host_waits_ = 0;
+};
+
+// A model's step state in its backend's memory (kernels/step_state.hpp), laid out when the model is
+// compiled: the header and one slot per stochastic layer. The host reads it only through read(), which
+// waits for the backend (Backend::synchronize(), counted).
+class StepState {
+ public:
+  StepState() = default;
+  // A fresh state (all zero) on `backend`'s device, slot i moving advances[i] steps per training forward.
+  StepState(Backend& backend, std::span<const std::uint32_t> advances);
+  StepHeader* header() noexcept { return header_.data(); }
+  StepSlot* slots() noexcept { return slots_.data(); }
+  std::size_t slot_count() const noexcept { return slots_.size(); }
+  // Waits for the ops issued so far and copies the state to the host.
+  StepSnapshot read() const;
+  // Replaces the header and the slots' steps (their advances stay), after the ops issued so far.
+  void write(const StepSnapshot& state);
+
+ private:
+  Backend* backend_ = nullptr;
+  DeviceArray<StepHeader> header_;
+  DeviceArray<StepSlot> slots_;
+  std::vector<std::uint32_t> advances_;  // the layout: how far each slot moves per training forward
 };
 
 // The backend for `device`; throws DeviceUnavailable for CUDA when cuda_available() is false.

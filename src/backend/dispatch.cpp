@@ -1,4 +1,5 @@
 // dispatch.cpp: the only place that chooses between the CPU and CUDA backends.
+#include <cstring>
 #include <memory>
 #include <mutex>
 
@@ -27,16 +28,30 @@ Backend& backend_for(Device device) {
 }
 
 void copy(float* dst, Device dst_device, const float* src, Device src_device, std::size_t count) {
-  if (count == 0) return;
+  memory::copy(dst, dst_device, src, src_device, count * sizeof(float));
+}
+
+namespace memory {
+
+void* allocate(Device device, std::size_t bytes) {
+  return backend_for(device).allocate((bytes + sizeof(float) - 1) / sizeof(float));
+}
+
+void release(Device device, void* ptr) noexcept { backend_for(device).deallocate(static_cast<float*>(ptr)); }
+
+void copy(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) {
+  if (bytes == 0) return;
   if (dst_device == Device::CPU && src_device == Device::CPU) {
-    std::copy(src, src + count, dst);
+    std::memcpy(dst, src, bytes);
     return;
   }
 #if DROPNET_WITH_CUDA
-  cuda::copy(dst, dst_device, src, src_device, count);
+  cuda::copy_bytes(dst, dst_device, src, src_device, bytes);
 #else
   throw DeviceUnavailable("this dropnet was built without CUDA");
 #endif
 }
+
+}  // namespace memory
 
 }  // namespace dropnet::backend

@@ -293,6 +293,7 @@ class StepLogger : public Callback {
     out_ << "epoch,batch,loss,accuracy\n" << std::flush;
   }
   void on_epoch_begin(int epoch) override { epoch_ = epoch; }
+  bool wants_batch_logs() const override { return true; }
   void on_batch_end(int batch, const Logs& logs) override {
     out_ << fmt::format("{},{},{:.9g},{:.9g}\n", epoch_, batch, logs.at("loss"), logs.at("accuracy")) << std::flush;
   }

@@ -1,5 +1,7 @@
-// dropout.cpp: keras.layers.Dropout. The layer owns Keras' SeedGenerator state (seed, step); the mask
-// math is in kernels/dropout_math.hpp and runs on whichever backend holds the tensors.
+// dropout.cpp: keras.layers.Dropout. The layer owns its seed; the step of Keras' SeedGenerator state
+// (seed, step) is its slot of the model's step state, which the dropout ops read on the device, and which
+// the step's last op moves on (so forward and backward of one step read the same step). The mask math is in
+// kernels/dropout_math.hpp and runs on whichever backend holds the tensors.
 #include <cmath>
 
 #include <fmt/format.h>
@@ -17,16 +19,13 @@ void check_rate(double rate) {
                                       "between 0 and 1. Received: rate={}", rate));
 }
 
-// The op's call for a mask of `step`. Inside fit the op reads the step on the device as
-// counters->iteration + (step - iteration): the same step now, and the next one at each replay of a
-// recorded training step, since this layer's step and the iteration both go up by one per step.
-backend::DropoutCall make_call(std::uint64_t seed, std::uint64_t step, double rate, const Shape& input_shape,
-                               Shape mask_shape, const RunContext& ctx) {
-  backend::DropoutCall c{seed, step, float(rate), input_shape, std::move(mask_shape)};
-  if (ctx.counters != nullptr) {
-    c.step = step - ctx.iteration;
-    c.counters = ctx.counters;
-  }
+// The op's call: the mask's step is read from the layer's slot when the op runs.
+backend::DropoutCall make_call(std::uint64_t seed, double rate, const Shape& input_shape, Shape mask_shape,
+                               const RunContext& ctx, const std::string& name) {
+  if (ctx.slot == nullptr)
+    throw InvalidArgument(fmt::format("layer '{}': a training pass needs the layer's step-state slot", name));
+  backend::DropoutCall c{seed, 0, float(rate), input_shape, std::move(mask_shape)};
+  c.slot = ctx.slot;
   return c;
 }
 
@@ -39,11 +38,6 @@ Dropout::Dropout(double rate, DropoutOptions options) : rate_(rate), options_(st
       throw InvalidArgument(fmt::format("Invalid value received for argument `noise_shape`. Expected a tuple "
                                         "of positive integers or None. Received an entry {}", *d));
   }
-}
-
-void Dropout::set_rate(double rate) {
-  check_rate(rate);
-  rate_ = rate;
 }
 
 Shape Dropout::build(const Shape& in, std::uint64_t seed) {
@@ -76,12 +70,11 @@ void Dropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
     y.copy_from(x);
     return;
   }
-  last_step_ = step_++;
   if (rate_ == 1.0) {
     y.fill(0.0f);
     return;
   }
-  ctx.backend.dropout_forward(x, y, make_call(seed_, last_step_, rate_, x.shape(), mask_shape(x.shape()), ctx));
+  ctx.backend.dropout_forward(x, y, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));
 }
 
 void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
@@ -91,7 +84,7 @@ void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor*
   } else if (rate_ == 1.0) {
     dx->fill(0.0f);
   } else {
-    ctx.backend.dropout_backward(dy, *dx, make_call(seed_, last_step_, rate_, x.shape(), mask_shape(x.shape()), ctx));
+    ctx.backend.dropout_backward(dy, *dx, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));
   }
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "layers/run_context.hpp"
 #include "dropnet/layers.hpp"
 
 namespace dropnet::layer_util {

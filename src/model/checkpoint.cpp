@@ -64,10 +64,18 @@ std::vector<Weight> model_weights(const ModelImpl& m) {
   return out;
 }
 
-std::vector<const Dropout*> dropout_layers(const ModelImpl& m) {
-  std::vector<const Dropout*> out;
-  for (const auto& layer : m.layers)
-    if (const auto* d = dynamic_cast<const Dropout*>(layer.get())) out.push_back(d);
+// A layer with a seed generator (Dropout) and its slot of the step state.
+struct Generator {
+  const Layer* layer;
+  std::uint64_t seed;
+  std::size_t slot;
+};
+
+std::vector<Generator> generators(const ModelImpl& m) {
+  std::vector<Generator> out;
+  for (std::size_t i = 0; i < m.layers.size(); ++i)
+    if (const auto gen = m.layers[i]->seed_generator())
+      out.push_back({m.layers[i].get(), gen->seed, static_cast<std::size_t>(m.slot_of[i])});
   return out;
 }
 
@@ -254,11 +262,16 @@ TrainingState training_state(const Sequential& model) {
   const ModelImpl& m = CheckpointAccess::impl(model);
   TrainingState s;
   s.epoch = m.progress.epoch;
-  s.step = m.progress.step;
-  s.totals = m.progress.totals;
   s.history = m.progress.history;
   s.seed = m.seed;
-  s.iterations = m.iterations;
+  if (m.compiled) {  // one read of the step state
+    const backend::StepHeader h = m.state.read().header;
+    s.iterations = static_cast<std::int64_t>(h.iteration);
+    if (m.progress.mid_epoch) {
+      s.step = h.batch;
+      s.totals = {h.loss_sum, h.correct, h.seen};
+    }
+  }
   return s;
 }
 
@@ -285,7 +298,7 @@ void detail::load_weights_from(Sequential& model, const SafetensorsFile& f) {
   Problems problems(f);
   const auto found = check_weights(weights, f, problems);
   problems.throw_if_any("load its weights into the model");
-  for (const auto& [w, t] : found) copy_into(const_cast<Param*>(w->param)->value, w->param->shape, floats(f, *t));
+  for (const auto& [w, t] : found) copy_into(w->param->value, w->param->shape, floats(f, *t));
 }
 
 void load_weights(Sequential& model, const fs::path& path) {
@@ -309,10 +322,11 @@ void save_checkpoint(const Sequential& model, const fs::path& path, const Traini
     w.add_f32("optimizer/" + wt.name + "/m", wt.param->shape, mv);
     w.add_f32("optimizer/" + wt.name + "/v", wt.param->shape, vv);
   }
-  add_i64_scalar(w, "optimizer/iterations", m.iterations);
-  for (const Dropout* d : dropout_layers(m)) {
-    const std::int64_t gen[2] = {std::bit_cast<std::int64_t>(d->seed()), static_cast<std::int64_t>(d->step())};
-    w.add_i64(d->name() + kSeedGeneratorSuffix, {2}, gen);
+  const backend::StepSnapshot steps = m.state.read();
+  add_i64_scalar(w, "optimizer/iterations", static_cast<std::int64_t>(steps.header.iteration));
+  for (const Generator& g : generators(m)) {
+    const std::int64_t gen[2] = {std::bit_cast<std::int64_t>(g.seed), static_cast<std::int64_t>(steps.slots[g.slot].step)};
+    w.add_i64(g.layer->name() + kSeedGeneratorSuffix, {2}, gen);
   }
   add_i64_scalar(w, "training/epoch", state.epoch);
   add_i64_scalar(w, "training/step", state.step);
@@ -354,22 +368,21 @@ TrainingState detail::load_checkpoint_from(Sequential& model, const SafetensorsF
     const auto* vt = problems.expect("optimizer/" + w.name + "/v", DType::F32, w.param->shape, "Adam moment");
     if (mt && vt) moments.push_back({&w, {mt, vt}});
   }
-  std::vector<std::pair<Dropout*, std::int64_t>> steps;
+  std::vector<std::pair<std::size_t, std::int64_t>> steps;  // slot, step
   std::set<std::string> dropout_names;
-  for (const Dropout* cd : dropout_layers(m)) {
-    auto* d = const_cast<Dropout*>(cd);
-    const std::string name = d->name() + kSeedGeneratorSuffix;
+  for (const Generator& g : generators(m)) {
+    const std::string name = g.layer->name() + kSeedGeneratorSuffix;
     dropout_names.insert(name);
     if (const auto* t = problems.expect(name, DType::I64, {2}, "dropout state")) {
       std::int64_t gen[2];
       std::memcpy(gen, f.bytes(*t).data(), sizeof gen);
-      if (std::bit_cast<std::uint64_t>(gen[0]) != d->seed())
-        problems.add(fmt::format("dropout layer '{}' has seed {} in the file but {} in the model", d->name(),
-                                 std::bit_cast<std::uint64_t>(gen[0]), d->seed()));
+      if (std::bit_cast<std::uint64_t>(gen[0]) != g.seed)
+        problems.add(fmt::format("dropout layer '{}' has seed {} in the file but {} in the model", g.layer->name(),
+                                 std::bit_cast<std::uint64_t>(gen[0]), g.seed));
       else if (gen[1] < 0)
-        problems.add(fmt::format("dropout layer '{}' has a negative step {}", d->name(), gen[1]));
+        problems.add(fmt::format("dropout layer '{}' has a negative step {}", g.layer->name(), gen[1]));
       else
-        steps.push_back({d, gen[1]});
+        steps.push_back({g.slot, gen[1]});
     }
   }
   for (const io::TensorInfo& t : f.tensors()) {
@@ -381,16 +394,21 @@ TrainingState detail::load_checkpoint_from(Sequential& model, const SafetensorsF
   problems.throw_if_any("resume the model from it");
 
   // Phase 2: nothing can fail from here on but a device copy.
-  for (const auto& [w, t] : found) copy_into(const_cast<Param*>(w->param)->value, w->param->shape, floats(f, *t));
+  for (const auto& [w, t] : found) copy_into(w->param->value, w->param->shape, floats(f, *t));
   for (const auto& [w, mv] : moments) {
     copy_into(m.adam_m.rows(w->offset, w->offset + w->size), {w->size}, floats(f, *mv.first));
     copy_into(m.adam_v.rows(w->offset, w->offset + w->size), {w->size}, floats(f, *mv.second));
   }
-  for (auto& [d, step] : steps) d->set_step(static_cast<std::uint64_t>(step));
-  m.iterations = state.iterations;
+  backend::StepSnapshot restored = m.state.read();
+  for (const auto& [slot, step] : steps) restored.slots[slot].step = static_cast<std::uint64_t>(step);
+  restored.header.iteration = static_cast<std::uint64_t>(state.iterations);
+  restored.header.batch = state.step;
+  restored.header.loss_sum = state.totals.loss_sum;
+  restored.header.correct = state.totals.correct;
+  restored.header.seen = state.totals.seen;
+  m.state.write(restored);
   m.progress.epoch = state.epoch;
-  m.progress.step = state.step;
-  m.progress.totals = state.totals;
+  m.progress.mid_epoch = state.step > 0;
   m.progress.history = state.history;
   return state;
 }

@@ -83,10 +83,10 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
                                         o.initial_totals.seen));
   }
 
-  // Checkpoints read where training is from m.progress; epochs from initial_epoch on are (re)done now.
+  // Checkpoints read where training is from m.progress and the step state; epochs from initial_epoch on
+  // are (re)done now.
   m.progress.epoch = o.initial_epoch;
-  m.progress.step = o.initial_step;
-  m.progress.totals = o.initial_totals;
+  m.progress.mid_epoch = false;
   {
     History& h = m.progress.history;
     std::size_t keep = 0;
@@ -101,34 +101,49 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   History history;
   stop_training = false;
   for (Callback* cb : o.callbacks) cb->on_train_begin(*this);
+  bool wants_batch_logs = false;
+  for (Callback* cb : o.callbacks) wants_batch_logs = wants_batch_logs || cb->wants_batch_logs();
   Logs logs;
   for (int epoch = o.initial_epoch; epoch < o.epochs && !stop_training; ++epoch) {
     for (Callback* cb : o.callbacks) cb->on_epoch_begin(epoch);
     if (o.verbose && o.out) fmt::print(o.out, "Epoch {}/{}\n", epoch + 1, o.epochs);
     ProgressBar bar(o.out, o.verbose, steps);
     const std::vector<std::int64_t> order = epoch_order(split_at, m.seed, epoch, o.shuffle);
-    Totals train;
+    // The epoch starts with the device idle: one read of the step state (the iteration, for Adam's alpha
+    // table) and one write (the first batch and the sums carried in), both at the epoch's start.
+    backend::StepSnapshot state = m.state.read();
     std::int64_t first_step = 0;
+    state.header.batch = 0;
+    state.header.loss_sum = state.header.correct = 0.0;
+    state.header.seen = 0;
     if (epoch == o.initial_epoch && o.initial_step > 0) {
       first_step = o.initial_step;
-      train = {o.initial_totals.loss_sum, o.initial_totals.correct, o.initial_totals.seen};
+      state.header.batch = first_step;
+      state.header.loss_sum = o.initial_totals.loss_sum;
+      state.header.correct = o.initial_totals.correct;
+      state.header.seen = o.initial_totals.seen;
     }
-    logs = train.logs();
-    plan.start_epoch(order, m.epoch_alphas(steps, first_step),
-                     {static_cast<std::uint64_t>(m.iterations), first_step});
+    m.state.write(state);
+    m.progress.mid_epoch = first_step > 0;
+    auto running = [](const backend::StepHeader& h) {
+      return Totals{h.loss_sum, h.correct, h.seen}.logs();
+    };
+    logs = running(state.header);
+    plan.start_epoch(order, m.epoch_alphas(steps, first_step, state.header.iteration));
     for (std::int64_t step = first_step; step < steps; ++step) {
       const std::int64_t begin = step * o.batch_size, end = std::min(split_at, begin + o.batch_size);
       recorder.run(plan, end - begin);
-      ++m.iterations;
-      const auto [loss, correct] = m.read_stats();
-      train.loss += loss;
-      train.correct += correct;
-      train.seen += end - begin;
-      logs = train.logs();
-      m.progress.step = step + 1;
-      m.progress.totals = {train.loss, train.correct, train.seen};
-      bar.update(step + 1, logs);
-      for (Callback* cb : o.callbacks) cb->on_batch_end(int(step), logs);
+      m.progress.mid_epoch = true;
+      // The host reads the running sums only at a progress tick: when the bar redraws, at the epoch's
+      // last batch, or for a callback that asks for every batch's logs. Otherwise nothing waits for the
+      // device, and callbacks get empty logs.
+      Logs batch_logs;
+      if (step + 1 == steps || bar.due(step + 1) || wants_batch_logs) {
+        logs = running(m.state.read().header);
+        batch_logs = logs;
+        bar.update(step + 1, logs);
+      }
+      for (Callback* cb : o.callbacks) cb->on_batch_end(int(step), batch_logs);
     }
     if (split_at < n) {
       const Evaluation v = evaluate(x_val, y_val, o.batch_size, 0, nullptr);
@@ -139,8 +154,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     history.epoch.push_back(epoch);
     for (const auto& [k, v] : logs) history.history[k].push_back(v);
     m.progress.epoch = epoch + 1;
-    m.progress.step = 0;
-    m.progress.totals = {};
+    m.progress.mid_epoch = false;
     m.progress.history.epoch.push_back(epoch);
     for (const auto& [k, v] : logs) m.progress.history.history[k].push_back(v);
     for (Callback* cb : o.callbacks) cb->on_epoch_end(epoch, logs);
@@ -192,6 +206,9 @@ Tensor Sequential::predict(const Tensor& x, const PredictOptions& o) {
     m.gather_range(x, nullptr, begin, end);
     RunContext ctx{*m.backend, o.dropout};
     m.forward(end - begin, ctx);
+    // Monte Carlo dropout: every stochastic layer drew a mask, so their steps move on.
+    if (o.dropout)
+      m.backend->advance_step(m.state.header(), m.state.slots(), {.optimizer_step = false});
     Tensor dst = result.rows(begin, end);
     dst.copy_from(m.outputs.back().rows(0, end - begin));
   }

@@ -1,7 +1,5 @@
-// fit_plan.cpp: the training set, row order, alpha table and step counters of one fit call.
-//
-// Raw values (bytes, int64 indices, the counters struct) live in ordinary float Tensors used as storage:
-// the backends allocate float arrays, aligned for any of these types, and copy them byte for byte.
+// fit_plan.cpp: the training set, row order and alpha table of one fit call (bytes and indices in typed
+// device arrays, backend/device_array.hpp).
 #include "model/fit_plan.hpp"
 
 #include <algorithm>
@@ -13,16 +11,6 @@
 #include "dropnet/errors.hpp"
 
 namespace dropnet {
-namespace {
-
-// A tensor on `device` whose storage holds `bytes` bytes copied from `src`.
-Tensor raw_tensor(const void* src, std::size_t bytes, Device device) {
-  Tensor host({std::int64_t((bytes + sizeof(float) - 1) / sizeof(float))}, Device::CPU);
-  if (bytes != 0) std::memcpy(host.data(), src, bytes);
-  return device == Device::CPU ? host : host.to(device);
-}
-
-}  // namespace
 
 std::optional<std::vector<std::uint8_t>> exact_bytes(std::span<const float> values) {
   float table[256];
@@ -73,49 +61,31 @@ FitPlan::FitPlan(const Tensor& x, const Tensor& y, std::int64_t rows, std::int64
     const Tensor xh = x.device() == Device::CPU ? x.rows(0, rows) : x.rows(0, rows).to(Device::CPU);
     const Tensor yh = y.device() == Device::CPU ? y.rows(0, rows) : y.rows(0, rows).to(Device::CPU);
     if (auto bytes = exact_bytes(xh.host())) {
-      x_storage_ = raw_tensor(bytes->data(), bytes->size(), device);
-      data_.x_bytes = reinterpret_cast<const std::uint8_t*>(x_storage_.data());
+      x_bytes_ = backend::DeviceArray<std::uint8_t>(std::span<const std::uint8_t>(*bytes), device);
+      data_.x_bytes = x_bytes_.data();
     } else {
-      x_storage_ = xh.to(device);
-      data_.x_float = x_storage_.data();
+      x_floats_ = xh.to(device);
+      data_.x_float = x_floats_.data();
     }
     if (auto cls = one_hot_classes(yh.host(), data_.classes)) {
-      y_storage_ = raw_tensor(cls->data(), cls->size(), device);
-      data_.y_class = reinterpret_cast<const std::uint8_t*>(y_storage_.data());
+      y_classes_ = backend::DeviceArray<std::uint8_t>(std::span<const std::uint8_t>(*cls), device);
+      data_.y_class = y_classes_.data();
     } else {
-      y_storage_ = yh.to(device);
-      data_.y_float = y_storage_.data();
+      y_floats_ = yh.to(device);
+      data_.y_float = y_floats_.data();
     }
   }
-  order_ = Tensor({2 * rows}, device);
-  alpha_ = Tensor({std::max<std::int64_t>(steps_per_epoch, 1)}, device);
-  counters_ = Tensor({std::int64_t(sizeof(backend::StepCounters) / sizeof(float))}, device);
-  static_assert(sizeof(backend::StepCounters) % sizeof(float) == 0);
-  host_staging_ = Tensor({std::max({order_.size(), alpha_.size(), counters_.size()})}, Device::CPU);
+  order_ = backend::DeviceArray<std::int64_t>(static_cast<std::size_t>(rows), device);
+  alpha_ = backend::DeviceArray<float>(static_cast<std::size_t>(std::max<std::int64_t>(steps_per_epoch, 1)), device);
 }
 
-const std::int64_t* FitPlan::order() const noexcept { return reinterpret_cast<const std::int64_t*>(order_.data()); }
-
-backend::StepCounters* FitPlan::counters() noexcept {
-  return reinterpret_cast<backend::StepCounters*>(counters_.data());
-}
-
-void FitPlan::start_epoch(std::span<const std::int64_t> order, std::span<const float> alpha_by_batch,
-                          backend::StepCounters counters) {
-  if (std::int64_t(order.size()) != data_.rows || std::int64_t(alpha_by_batch.size()) > alpha_.size())
+void FitPlan::start_epoch(std::span<const std::int64_t> order, std::span<const float> alpha_by_batch) {
+  if (std::int64_t(order.size()) != data_.rows || alpha_by_batch.size() > alpha_.size())
     throw InvalidArgument(fmt::format("fit plan: an epoch of {} rows and {} alphas for {} rows and {} steps",
                                       order.size(), alpha_by_batch.size(), data_.rows, alpha_.size()));
-  // Through one host tensor: the copies below are ordinary (synchronous) host-to-device copies.
-  auto upload = [&](Tensor& dst, const void* src, std::size_t bytes) {
-    std::memcpy(host_staging_.data(), src, bytes);
-    const auto floats = std::int64_t((bytes + sizeof(float) - 1) / sizeof(float));
-    if (floats == 0) return;
-    Tensor part = dst.rows(0, floats);
-    part.copy_from(host_staging_.rows(0, floats));
-  };
-  upload(order_, order.data(), order.size_bytes());
-  upload(alpha_, alpha_by_batch.data(), alpha_by_batch.size_bytes());
-  upload(counters_, &counters, sizeof counters);
+  // Ordinary (synchronous) host-to-device copies, after the ops queued before them.
+  order_.upload(order);
+  alpha_.upload(alpha_by_batch);
 }
 
 }  // namespace dropnet

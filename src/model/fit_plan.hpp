@@ -1,7 +1,8 @@
 // fit_plan.hpp: what one fit call keeps in the model's device memory so that every training step reads
-// the values that change between steps from there (backend/backend.hpp, StepCounters): the training rows,
-// the epoch's row order, Adam's alpha for each batch of the epoch and the step counters. With them a step
-// is the same sequence of ops every time, which the GPU records once as a CUDA graph and replays.
+// the values that change between steps from there: the training rows, the epoch's row order and Adam's
+// alpha for each batch of the epoch, indexed by the step state's batch (kernels/step_state.hpp, owned by
+// the model's backend). With them a step is the same sequence of ops every time, which the GPU records
+// once as a CUDA graph and replays.
 #pragma once
 
 #include <cstdint>
@@ -29,23 +30,20 @@ class FitPlan {
   // `steps_per_epoch` sizes the alpha table.
   FitPlan(const Tensor& x, const Tensor& y, std::int64_t rows, std::int64_t steps_per_epoch, Device device);
 
-  // Before an epoch (with the device idle): its row order (a permutation of [0, rows)), Adam's alpha for
-  // each batch index (entries before `first_batch` unused), and counters {iteration, first_batch}.
-  void start_epoch(std::span<const std::int64_t> order, std::span<const float> alpha_by_batch,
-                   backend::StepCounters counters);
+  // Before an epoch (with the device idle): its row order (a permutation of [0, rows)) and Adam's alpha
+  // for each batch index (entries before the epoch's first batch unused).
+  void start_epoch(std::span<const std::int64_t> order, std::span<const float> alpha_by_batch);
 
   const backend::DatasetView& data() const noexcept { return data_; }
-  const std::int64_t* order() const noexcept;
+  const std::int64_t* order() const noexcept { return order_.data(); }
   const float* alpha_by_batch() const noexcept { return alpha_.data(); }
-  backend::StepCounters* counters() noexcept;
 
  private:
   Device device_;
-  Tensor x_storage_, y_storage_;  // compacted rows (bytes in float storage); empty when x, y are used as they are
-  Tensor order_;                  // one int64 per row, in float storage
-  Tensor alpha_;
-  Tensor counters_;               // one StepCounters, in float storage
-  Tensor host_staging_;           // host side of the per-epoch uploads
+  Tensor x_floats_, y_floats_;                     // rows kept as floats on the device (GPU only)
+  backend::DeviceArray<std::uint8_t> x_bytes_, y_classes_;  // or compacted (GPU only)
+  backend::DeviceArray<std::int64_t> order_;
+  backend::DeviceArray<float> alpha_;
   backend::DatasetView data_;
 };
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "layers/run_context.hpp"
 #include "model/fit_plan.hpp"
 #include "dropnet/model.hpp"
 
@@ -24,21 +25,24 @@ struct Sequential::Impl {
   Device device = Device::CPU;
   std::uint64_t seed = 0;
   backend::Backend* backend = nullptr;
-  std::int64_t iterations = 0;
+  // The step state (iteration, batch, metric sums, one slot per stochastic layer) in the backend's memory
+  // only: state.read() takes the host's copy when it is needed (progress ticks, epoch ends, checkpoints).
+  // slot_of[i] is layer i's slot, or -1 for a layer without a seed generator.
+  mutable backend::StepState state;
+  std::vector<std::int64_t> slot_of;
 
   // Every weight, gradient and Adam moment lives in one flat buffer each, so that Adam is one call.
   Tensor weights, grads, adam_m, adam_v;
   // The MaxNorm projections to run after each step (pointers into the layers' params()).
   std::vector<std::pair<Param*, backend::MaxNormCall>> constraints;
 
-  // Where training is, for checkpoints (checkpoint.cpp): fit updates it after every batch and epoch;
-  // load_checkpoint restores it. `epoch` is the epoch in progress (or the next one, with step 0), `step`
-  // the batches of it done, `totals` their metric sums, `history` every completed epoch (across fit calls
-  // and resumes).
+  // Where training is, for checkpoints (checkpoint.cpp), besides the step state: `epoch` is the epoch in
+  // progress (or the next one), `mid_epoch` whether batches of it are done (their count and metric sums
+  // are then the step state's batch and sums), `history` every completed epoch (across fit calls and
+  // resumes). fit updates it at epoch starts and ends; load_checkpoint restores it.
   struct Progress {
     int epoch = 0;
-    std::int64_t step = 0;
-    EpochTotals totals;
+    bool mid_epoch = false;
     History history;
   } progress;
 
@@ -60,8 +64,10 @@ struct Sequential::Impl {
   void gather(const Tensor& x, const Tensor* y, std::span<const std::int64_t> index);
   // The same for the contiguous rows [begin, end).
   void gather_range(const Tensor& x, const Tensor* y, std::int64_t begin, std::int64_t end);
-  // Runs the layers on the first n rows of batch_x.
+  // Runs the layers on the first n rows of batch_x (each layer with its step-state slot).
   void forward(std::int64_t n, RunContext& ctx);
+  // Layer i's slot of the step state, or null.
+  const backend::StepSlot* slot(std::size_t i) const;
   // The NVTX range names of layer i ("conv2d_1 forward", "conv2d_1 backward"), made once (CUDA builds
   // name their ranges; src/core/nvtx.hpp).
   const char* range_name(std::size_t i, bool backward);
@@ -70,15 +76,16 @@ struct Sequential::Impl {
   // `update` also the backward pass, Adam and the constraints. Nothing is read back (read_stats does).
   void issue_loss(std::int64_t n, RunContext& ctx, const backend::AdamCall* update);
   std::pair<double, double> read_stats() const;
-  // Adam's constants for optimizer step t (= iterations + 1).
+  // Adam's constants for optimizer step t (= iteration + 1).
   kernels::AdamStep adam_step(std::int64_t t) const;
   // Adam's alpha for each batch index of an epoch whose batch `first_step` is optimizer step
-  // iterations + 1; entries before first_step are not used.
-  std::vector<float> epoch_alphas(std::int64_t steps, std::int64_t first_step) const;
-  // Issues one training step of fit on the n rows of batch counters->batch (of batch_size rows, the last
-  // maybe fewer), everything that changes between steps read from `plan`
-  // (gather, forward, loss, backward, Adam, constraints, advance of the counters): the same ops every time,
-  // so the GPU can record it once. Reads nothing back; the caller counts the iteration.
+  // iteration + 1; entries before first_step are not used.
+  std::vector<float> epoch_alphas(std::int64_t steps, std::int64_t first_step, std::uint64_t iteration) const;
+  // Issues one training step of fit on the n rows of batch state->batch (of batch_size rows, the last
+  // maybe fewer), everything that changes between steps read from the step state and `plan` (gather,
+  // forward, loss, backward, Adam, constraints, and last advance_step, which moves the state on and adds
+  // the batch's metrics to its sums): the same ops every time, so the GPU can record it once. Reads
+  // nothing back.
   void issue_fit_step(FitPlan& plan, std::int64_t batch_size, std::int64_t n);
   Tensor layer_input(std::size_t i, std::int64_t n);
 

@@ -45,11 +45,15 @@ std::string ProgressBar::step_time(double seconds, std::int64_t done) const {
   return fmt::format("{:.0f}us/step", per * 1e6);
 }
 
-void ProgressBar::update(std::int64_t done, const Logs& logs) {
-  if (verbose_ != 1 || !dynamic_ || out_ == nullptr) return;
-  const auto now = std::chrono::steady_clock::now();
+bool ProgressBar::due(std::int64_t done) const {
+  if (verbose_ != 1 || !dynamic_ || out_ == nullptr) return false;
   // Redraw at most 20 times a second, and always on the last step.
-  if (done < steps_ && now - last_draw_ < std::chrono::milliseconds(50)) return;
+  return done >= steps_ || std::chrono::steady_clock::now() - last_draw_ >= std::chrono::milliseconds(50);
+}
+
+void ProgressBar::update(std::int64_t done, const Logs& logs) {
+  if (!due(done)) return;
+  const auto now = std::chrono::steady_clock::now();
   last_draw_ = now;
   const double elapsed = std::chrono::duration<double>(now - start_).count();
   const double eta = done ? elapsed / double(done) * double(steps_ - done) : 0.0;

@@ -23,6 +23,8 @@ std::string format_duration(double seconds);
 class ProgressBar {
  public:
   ProgressBar(std::FILE* out, int verbose, std::int64_t steps);
+  // Whether update(done) would redraw (fit reads the running metrics from the device only then).
+  bool due(std::int64_t done) const;
   // After batch `done` (1-based) with the running logs.
   void update(std::int64_t done, const Logs& logs);
   // The epoch's final line, with validation metrics when present.

@@ -17,6 +17,7 @@ Callback::~Callback() = default;
 void Callback::on_train_begin(Sequential&) {}
 void Callback::on_epoch_begin(int) {}
 void Callback::on_batch_end(int, const Logs&) {}
+bool Callback::wants_batch_logs() const { return false; }
 void Callback::on_epoch_end(int, const Logs&) {}
 void Callback::on_train_end(const Logs&) {}
 
@@ -101,7 +102,18 @@ void Sequential::compile(const CompileOptions& options) {
                                       float(p.constraint->max_value)}});
     }
   }
-  m.iterations = 0;
+  // The step state: one slot per layer with a seed generator, moving one step per training forward if it
+  // draws. Laid out fresh (iteration 0, every step 0), in the backend's memory.
+  std::vector<std::uint32_t> advances;
+  m.slot_of.assign(m.layers.size(), -1);
+  for (std::size_t i = 0; i < m.layers.size(); ++i) {
+    if (const auto gen = m.layers[i]->seed_generator()) {
+      m.slot_of[i] = static_cast<std::int64_t>(advances.size());
+      advances.push_back(gen->draws ? 1u : 0u);
+    }
+  }
+  m.state = backend::StepState(*m.backend, advances);
+  m.progress = {};
   m.capacity = 0;
   m.stats = Tensor({2}, m.device);
   m.compiled = true;
@@ -179,8 +191,13 @@ void Sequential::Impl::forward(std::int64_t n, RunContext& ctx) {
     DROPNET_NVTX_RANGE(range_name(i, false));
     Tensor in = layer_input(i, n);
     Tensor out = outputs[i].rows(0, n);
+    ctx.slot = slot(i);
     layers[i]->forward(in, out, ctx);
   }
+}
+
+const backend::StepSlot* Sequential::Impl::slot(std::size_t i) const {
+  return slot_of[i] < 0 ? nullptr : state.slots() + slot_of[i];
 }
 
 void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend::AdamCall* update) {
@@ -201,8 +218,10 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
     Tensor dx = i > 0 ? output_grads[i - 1].rows(0, n) : Tensor();
     Tensor* dx_ptr = i > 0 ? &dx : nullptr;
     if (i == last) {
+      ctx.slot = slot(i);
       layers[i]->backward_from_logits(in, dlogits, dx_ptr, ctx);
     } else {
+      ctx.slot = slot(i);
       Tensor out = outputs[i].rows(0, n);
       Tensor dy = output_grads[i].rows(0, n);
       layers[i]->backward(in, out, dy, dx_ptr, ctx);
@@ -228,25 +247,28 @@ kernels::AdamStep Sequential::Impl::adam_step(std::int64_t t) const {
   return kernels::adam_step(a.learning_rate, a.beta_1, a.beta_2, a.epsilon, static_cast<long long>(t));
 }
 
-std::vector<float> Sequential::Impl::epoch_alphas(std::int64_t steps, std::int64_t first_step) const {
+std::vector<float> Sequential::Impl::epoch_alphas(std::int64_t steps, std::int64_t first_step,
+                                                  std::uint64_t iteration) const {
   std::vector<float> alpha(static_cast<std::size_t>(steps), 0.0f);
-  for (std::int64_t b = first_step; b < steps; ++b) alpha[std::size_t(b)] = adam_step(iterations + 1 + (b - first_step)).alpha;
+  for (std::int64_t b = first_step; b < steps; ++b)
+    alpha[std::size_t(b)] = adam_step(static_cast<std::int64_t>(iteration) + 1 + (b - first_step)).alpha;
   return alpha;
 }
 
 void Sequential::Impl::issue_fit_step(FitPlan& plan, std::int64_t batch_size, std::int64_t n) {
   DROPNET_NVTX_RANGE("step");
-  backend::StepCounters* counters = plan.counters();
+  backend::StepHeader* header = state.header();
   Tensor bx = batch_x.rows(0, n), by = batch_y.rows(0, n);
   {
     DROPNET_NVTX_RANGE("gather batch");
-    backend->gather_batch(plan.data(), plan.order(), counters, batch_size, bx, by);
+    backend->gather_batch(plan.data(), plan.order(), header, batch_size, bx, by);
   }
-  RunContext ctx{*backend, true, counters, static_cast<std::uint64_t>(iterations)};
+  RunContext ctx{*backend, true};
   forward(n, ctx);
-  const backend::AdamCall update(adam_step(iterations + 1), plan.alpha_by_batch(), counters);
+  // Adam's constants do not depend on the step but alpha, which the op reads from the epoch's table.
+  const backend::AdamCall update(adam_step(1), plan.alpha_by_batch(), header);
   issue_loss(n, ctx, &update);
-  backend->advance_step(counters);
+  backend->advance_step(header, state.slots(), {.optimizer_step = true, .batch_stats = stats.data(), .rows = n});
 }
 
 Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
@@ -257,12 +279,14 @@ Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
   if (n == 0) throw InvalidArgument("train_on_batch: empty batch");
   m.ensure_capacity(n);
   DROPNET_NVTX_RANGE("step (train_on_batch)");
+  // train_on_batch reads its result back anyway; it reads the iteration (Adam's t - 1) first.
+  const std::uint64_t iteration = m.state.read().header.iteration;
   m.gather_range(x, &y, 0, n);
   RunContext ctx{*m.backend, true};
   m.forward(n, ctx);
-  const backend::AdamCall update(m.adam_step(m.iterations + 1));
+  const backend::AdamCall update(m.adam_step(static_cast<std::int64_t>(iteration) + 1));
   m.issue_loss(n, ctx, &update);
-  ++m.iterations;
+  m.backend->advance_step(m.state.header(), m.state.slots(), {.optimizer_step = true});
   const auto [loss, correct] = m.read_stats();
   return {{"loss", loss / double(n)}, {"accuracy", correct / double(n)}};
 }
@@ -274,7 +298,10 @@ Layer& Sequential::layer(std::size_t i) {
   if (i >= impl_->layers.size()) throw InvalidArgument(fmt::format("layer({}): the model has {} layers", i, impl_->layers.size()));
   return *impl_->layers[i];
 }
-const Layer& Sequential::layer(std::size_t i) const { return const_cast<Sequential*>(this)->layer(i); }
+const Layer& Sequential::layer(std::size_t i) const {
+  if (i >= impl_->layers.size()) throw InvalidArgument(fmt::format("layer({}): the model has {} layers", i, impl_->layers.size()));
+  return *impl_->layers[i];
+}
 std::int64_t Sequential::count_params() const {
   std::int64_t n = 0;
   for (const auto& l : impl_->layers) n += l->count_params();
@@ -283,7 +310,10 @@ std::int64_t Sequential::count_params() const {
 bool Sequential::compiled() const noexcept { return impl_->compiled; }
 Device Sequential::device() const { impl_->require_compiled("device()"); return impl_->device; }
 std::uint64_t Sequential::seed() const { impl_->require_compiled("seed()"); return impl_->seed; }
-std::int64_t Sequential::iterations() const { return impl_->iterations; }
+std::int64_t Sequential::iterations() const {
+  if (!impl_->compiled) return 0;
+  return static_cast<std::int64_t>(impl_->state.read().header.iteration);
+}
 const Adam& Sequential::optimizer() const { return impl_->options.optimizer; }
 const std::string& Sequential::step_mode() const noexcept { return impl_->step_mode; }
 

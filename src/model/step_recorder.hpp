@@ -8,8 +8,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <utility>
-#include <vector>
 
 #include "model/impl.hpp"
 
@@ -19,22 +17,17 @@ class StepRecorder {
  public:
   // `record`: whether to record at all (CUDA and CompileOptions::cuda_graphs).
   StepRecorder(Sequential::Impl& model, std::int64_t batch_size, bool record);
-  // Runs one training step of n rows from the plan; the caller then counts the iteration and reads stats.
+  // Runs one training step of n rows from the plan. Everything the step changes (the step state included)
+  // is in device memory, so a replay needs nothing from the host afterwards.
   void run(FitPlan& plan, std::int64_t n);
 
  private:
-  // The Dropout layers with their current steps.
-  std::vector<std::pair<Dropout*, std::uint64_t>> dropout_steps() const;
-
   Sequential::Impl& m_;
   std::int64_t batch_size_;  // the epoch's full batch size
   bool record_;
   bool warmed_up_ = false;
   std::unique_ptr<backend::Recording> recording_;
   std::uint64_t recorded_generation_ = 0;  // the model's buffers_generation the recording was made with
-  // How far each Dropout layer's step moves in one step (the recording does not call the layers, so the
-  // host side of their state is moved on by hand after each replay).
-  std::vector<std::pair<Dropout*, std::uint64_t>> step_moves_;
 };
 
 }  // namespace dropnet

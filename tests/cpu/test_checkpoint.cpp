@@ -152,9 +152,7 @@ TEST_CASE("resuming from a checkpoint at an epoch boundary is bit-exact", "[chec
   Sequential resumed = resume(dir / "epoch2.safetensors", d, 4);
   require_same_weights(straight, resumed);
   CHECK(resumed.iterations() == straight.iterations());
-  for (std::size_t i = 0; i < straight.layer_count(); ++i)
-    if (const auto* ds = dynamic_cast<const Dropout*>(&straight.layer(i)))
-      CHECK(dynamic_cast<const Dropout&>(resumed.layer(i)).step() == ds->step());
+  // (The Dropout layers' steps are in the step state: the byte-identical checkpoints below compare them.)
   // The full history (the two restored epochs, then the two trained) equals the straight run's.
   const TrainingState ts = training_state(straight), tr = training_state(resumed);
   CHECK(tr.history.epoch == ts.history.epoch);

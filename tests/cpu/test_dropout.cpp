@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "backend/backend.hpp"
+#include "layers/run_context.hpp"
 #include "kernels/dropout_math.hpp"
 #include "dropnet/errors.hpp"
 #include "dropnet/layers.hpp"
@@ -90,13 +91,13 @@ TEST_CASE("Dropout layer: Keras' rate check, identity at inference and rate 0, z
   REQUIRE_THROWS_AS(Dropout(0.5, {.noise_shape = {std::nullopt, 0}}), InvalidArgument);
 
   const Tensor x = testing::random_tensor({2, 8}, 3);
-  RunContext infer{cpu(), false}, train{cpu(), true};
+  backend::StepSlot slot{0, 1, 0};
+  RunContext infer{cpu(), false}, train{cpu(), true, &slot};
   Dropout half(0.5, {.seed = 11});
   half.build({8}, 0);
   Tensor y({2, 8});
   half.forward(x, y, infer);
   CHECK(y.to_vector() == x.to_vector());
-  CHECK(half.step() == 0);  // inference draws no mask
 
   Dropout zero(0.0);
   zero.build({8}, 0);
@@ -111,17 +112,22 @@ TEST_CASE("Dropout layer: Keras' rate check, identity at inference and rate 0, z
   REQUIRE_THROWS_AS(Dropout(0.5, {.noise_shape = {std::nullopt, 3}}).build({8}, 0), InvalidArgument);
 }
 
-TEST_CASE("Dropout layer: each training call advances the step, and backward regenerates the same mask", "[dropout]") {
+TEST_CASE("Dropout layer: the mask is its slot's step's, and backward regenerates the same mask", "[dropout]") {
   const Tensor x = testing::random_tensor({4, 64}, 17, 0.5, 1.5);  // no zeros in x
-  RunContext train{cpu(), true};
+  backend::StepSlot slot{0, 1, 0};
+  RunContext train{cpu(), true, &slot};
   Dropout layer(0.4, {.seed = 99});
   layer.build({64}, 0);
+  REQUIRE(layer.seed_generator().has_value());
+  CHECK(layer.seed_generator()->seed == 99);
+  CHECK_FALSE(Dropout(0.0).seed_generator()->draws);
   Tensor y1({4, 64}), y2({4, 64}), dx({4, 64});
   layer.forward(x, y1, train);
-  CHECK(layer.step() == 1);
+  slot.step = 1;  // what the step's last op (advance_step) does
   layer.forward(x, y2, train);
-  CHECK(layer.step() == 2);
   CHECK(y1.to_vector() != y2.to_vector());
+  RunContext no_slot{cpu(), true};
+  CHECK_THROWS_AS(layer.forward(x, y2, no_slot), InvalidArgument);
 
   Tensor dy({4, 64});
   dy.fill(1.0f);

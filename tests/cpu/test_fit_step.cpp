@@ -1,11 +1,13 @@
-// The replayable training step of fit (backend/backend.hpp, StepCounters; model/fit_plan.hpp): the values
-// that change between steps come from the backend's memory, and give exactly what the plain calls give.
+// The replayable training step of fit (kernels/step_state.hpp, backend/backend.hpp; model/fit_plan.hpp): the
+// values that change between steps come from the model's step state in the backend's memory, and give
+// exactly what the plain calls give; fit reads that state back only at progress ticks and epoch ends.
 #include "support/catch.hpp"
 
 #include <cstring>
 #include <numeric>
 
 #include "backend/backend.hpp"
+#include "dropnet/checkpoint.hpp"
 #include "dropnet/dropnet.hpp"
 #include "kernels/adam_math.hpp"
 #include "model/fit_plan.hpp"
@@ -54,7 +56,7 @@ TEST_CASE("gather_batch gives the same floats from bytes and classes as from the
   REQUIRE(cls.has_value());
   const std::vector<std::int64_t> order = {8, 3, 0, 5, 1, 7, 2, 6, 4};
   for (std::int64_t b : {0, 1, 2}) {
-    backend::StepCounters counters{12, b};
+    backend::StepHeader counters{12, b, 0, 0, 0, 0};
     const std::int64_t rows = std::min(batch, n - b * batch);
     backend::DatasetView floats{x.data(), nullptr, y.data(), nullptr, n, 12, classes};
     backend::DatasetView compact{nullptr, bytes->data(), nullptr, cls->data(), n, 12, classes};
@@ -70,36 +72,53 @@ TEST_CASE("gather_batch gives the same floats from bytes and classes as from the
   }
 }
 
-TEST_CASE("advance_step moves the iteration and the batch on by one", "[fit_step]") {
-  backend::StepCounters counters{41, 3};
-  cpu().advance_step(&counters);
-  CHECK(counters.iteration == 42);
-  CHECK(counters.batch == 4);
+TEST_CASE("advance_step moves the iteration, the batch, the metric sums and each slot by its advance", "[fit_step]") {
+  const std::vector<std::uint32_t> advances = {1, 0, 1};
+  backend::StepState state(cpu(), advances);
+  backend::StepSnapshot s = state.read();
+  s.header.iteration = 41;
+  s.header.batch = 3;
+  s.header.loss_sum = 0.5;
+  s.slots[0].step = 41;
+  s.slots[1].step = 7;
+  s.slots[2].step = ~std::uint64_t(0);
+  state.write(s);
+  const std::vector<float> stats = {1.25f, 3.0f};
+  cpu().advance_step(state.header(), state.slots(), {.optimizer_step = true, .batch_stats = stats.data(), .rows = 4});
+  s = state.read();
+  CHECK(s.header.iteration == 42);
+  CHECK(s.header.batch == 4);
+  CHECK(s.header.loss_sum == 0.5 + double(1.25f));
+  CHECK(s.header.correct == 3.0);
+  CHECK(s.header.seen == 4);
+  CHECK(s.slots[0].step == 42);
+  CHECK(s.slots[1].step == 7);  // a Dropout of rate 0 draws nothing
+  CHECK(s.slots[2].step == 0);  // uint64 wraparound
+  // Monte Carlo dropout in predict: the slots only.
+  cpu().advance_step(state.header(), state.slots(), {.optimizer_step = false});
+  s = state.read();
+  CHECK(s.header.iteration == 42);
+  CHECK(s.header.seen == 4);
+  CHECK(s.slots[0].step == 43);
 }
 
-TEST_CASE("dropout with step counters draws the mask of counters.iteration plus the call's step", "[fit_step]") {
+TEST_CASE("dropout with a step-state slot draws the mask of the slot's step", "[fit_step]") {
   const Tensor x = testing::random_tensor({3, 5, 7}, 3, -1, 1);
-  Tensor plain(x.shape()), counted(x.shape());
+  Tensor plain(x.shape()), slotted(x.shape());
   cpu().dropout_forward(x, plain, {77, 1005, 0.4f, x.shape(), x.shape()});
-  backend::StepCounters counters{1000, 0};
-  backend::DropoutCall call{77, 5, 0.4f, x.shape(), x.shape()};
-  call.counters = &counters;
-  cpu().dropout_forward(x, counted, call);
-  CHECK(plain.to_vector() == counted.to_vector());
-  // The step wraps around like the uint64 it is: iteration 3 with a step of 2^64 - 2 is step 1.
-  counters.iteration = 3;
-  call.step = ~std::uint64_t(0) - 1;
-  cpu().dropout_forward(x, counted, call);
-  cpu().dropout_forward(x, plain, {77, 1, 0.4f, x.shape(), x.shape()});
-  CHECK(plain.to_vector() == counted.to_vector());
+  backend::StepSlot slot{1005, 1, 0};
+  backend::DropoutCall call{77, 5, 0.4f, x.shape(), x.shape()};  // the slot's step wins over `step`
+  call.slot = &slot;
+  cpu().dropout_forward(x, slotted, call);
+  CHECK(plain.to_vector() == slotted.to_vector());
 }
 
-TEST_CASE("Adam with an alpha table reads the alpha of counters.batch", "[fit_step]") {
+TEST_CASE("Adam with an alpha table reads the alpha of the step state's batch", "[fit_step]") {
   std::vector<float> w1 = {0.5f, -0.25f}, w2 = w1, g = {0.1f, -0.3f}, m1(2), v1(2), m2(2), v2(2);
   const kernels::AdamStep step7 = kernels::adam_step(1e-3, 0.9, 0.999, 1e-7, 7);
   cpu().adam_update(w1.data(), g.data(), m1.data(), v1.data(), 2, step7);
   const std::vector<float> alpha = {0.0f, 123.0f, step7.alpha};
-  backend::StepCounters counters{6, 2};
+  backend::StepHeader counters{6, 2, 0, 0, 0, 0};
   cpu().adam_update(w2.data(), g.data(), m2.data(), v2.data(), 2,
                     backend::AdamCall(kernels::adam_step(1e-3, 0.9, 0.999, 1e-7, 1), alpha.data(), &counters));
   CHECK(w1 == w2);
@@ -132,7 +151,47 @@ TEST_CASE("fit through the plan trains exactly as train_on_batch on the same bat
   CHECK(h.history.at("loss")[0] == Approx(losses[0]).epsilon(1e-6));
   CHECK(h.history.at("loss")[1] == Approx(losses[1]).epsilon(1e-6));
   CHECK(a.iterations() == 6);
-  CHECK(dynamic_cast<Dropout&>(a.layer(1)).step() == 6);
+  // The Dropout layer's step (its training calls) is in the checkpointed state: 6 as well.
+  CHECK(training_state(a).iterations == 6);
   for (std::size_t i : {0u, 3u}) CHECK(a.layer(i).params()[0].value.to_vector() == b.layer(i).params()[0].value.to_vector());
   CHECK(a.step_mode() == "eager");  // the CPU runs ops as they come; nothing to record
+}
+
+TEST_CASE("fit waits for the backend only at progress ticks and epoch ends, not per batch", "[fit_step][model]") {
+  // The running metric sums live in the step state on the device: over an epoch fit reads them at the
+  // epoch's start (the iteration, for Adam's table) and end, and at progress-bar redraws; not per batch.
+  auto [x, y] = byte_images(48, 3);
+  auto waits_for = [&](std::int64_t batch_size, int epochs, std::vector<Callback*> callbacks) {
+    Sequential m({2, 2, 3});
+    m.add(Conv2D(4, {2, 2}, {.activation = "relu"}));
+    m.add(Dropout(0.5));
+    m.add(Flatten());
+    m.add(Dense(3, {.activation = "softmax"}));
+    m.compile({.device = Device::CPU, .seed = 3});
+    const std::uint64_t before = cpu().host_waits();
+    m.fit(x, y, {.batch_size = int(batch_size), .epochs = epochs, .verbose = 0, .callbacks = callbacks});
+    return cpu().host_waits() - before;
+  };
+  const std::uint64_t few = waits_for(16, 1, {}), many = waits_for(2, 1, {});  // 3 and 24 batches
+  CHECK(few == 2);
+  CHECK(many == 2);
+  CHECK(waits_for(2, 3, {}) == 6);  // per epoch, whatever its batches
+  // A callback that asks for every batch's logs gets them, at a wait per batch.
+  struct EveryBatch : Callback {
+    int with_logs = 0;
+    bool wants_batch_logs() const override { return true; }
+    void on_batch_end(int, const Logs& logs) override { with_logs += logs.count("loss") ? 1 : 0; }
+  } every;
+  struct Quiet : Callback {
+    int with_logs = 0, calls = 0;
+    void on_batch_end(int, const Logs& logs) override {
+      ++calls;
+      with_logs += logs.count("loss") ? 1 : 0;
+    }
+  } quiet;
+  CHECK(waits_for(2, 1, {&every}) == 1 + 24);
+  CHECK(every.with_logs == 24);
+  waits_for(2, 1, {&quiet});
+  CHECK(quiet.calls == 24);
+  CHECK(quiet.with_logs == 1);  // the epoch's last batch, read for its end
 }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "layers/run_context.hpp"
 #include "dropnet/dropnet.hpp"
 #include "kernels/adam_math.hpp"
 #include "tests/support/npy.hpp"

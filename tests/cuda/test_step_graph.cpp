@@ -1,4 +1,4 @@
-// fit's replayable training step on the GPU (backend.hpp: StepCounters, gather_batch, advance_step, the
+// fit's replayable training step on the GPU (backend.hpp: the step state, gather_batch, advance_step, the
 // counters of dropout and Adam, capture): each op against the CPU backend bit for bit, and CUDA graph
 // recording and replay, including recordings that fail.
 #include <cuda_runtime_api.h>
@@ -51,7 +51,7 @@ class DeviceBytes {
   std::size_t bytes_;
 };
 
-backend::StepCounters read_counters(const DeviceBytes& d) { return d.read<backend::StepCounters>().at(0); }
+backend::StepHeader read_counters(const DeviceBytes& d) { return d.read<backend::StepHeader>().at(0); }
 
 // A dataset of `rows` records on the host, in all four forms.
 struct HostDataset {
@@ -122,8 +122,8 @@ void check_gather(const HostDataset& h, std::int64_t batch_size, std::int64_t ba
   const std::vector<std::int64_t> order = permutation(h.rows, 17);
   const DeviceDataset d(h, byte_offset);
   const DeviceBytes order_d(order);
-  const backend::StepCounters counters{1234, batch};
-  const DeviceBytes counters_d(std::vector<backend::StepCounters>{counters});
+  const backend::StepHeader counters{1234, batch, 0, 0, 0, 0};
+  const DeviceBytes counters_d(std::vector<backend::StepHeader>{counters});
   for (bool bytes : {true, false}) {
     for (bool classes : {true, false}) {
       const std::string what = std::string("gather_batch (") + variant_name(bytes, classes) + ", x_row " +
@@ -136,7 +136,7 @@ void check_gather(const HostDataset& h, std::int64_t batch_size, std::int64_t ba
       Tensor bx = bxs.rows(offset, offset + rows * h.x_row).reshaped({rows, h.x_row});
       Tensor by = bys.rows(offset, offset + rows * h.classes).reshaped({rows, h.classes});
       gpu().gather_batch(view(d, h, bytes, classes), order_d.as<std::int64_t>(),
-                         counters_d.as<backend::StepCounters>(), batch_size, bx, by);
+                         counters_d.as<backend::StepHeader>(), batch_size, bx, by);
       expect_identical(host_values(bx), bx_ref.to_vector(), what + " images");
       expect_identical(host_values(by), by_ref.to_vector(), what + " targets");
     }
@@ -167,49 +167,58 @@ TEST_CASE("gather_batch is bit-identical to the CPU backend", "[cuda][step]") {
     Tensor bx_ref({64, 4}), by_ref({64, 3});
     std::vector<std::int64_t> identity(64);
     std::iota(identity.begin(), identity.end(), 0);
-    const backend::StepCounters c{0, 0};
+    const backend::StepHeader c{0, 0, 0, 0, 0, 0};
     cpu().gather_batch(view(h, true, true), identity.data(), &c, 64, bx_ref, by_ref);
     const std::vector<float> x = bx_ref.to_vector();
     for (int b = 0; b < 256; ++b) CHECK(x[static_cast<std::size_t>(b)] == static_cast<float>(b) / 255.0f);
   }
 }
 
-TEST_CASE("advance_step moves both counters on the device", "[cuda][step]") {
-  const DeviceBytes counters(std::vector<backend::StepCounters>{{41, 2}});
-  auto* c = counters.as<backend::StepCounters>();
-  for (int i = 0; i < 3; ++i) gpu().advance_step(c);
-  backend::StepCounters got = read_counters(counters);
+TEST_CASE("advance_step moves the step state on the device", "[cuda][step]") {
+  const DeviceBytes counters(std::vector<backend::StepHeader>{{41, 2, 0.5, 1.0, 3, 2}});
+  const DeviceBytes slots(std::vector<backend::StepSlot>{{10, 1, 0}, {7, 0, 0}});
+  const DeviceBytes stats(std::vector<float>{1.25f, 2.0f});
+  auto* c = counters.as<backend::StepHeader>();
+  for (int i = 0; i < 3; ++i)
+    gpu().advance_step(c, slots.as<backend::StepSlot>(), {.optimizer_step = true, .batch_stats = stats.as<float>(), .rows = 4});
+  backend::StepHeader got = read_counters(counters);
   CHECK(got.iteration == 44);
   CHECK(got.batch == 5);
+  CHECK(got.loss_sum == 0.5 + 3 * double(1.25f));
+  CHECK(got.correct == 7.0);
+  CHECK(got.seen == 15);
+  const std::vector<backend::StepSlot> s = slots.read<backend::StepSlot>();
+  CHECK(s[0].step == 13);
+  CHECK(s[1].step == 7);
 
-  const DeviceBytes wraps(std::vector<backend::StepCounters>{{std::numeric_limits<std::uint64_t>::max(), -1}});
-  gpu().advance_step(wraps.as<backend::StepCounters>());
+  const DeviceBytes wraps(std::vector<backend::StepHeader>{{std::numeric_limits<std::uint64_t>::max(), -1, 0, 0, 0, 0}});
+  gpu().advance_step(wraps.as<backend::StepHeader>(), nullptr, {});
   got = read_counters(wraps);
   CHECK(got.iteration == 0);
   CHECK(got.batch == 0);
 }
 
-TEST_CASE("dropout with step counters matches the CPU backend bit for bit", "[cuda][step][dropout]") {
+TEST_CASE("dropout reading its step from a step-state slot matches the CPU backend bit for bit", "[cuda][step][dropout]") {
   const Shape shape{6, 11, 11, 4};
   const std::uint64_t big = std::numeric_limits<std::uint64_t>::max() - 1;
-  for (const auto& [iteration, step] : std::vector<std::pair<std::uint64_t, std::uint64_t>>{{41, 3}, {0, 0}, {big, 5}}) {
+  for (const std::uint64_t slot_step : {std::uint64_t{44}, std::uint64_t{0}, big}) {
     for (const Shape& mask : {shape, Shape{6, 1, 1, 4}}) {
-      const std::string what = "dropout with counters, iteration " + std::to_string(iteration) + " + step " +
-                               std::to_string(step) + ", mask " + to_string(mask);
-      const backend::StepCounters host_counters{iteration, 7};
-      const DeviceBytes counters(std::vector<backend::StepCounters>{host_counters});
-      backend::DropoutCall cpu_call{99, step, 0.4f, shape, mask};
-      cpu_call.counters = &host_counters;
+      const std::string what = "dropout with a slot at step " + std::to_string(slot_step) + ", mask " + to_string(mask);
+      const backend::StepSlot host_slot{slot_step, 1, 0};
+      const DeviceBytes slot(std::vector<backend::StepSlot>{host_slot});
+      // The call's own step is wrong on purpose: the slot's must be used.
+      backend::DropoutCall cpu_call{99, 12345, 0.4f, shape, mask};
+      cpu_call.slot = &host_slot;
       backend::DropoutCall gpu_call = cpu_call;
-      gpu_call.counters = counters.as<backend::StepCounters>();
+      gpu_call.slot = slot.as<backend::StepSlot>();
 
       const Tensor x = host_random(shape, 5), dy = host_random(shape, 6);
       Tensor y_ref(shape), dx_ref(shape);
       cpu().dropout_forward(x, y_ref, cpu_call);
       cpu().dropout_backward(dy, dx_ref, cpu_call);
-      // The counters' step is iteration + step (mod 2^64): the same as a plain call with that step.
+      // The slot's step is the mask's step: the same as a plain call with that step.
       Tensor y_plain(shape);
-      cpu().dropout_forward(x, y_plain, backend::DropoutCall{99, iteration + step, 0.4f, shape, mask});
+      cpu().dropout_forward(x, y_plain, backend::DropoutCall{99, slot_step, 0.4f, shape, mask});
       expect_identical(y_plain.to_vector(), y_ref.to_vector(), what + " (CPU, plain step)");
 
       const Tensor xd = x.to(Device::CUDA), dyd = dy.to(Device::CUDA);
@@ -238,12 +247,12 @@ TEST_CASE("Adam with an alpha table matches the CPU backend bit for bit", "[cuda
     Tensor pd = dev(p), gd = dev(g), md = dev(m), vd = dev(v);
     const DeviceBytes table(alphas);
     for (std::int64_t batch = 0; batch < 3; ++batch) {
-      const backend::StepCounters host_counters{static_cast<std::uint64_t>(batch), batch + 1};
-      const DeviceBytes counters(std::vector<backend::StepCounters>{host_counters});
+      const backend::StepHeader host_counters{static_cast<std::uint64_t>(batch), batch + 1, 0, 0, 0, 0};
+      const DeviceBytes counters(std::vector<backend::StepHeader>{host_counters});
       cpu().adam_update(p_ref.data(), g.data(), m_ref.data(), v_ref.data(), static_cast<std::size_t>(n),
                         backend::AdamCall(step, alphas.data(), &host_counters));
       gpu().adam_update(pd.data(), gd.data(), md.data(), vd.data(), static_cast<std::size_t>(n),
-                        backend::AdamCall(step, table.as<float>(), counters.as<backend::StepCounters>()));
+                        backend::AdamCall(step, table.as<float>(), counters.as<backend::StepHeader>()));
       gpu().synchronize();  // `counters` goes out of scope
     }
     expect_identical(host_values(pd), p_ref.to_vector(), what + " params");
@@ -265,8 +274,8 @@ TEST_CASE("a recorded step replays with fresh counters each time", "[cuda][step]
   const std::vector<std::int64_t> order = permutation(h.rows, 7);
   const DeviceDataset d(h, 0);
   const DeviceBytes order_d(order);
-  const DeviceBytes counters_d(std::vector<backend::StepCounters>{{100, 0}});
-  auto* counters = counters_d.as<backend::StepCounters>();
+  const DeviceBytes counters_d(std::vector<backend::StepHeader>{{100, 0, 0, 0, 0, 0}});
+  auto* counters = counters_d.as<backend::StepHeader>();
   const std::int64_t batch_size = 8;
   Tensor bx({batch_size, h.x_row}, Device::CUDA), by({batch_size, h.classes}, Device::CUDA);
   Tensor copy({batch_size, h.x_row}, Device::CUDA);
@@ -275,10 +284,10 @@ TEST_CASE("a recorded step replays with fresh counters each time", "[cuda][step]
     gpu().fill(bx.data(), static_cast<std::size_t>(bx.size()), std::numeric_limits<float>::quiet_NaN());
     gpu().gather_batch(data, order_d.as<std::int64_t>(), counters, batch_size, bx, by);
     copy.copy_from(bx);  // a device-to-device Tensor copy: recorded on the stream too
-    gpu().advance_step(counters);
+    gpu().advance_step(counters, nullptr, {});
   };
   step();  // the uncaptured first step, as fit does
-  backend::StepCounters c = read_counters(counters_d);
+  backend::StepHeader c = read_counters(counters_d);
   REQUIRE(c.iteration == 101);
   REQUIRE(c.batch == 1);
 
@@ -294,7 +303,7 @@ TEST_CASE("a recorded step replays with fresh counters each time", "[cuda][step]
   CHECK(c.batch == 4);
 
   // The last replay gathered batch 3.
-  const backend::StepCounters last{103, 3};
+  const backend::StepHeader last{103, 3, 0, 0, 0, 0};
   Tensor bx_ref({batch_size, h.x_row}), by_ref({batch_size, h.classes});
   cpu().gather_batch(view(h, true, true), order.data(), &last, batch_size, bx_ref, by_ref);
   expect_identical(host_values(bx), bx_ref.to_vector(), "replayed gather images");
@@ -343,8 +352,8 @@ TEST_CASE("a failed recording throws DeviceError and leaves the backend usable",
   const std::vector<std::int64_t> order = permutation(h.rows, 5);
   const DeviceDataset d(h, 0);
   const DeviceBytes order_d(order);
-  const DeviceBytes counters_d(std::vector<backend::StepCounters>{{0, 1}});
-  auto* counters = counters_d.as<backend::StepCounters>();
+  const DeviceBytes counters_d(std::vector<backend::StepHeader>{{0, 1, 0, 0, 0, 0}});
+  auto* counters = counters_d.as<backend::StepHeader>();
   Tensor bx({4, h.x_row}, Device::CUDA), by({4, h.classes}, Device::CUDA);
   const backend::DatasetView data = view(d, h, false, false);
 
@@ -354,7 +363,7 @@ TEST_CASE("a failed recording throws DeviceError and leaves the backend usable",
     CHECK_FALSE(gpu().recording());
     gpu().fill(bx.data(), static_cast<std::size_t>(bx.size()), -1.0f);
     gpu().gather_batch(data, order_d.as<std::int64_t>(), counters, 4, bx, by);
-    const backend::StepCounters c{0, 1};
+    const backend::StepHeader c{0, 1, 0, 0, 0, 0};
     Tensor bx_ref({4, h.x_row}), by_ref({4, h.classes});
     cpu().gather_batch(view(h, false, false), order.data(), &c, 4, bx_ref, by_ref);
     expect_identical(host_values(bx), bx_ref.to_vector(), "gather after " + after);

@@ -98,7 +98,7 @@ void CpuBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor*
 void CpuBackend::adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
                              const AdamCall& call) {
   kernels::AdamStep step = call.step;
-  if (call.alpha_by_batch != nullptr && call.counters != nullptr) step.alpha = call.alpha_by_batch[call.counters->batch];
+  if (call.alpha_by_batch != nullptr && call.state != nullptr) step.alpha = call.alpha_by_batch[call.state->batch];
   cpu::adam_update(params, grads, m, v, count, step);
 }
 
@@ -113,7 +113,7 @@ void CpuBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> in
     std::memcpy(d + std::int64_t(r) * row, s + index[r] * row, sizeof(float) * std::size_t(row));
 }
 
-void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepHeader* state,
                               std::int64_t batch_size, Tensor& bx, Tensor& by) {
   require_cpu(bx, "batch images");
   const std::int64_t rows = bx.dim(0);
@@ -121,7 +121,7 @@ void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order
     throw InvalidArgument(fmt::format("gather_batch: batch tensors {} and {} for {} rows of {} values and {} "
                                       "classes, batch size {}", to_string(bx.shape()), to_string(by.shape()), rows,
                                       data.x_row, data.classes, batch_size));
-  const std::int64_t* index = order + counters->batch * batch_size;
+  const std::int64_t* index = order + state->batch * batch_size;
   float* x = bx.data();
   float* y = by.data();
   for (std::int64_t r = 0; r < rows; ++r) {
@@ -143,9 +143,8 @@ void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order
   }
 }
 
-void CpuBackend::advance_step(StepCounters* counters) {
-  ++counters->iteration;
-  ++counters->batch;
+void CpuBackend::advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance) {
+  kernels::advance_step_state(state, slots, advance);
 }
 
 }  // namespace dropnet::backend::cpu

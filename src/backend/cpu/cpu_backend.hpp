@@ -11,7 +11,6 @@ class CpuBackend final : public Backend {
   float* allocate(std::size_t count) override;
   void deallocate(float* ptr) noexcept override;
   void fill(float* ptr, std::size_t count, float value) override;
-  void synchronize() override {}
 
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
                       const ConvGeometry& g) override;
@@ -33,9 +32,12 @@ class CpuBackend final : public Backend {
                    const AdamCall& call) override;
   void maxnorm(float* w, const MaxNormCall& call) override;
   void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) override;
-  void gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+  void gather_batch(const DatasetView& data, const std::int64_t* order, const StepHeader* state,
                     std::int64_t batch_size, Tensor& bx, Tensor& by) override;
-  void advance_step(StepCounters* counters) override;
+  void advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance) override;
+
+ protected:
+  void wait() override {}
 };
 
 }  // namespace dropnet::backend::cpu

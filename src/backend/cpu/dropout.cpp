@@ -45,7 +45,7 @@ constexpr std::int64_t kBlocksPerBatch = 64;
 template <typename T>
 void dropout_apply(const T* in, T* out, const DropoutCall& call) {
   const float keep_prob = kernels::dropout_keep_prob(call.rate);
-  const std::uint64_t step = call.counters != nullptr ? call.counters->iteration + call.step : call.step;
+  const std::uint64_t step = call.slot != nullptr ? call.slot->step : call.step;
   const std::int64_t n = element_count(call.input_shape);
   const std::int64_t mask_count = element_count(call.mask_shape);
 

@@ -81,7 +81,7 @@ void CudaBackend::fill(float* ptr, std::size_t count, float value) {
   kernels::launch_fill(ptr, count, value, ctx_->stream_ptr());
 }
 
-void CudaBackend::synchronize() {
+void CudaBackend::wait() {
   // A host wait cannot be recorded (CUDA would fail the capture with a less telling error).
   if (capture_thread_.load() == std::this_thread::get_id()) throw_while_capturing("synchronize() would wait for the GPU");
   CUDA_CHECK(cudaStreamSynchronize(ctx_->stream()));

@@ -55,7 +55,6 @@ class CudaBackend final : public Backend {
   float* allocate(std::size_t count) override;
   void deallocate(float* ptr) noexcept override;
   void fill(float* ptr, std::size_t count, float value) override;
-  void synchronize() override;
 
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const ConvGeometry& g) override;
   void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
@@ -76,14 +75,14 @@ class CudaBackend final : public Backend {
   void maxnorm(float* w, const MaxNormCall& call) override;
   void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) override;
 
-  // fit's step (backend.hpp): the batch, the counters and the recording, all on the stream, nothing read
+  // fit's step (backend.hpp): the batch, the step state and the recording, all on the stream, nothing read
   // on the host. gather_batch throws InvalidArgument for host tensors or bx/by sizes that do not match
   // `data`. capture() records what `enqueue` issues as a CUDA graph (graph.cpp); the Recording replays it
   // on this backend's stream and keeps the scratch blocks it reads alive; it must not outlive the backend
   // or any tensor the recorded ops use.
-  void gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+  void gather_batch(const DatasetView& data, const std::int64_t* order, const StepHeader* state,
                     std::int64_t batch_size, Tensor& bx, Tensor& by) override;
-  void advance_step(StepCounters* counters) override;
+  void advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance) override;
   std::unique_ptr<Recording> capture(const std::function<void()>& enqueue) override;
 
   // ---- CUDA-only --------------------------------------------------------------------------------
@@ -109,6 +108,10 @@ class CudaBackend final : public Backend {
   // The backend that exists now (null before backend_for(Device::CUDA) made it and after it is destroyed):
   // backend::copy queues device-to-device copies on its stream.
   static CudaBackend* live() noexcept;
+
+ protected:
+  // cudaStreamSynchronize on the backend's stream (Backend::synchronize() counts the waits).
+  void wait() override;
 
  private:
   void apply_settings(bool deterministic, bool allow_tf32, std::size_t workspace_limit);

@@ -29,9 +29,8 @@ std::unique_ptr<Backend> make_backend() {
   return std::make_unique<CudaBackend>();
 }
 
-void copy(float* dst, Device dst_device, const float* src, Device src_device, std::size_t count) {
-  if (count == 0 || dst == src) return;
-  const std::size_t bytes = count * sizeof(float);
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) {
+  if (bytes == 0 || dst == src) return;
   if (dst_device == Device::CPU && src_device == Device::CPU) {
     std::memcpy(dst, src, bytes);
     return;

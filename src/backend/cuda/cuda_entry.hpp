@@ -17,7 +17,7 @@ std::unique_ptr<Backend> make_backend();
 // Copies between any two of host and device memory: host<->device with a synchronous cudaMemcpy (ordered
 // with the backend's blocking stream; DeviceError while that stream is being recorded), device-to-device
 // with cudaMemcpyAsync on the backend's stream (recordable).
-void copy(float* dst, Device dst_device, const float* src, Device src_device, std::size_t count);
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
 // "NVIDIA H100 80GB HBM3 (132 SMs, 79.1 GiB, CUDA 13.0, cuDNN 9.x)".
 std::string describe_device();
 

@@ -1,7 +1,7 @@
 // cuda_ops.cpp: CudaBackend's ops on dropnet's own kernels: activations, dropout, softmax cross-entropy,
-// Adam, max-norm, the batch gathers and fit's step counters. Each turns the contract's tensors into a launch
+// Adam, max-norm, the batch gathers and fit's step state. Each turns the contract's tensors into a launch
 // description (kernels/launchers.hpp) and queues it on the backend's stream. Values that change from one
-// training step to the next (StepCounters) are passed as device pointers and read by the kernels, never on
+// training step to the next (the step state, kernels/step_state.hpp) are passed as device pointers and read by the kernels, never on
 // the host, so a recorded step (graph.cpp) stays right at every replay.
 #include <algorithm>
 #include <cstring>
@@ -46,8 +46,8 @@ kernels::DropoutLaunch dropout_launch(const DropoutCall& call, std::int64_t coun
   kernels::DropoutLaunch launch{};
   launch.seed = call.seed;
   launch.step = call.step;
-  // The kernel adds counters->iteration (device memory) to `step` when it runs.
-  launch.iteration = call.counters != nullptr ? &call.counters->iteration : nullptr;
+  // The kernel reads the layer's step from its slot of the step state (device memory) when it runs.
+  launch.step_at = call.slot != nullptr ? &call.slot->step : nullptr;
   // The keep test compares a float uniform with keep_prob, so both backends must derive the same float.
   launch.keep_prob = kernels::dropout_keep_prob(call.rate);
   launch.count = count;
@@ -174,10 +174,10 @@ void CudaBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor
 
 void CudaBackend::adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
                               const AdamCall& call) {
-  // With a table, the kernel reads alpha_by_batch[counters->batch] (device memory) when it runs.
-  const bool table = call.alpha_by_batch != nullptr && call.counters != nullptr;
+  // With a table, the kernel reads alpha_by_batch[state->batch] (device memory) when it runs.
+  const bool table = call.alpha_by_batch != nullptr && call.state != nullptr;
   kernels::launch_adam(params, grads, m, v, count, call.step, table ? call.alpha_by_batch : nullptr,
-                       table ? &call.counters->batch : nullptr, ctx_->stream_ptr());
+                       table ? &call.state->batch : nullptr, ctx_->stream_ptr());
 }
 
 void CudaBackend::maxnorm(float* w, const MaxNormCall& call) {
@@ -235,7 +235,7 @@ void CudaBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> i
 
 // ---- fit's step ------------------------------------------------------------------------------------
 
-void CudaBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepCounters* counters,
+void CudaBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepHeader* state,
                                std::int64_t batch_size, Tensor& bx, Tensor& by) {
   expect_on_device(bx, "batch images");
   expect_on_device(by, "batch targets");
@@ -251,7 +251,7 @@ void CudaBackend::gather_batch(const DatasetView& data, const std::int64_t* orde
   if (batch_size < rows)
     throw InvalidArgument("gather_batch: a batch of " + std::to_string(rows) + " rows is larger than the batch size " +
                           std::to_string(batch_size));
-  if (order == nullptr || counters == nullptr) throw InvalidArgument("gather_batch: order and counters are required");
+  if (order == nullptr || state == nullptr) throw InvalidArgument("gather_batch: order and the step state are required");
   if ((data.x_float == nullptr) == (data.x_bytes == nullptr) || (data.y_float == nullptr) == (data.y_class == nullptr))
     throw InvalidArgument("gather_batch: the dataset needs exactly one of x_float/x_bytes and of y_float/y_class");
   kernels::GatherBatchLaunch launch{};
@@ -262,7 +262,7 @@ void CudaBackend::gather_batch(const DatasetView& data, const std::int64_t* orde
   launch.x_row = data.x_row;
   launch.classes = data.classes;
   launch.order = order;
-  launch.batch = &counters->batch;  // read by the kernels when they run
+  launch.batch = &state->batch;  // read by the kernels when they run
   launch.batch_size = batch_size;
   launch.rows = rows;
   launch.bx = bx.data();
@@ -270,9 +270,9 @@ void CudaBackend::gather_batch(const DatasetView& data, const std::int64_t* orde
   kernels::launch_gather_batch(launch, ctx_->stream_ptr());
 }
 
-void CudaBackend::advance_step(StepCounters* counters) {
-  if (counters == nullptr) throw InvalidArgument("advance_step: no counters");
-  kernels::launch_advance_step(&counters->iteration, &counters->batch, ctx_->stream_ptr());
+void CudaBackend::advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance) {
+  if (state == nullptr) throw InvalidArgument("advance_step: no step state");
+  kernels::launch_advance_step(state, slots, advance, ctx_->stream_ptr());
 }
 
 }  // namespace dropnet::backend::cuda

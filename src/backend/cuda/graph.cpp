@@ -5,10 +5,11 @@
 // of running it; the graph replays it later with the same arguments. The step (Impl::issue_fit_step) may
 // therefore only queue stream work, and everything it reads that changes from step to step must be read
 // on the device when the work runs:
-//   * Step-varying values live in device memory: the dropout mask step (StepCounters::iteration, added by
-//     the dropout kernels), Adam's alpha (alpha_by_batch[StepCounters::batch], read by the Adam kernel),
-//     the batch rows (order[batch * B + r], read by the gather_batch kernels); advance_step's kernel moves
-//     the counters on as the step's last op. Nothing of them is read on the host.
+//   * Step-varying values live in the model's step state in device memory (kernels/step_state.hpp): each
+//     dropout layer's mask step (its slot, read by the dropout kernels), Adam's alpha
+//     (alpha_by_batch[StepHeader::batch], read by the Adam kernel), the batch rows (order[batch * B + r],
+//     read by the gather_batch kernels); advance_step's kernel moves the state on as the step's last op.
+//     Nothing of it is read on the host during the step.
 //   * Every op is a kernel launch, a cudaMemcpyAsync device-to-device on the stream (Linear activations,
 //     Tensor::copy_from between device tensors: backend::copy, cuda_entry.cpp), or a cuDNN / cuBLAS call
 //     on the handles bound to the stream. cuBLAS runs on a fixed workspace of ours (cublasSetWorkspace,
