@@ -12,7 +12,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "cli/seed_model.hpp"
+#include "programs/seed_model.hpp"
 #include "cuda_test_support.hpp"
 
 using namespace dropnet;
