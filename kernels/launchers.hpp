@@ -19,9 +19,6 @@
 
 namespace dropnet::kernels {
 
-constexpr int kMaxRank = kDropoutMaxRank;
-static_assert(kMaxRank == kMaxNormMaxRank);
-
 // ---- elementwise.cu ------------------------------------------------------------------------------
 
 // p[i] = value for i < n.

@@ -1,6 +1,7 @@
 // cuda_ops.cpp: CudaBackend's ops on dropnet's own kernels: activations, dropout, softmax cross-entropy,
-// Adam, max-norm, the batch gathers and fit's step counters. Each turns the contract's tensors into a launch
-// description (kernels/launchers.hpp) and queues it on the backend's stream. Values that change from one
+// Adam, max-norm, the batch gathers and fit's step counters. Each checks its arguments first (the checks
+// both backends share, backend/op_checks.hpp), then turns the contract's tensors into a launch description
+// (kernels/launchers.hpp) and queues it on the backend's stream. Values that change from one
 // training step to the next (StepCounters) are passed as device pointers and read by the kernels, never on
 // the host, so a recorded step (graph.cpp) stays right at every replay.
 #include <algorithm>
