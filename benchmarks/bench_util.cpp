@@ -8,7 +8,8 @@
 #include <fmt/format.h>
 #include <sys/resource.h>
 
-#include "cli/args.hpp"
+#include "programs/args.hpp"
+#include "programs/data_source.hpp"
 #include "dropnet/errors.hpp"
 
 namespace dropnet::bench {
@@ -64,11 +65,7 @@ std::vector<double> parse_number_list(const std::string& flag, const std::string
   return values;
 }
 
-std::filesystem::path default_data_dir() {
-  const std::filesystem::path source = DROPNET_SOURCE_DIR;
-  if (std::filesystem::exists(source / "data" / "cifar-10-batches-bin")) return source / "data" / "cifar-10-batches-bin";
-  return source / "data" / "cifar10-sample";
-}
+std::filesystem::path default_data_dir() { return cli::find_data(std::nullopt).path; }
 
 Device device_from_flag(const std::string& name) {
   try {

@@ -54,8 +54,8 @@ std::string format_duration(double seconds);
 // A comma-separated list of numbers, strictly parsed ("0,0.1,0.5"). Throws cli::UsageError naming the flag.
 std::vector<double> parse_number_list(const std::string& flag, const std::string& text);
 
-// The data dropnet train uses without --data: data/cifar-10-batches-bin if present, else the bundled
-// sample data/cifar10-sample (both below the source tree).
+// The data dropnet train uses without --data (programs/data_source.hpp's find_data): the full dataset, else
+// the bundled sample, in the current directory first, then in the source tree. Throws IoError if none.
 std::filesystem::path default_data_dir();
 
 // The device a --device flag names, with its error as a UsageError-friendly exception (see resolve_device).

@@ -12,7 +12,7 @@
 
 #include "backend/backend.hpp"
 #include "bench_util.hpp"
-#include "cli/args.hpp"
+#include "programs/args.hpp"
 #include "dropnet/dropnet.hpp"
 #include "kernels/adam_math.hpp"
 

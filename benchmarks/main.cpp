@@ -13,7 +13,7 @@
 #include <fmt/format.h>
 
 #include "bench_util.hpp"
-#include "cli/args.hpp"
+#include "programs/args.hpp"
 #include "dropnet/errors.hpp"
 
 namespace {

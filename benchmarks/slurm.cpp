@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 
 #include "bench_util.hpp"
-#include "cli/args.hpp"
+#include "programs/args.hpp"
 #include "dropnet/errors.hpp"
 #include "io/atomic_file.hpp"
 #include "sweep.hpp"

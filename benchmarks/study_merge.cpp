@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 
 #include "bench_util.hpp"
-#include "cli/args.hpp"
+#include "programs/args.hpp"
 #include "dropnet/errors.hpp"
 #include "io/json.hpp"
 #include "sweep.hpp"

@@ -13,8 +13,8 @@
 #include <fmt/format.h>
 
 #include "bench_util.hpp"
-#include "cli/args.hpp"
-#include "cli/seed_model.hpp"
+#include "programs/args.hpp"
+#include "programs/seed_model.hpp"
 #include "dropnet/dropnet.hpp"
 #include "backend/cpu/parallel.hpp"
 #include "dropnet/checkpoint.hpp"

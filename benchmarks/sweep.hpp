@@ -24,7 +24,7 @@
 #include <string>
 #include <vector>
 
-#include "cli/args.hpp"
+#include "programs/args.hpp"
 #include "dropnet/device.hpp"
 
 namespace dropnet::bench {

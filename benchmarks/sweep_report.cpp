@@ -15,7 +15,8 @@
 #include <fmt/format.h>
 
 #include "study_stats.hpp"
-#include "svg_plot.hpp"
+#include "io/atomic_file.hpp"
+#include "programs/svg_plot.hpp"
 #include "sweep.hpp"
 
 namespace dropnet::bench {
@@ -357,10 +358,10 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
     for (plot::Chart& p : panels) p.y_include = {lo, hi};
     if (panels.size() == 1) {
       panels[0].title = title + note;
-      plot::write_file_atomic(out / file, plot::render_svg(panels[0]));
+      io::write_file_atomic(out / file, plot::render_svg(panels[0]));
     } else {
       for (std::size_t i = 0; i < panels.size(); ++i) panels[i].title = "max-norm " + max_norm_text(c.max_norms[i]);
-      plot::write_file_atomic(out / file, plot::render_svg(panels, title + note, 600, 420));
+      io::write_file_atomic(out / file, plot::render_svg(panels, title + note, 600, 420));
     }
   };
   // Training dashed (mean), validation solid with a ±1 std band.
@@ -433,7 +434,7 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
     }
     test.series.push_back(std::move(s));
   }
-  plot::write_file_atomic(out / "test_accuracy.svg", plot::render_svg(test));
+  io::write_file_atomic(out / "test_accuracy.svg", plot::render_svg(test));
 
   // Reliability diagrams: the bins pooled over seeds (count-weighted), weight scaling and MC dropout.
   for (const Group& g : an.groups) {
@@ -460,7 +461,7 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
     };
     pooled(&RunRecord::standard, "weight scaling", plot::colour(0));
     if (c.mc_samples > 0) pooled(&RunRecord::mc, fmt::format("MC dropout ({} passes)", c.mc_samples), plot::colour(1));
-    plot::write_file_atomic(out / reliability_file(c, g), plot::render_svg(ch, 620, 420));
+    io::write_file_atomic(out / reliability_file(c, g), plot::render_svg(ch, 620, 420));
   }
 }
 
@@ -495,7 +496,7 @@ void write_csvs(const Study& st, const std::filesystem::path& out) {
     for (const EpochRecord& e : r.epochs)
       csv += fmt::format("{},{},{},{},{},{},{},{},{}\n", e.epoch, csv_value(e.accuracy), csv_value(e.loss),
                          csv_value(e.val_accuracy), csv_value(e.val_loss), r.rate, r.max_norm, r.seed_index, r.seed);
-  plot::write_file_atomic(out / "sweep.csv", csv);
+  io::write_file_atomic(out / "sweep.csv", csv);
   std::string runs = "id,status,rate,max_norm,seed,test_accuracy,test_loss,best_epoch,best_test_accuracy,"
                      "best_test_loss,nll,brier,ece,entropy,auroc_entropy,mc_passes,mc_accuracy,mc_nll,mc_brier,mc_ece,"
                      "mc_entropy,mc_mutual_information,mc_auroc_entropy,failure\n";
@@ -511,7 +512,7 @@ void write_csvs(const Study& st, const std::filesystem::path& out) {
                         csv_value(r.mc.nll), csv_value(r.mc.brier), csv_value(r.mc.ece), csv_value(r.mc.entropy),
                         csv_value(r.mc.mutual_information), csv_value(r.mc.auroc_entropy), failure);
   }
-  plot::write_file_atomic(out / "runs.csv", runs);
+  io::write_file_atomic(out / "runs.csv", runs);
 }
 
 std::string summary_json(const Summary& s) {
@@ -564,7 +565,7 @@ void write_json(const Study& st, const Analysis& an, const std::filesystem::path
     o += "    " + run_line(r) + (i + 1 < st.runs.size() ? ",\n" : "\n");
   }
   o += "  ]\n}\n";
-  plot::write_file_atomic(out / "sweep.json", o);
+  io::write_file_atomic(out / "sweep.json", o);
 }
 
 void write_html(const Study& st, const Analysis& an, const std::filesystem::path& out) {
@@ -604,7 +605,7 @@ void write_html(const Study& st, const Analysis& an, const std::filesystem::path
   h += "<p>Raw data: <a href=\"runs.jsonl\">runs.jsonl</a> (one record per run, with timings and provenance), "
        "<a href=\"sweep.csv\">sweep.csv</a> (one row per run and epoch, epochs from 0), <a href=\"runs.csv\">runs.csv</a> "
        "(one row per run), <a href=\"sweep.json\">sweep.json</a> (everything in this report).</p>\n</body>\n</html>\n";
-  plot::write_file_atomic(out / "report.html", h);
+  io::write_file_atomic(out / "report.html", h);
 }
 
 }  // namespace
@@ -628,7 +629,7 @@ std::string markdown_report(const Study& st) {
 
 void write_reports(const Study& st, const std::filesystem::path& out) {
   const Analysis an = analyse(st);
-  plot::write_file_atomic(out / "report.md", markdown_report(st));
+  io::write_file_atomic(out / "report.md", markdown_report(st));
   write_csvs(st, out);
   write_json(st, an, out);
   write_plots(st, an, out);

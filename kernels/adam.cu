@@ -52,10 +52,10 @@ void launch_adam(float* params, const float* grads, float* m, float* v, std::siz
   if (batch == nullptr) alpha_by_batch = nullptr;  // a table needs both
   if (detail::aligned16(params) && detail::aligned16(grads) && detail::aligned16(m) && detail::aligned16(v)) {
     // At least 4 threads so that the tail (up to 3 elements) always has takers.
-    detail::launch_linear("adam_kernel<vector>", adam_kernel<true>, count / 4 + 4, stream, params, grads, m, v, n,
+    DROPNET_LAUNCH_LINEAR(adam_kernel<true>, count / 4 + 4, stream, params, grads, m, v, n,
                           step, alpha_by_batch, batch);
   } else {
-    detail::launch_linear("adam_kernel<scalar>", adam_kernel<false>, count, stream, params, grads, m, v, n, step,
+    DROPNET_LAUNCH_LINEAR(adam_kernel<false>, count, stream, params, grads, m, v, n, step,
                           alpha_by_batch, batch);
   }
 }

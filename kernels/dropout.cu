@@ -65,18 +65,12 @@ __global__ void dropout_contiguous(const float* in, float* out, std::int64_t cou
   }
 }
 
-// noise_shape with 1s: the mask index of element i drops the coordinates of broadcast dims (their mask
-// stride is 0). One generator call per element; this path serves SpatialDropout-style masks only.
+// noise_shape with 1s: the mask index of element i drops the coordinates of broadcast dims
+// (dropout_mask_index). One generator call per element; this path serves SpatialDropout-style masks only.
 __global__ void dropout_broadcast(const float* in, float* out, DropoutLaunch call) {
   const std::uint64_t step = mask_step(call.step_at, call.step);
   DROPNET_GRID_STRIDE(i, call.count) {
-    std::int64_t rest = i, mask_index = 0;
-    for (int d = call.rank - 1; d >= 0; --d) {
-      const std::int64_t coord = rest % call.dims[d];
-      rest /= call.dims[d];
-      mask_index += coord * call.mask_stride[d];
-    }
-    const auto m = static_cast<std::uint64_t>(mask_index);
+    const auto m = static_cast<std::uint64_t>(dropout_mask_index(i, call));
     const float u = component(mask_uniforms(call.seed, step, m / 4), static_cast<int>(m % 4));
     out[i] = dropout_apply(in[i], dropout_keep_uniform(u, call.keep_prob), call.keep_prob);
   }
@@ -88,12 +82,12 @@ void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void
   if (call.count <= 0) return;
   const auto count = static_cast<std::size_t>(call.count);
   if (call.broadcast) {
-    detail::launch_linear("dropout_broadcast", dropout_broadcast, count, stream, in, out, call);
+    DROPNET_LAUNCH_LINEAR(dropout_broadcast, count, stream, in, out, call);
   } else if (detail::aligned16(in) && detail::aligned16(out)) {
-    detail::launch_linear("dropout_contiguous<vector>", dropout_contiguous<true>, (count + 3) / 4, stream, in, out,
+    DROPNET_LAUNCH_LINEAR(dropout_contiguous<true>, (count + 3) / 4, stream, in, out,
                           call.count, call.seed, call.step_at, call.step, call.keep_prob);
   } else {
-    detail::launch_linear("dropout_contiguous<scalar>", dropout_contiguous<false>, (count + 3) / 4, stream, in,
+    DROPNET_LAUNCH_LINEAR(dropout_contiguous<false>, (count + 3) / 4, stream, in,
                           out, call.count, call.seed, call.step_at, call.step, call.keep_prob);
   }
 }

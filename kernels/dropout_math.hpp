@@ -50,6 +50,46 @@ DROPNET_HD bool dropout_keep_at(std::uint64_t seed, std::uint64_t step, std::uin
   return dropout_keep(b.w[mask_index % 4], keep_prob);
 }
 
+// ---- noise_shape: one mask element broadcast over several input elements -------------------------------
+
+constexpr int kDropoutMaxRank = 8;
+
+// The input's dims and, per dim, the row-major stride of that dim in the mask, 0 where the mask is
+// broadcast (its extent is 1 and the input's is not). `broadcast` is false when the mask has the input's
+// shape; then the mask index of element i is i.
+struct DropoutBroadcast {
+  int rank;
+  bool broadcast;
+  std::int64_t dims[kDropoutMaxRank];
+  std::int64_t mask_stride[kDropoutMaxRank];
+};
+
+// For an input and a mask shape of the same rank <= kDropoutMaxRank, each mask dim equal to the input's
+// or 1 (the caller checks: backend/op_checks.hpp).
+inline DropoutBroadcast dropout_broadcast(const std::int64_t* input_dims, const std::int64_t* mask_dims, int rank) {
+  DropoutBroadcast b{};
+  b.rank = rank;
+  std::int64_t stride = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    const bool broadcast_dim = mask_dims[d] == 1 && input_dims[d] != 1;
+    b.dims[d] = input_dims[d];
+    b.mask_stride[d] = broadcast_dim ? 0 : stride;
+    b.broadcast = b.broadcast || broadcast_dim;
+    stride *= mask_dims[d];
+  }
+  return b;
+}
+
+// The mask index of input element i (row-major): its coordinates, less those of broadcast dims, in the mask.
+DROPNET_HD std::int64_t dropout_mask_index(std::int64_t i, const DropoutBroadcast& b) {
+  std::int64_t mask_index = 0;
+  for (int d = b.rank - 1; d >= 0; --d) {
+    mask_index += (i % b.dims[d]) * b.mask_stride[d];
+    i /= b.dims[d];
+  }
+  return mask_index;
+}
+
 // The same expression serves forward (x -> y) and backward (dy -> dx): d(x / p)/dx = 1 / p.
 template <typename T>
 DROPNET_HD T dropout_apply(T value, bool keep, T keep_prob) {

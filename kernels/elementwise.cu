@@ -3,6 +3,7 @@
 #include <cfloat>
 
 #include "kernels/launch.cuh"
+#include "kernels/activation_math.hpp"
 #include "kernels/launchers.hpp"
 
 namespace dropnet::kernels {
@@ -18,13 +19,12 @@ __global__ void add_bias_kernel(float* y, const float* b, std::int64_t n, std::i
 
 __global__ void relu_forward_kernel(const float* z, float* y, std::int64_t n) {
   DROPNET_GRID_STRIDE(i, n) {
-    const float v = z[i];
-    y[i] = v > 0.0f ? v : 0.0f;
+    y[i] = relu_forward(z[i]);
   }
 }
 
 __global__ void relu_backward_kernel(const float* y, const float* dy, float* dz, std::int64_t n) {
-  DROPNET_GRID_STRIDE(i, n) { dz[i] = y[i] > 0.0f ? dy[i] : 0.0f; }
+  DROPNET_GRID_STRIDE(i, n) { dz[i] = relu_backward(y[i], dy[i]); }
 }
 
 __device__ __forceinline__ float warp_max(float v) {
@@ -40,7 +40,8 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 constexpr int kWarpsPerBlock = detail::kBlock / 32;
 
-// One warp per row; lane l owns columns l, l + 32, ... (so in-place is safe: a lane only rewrites what it
+// One warp per row: row_math.hpp's lanes, the math activation_math.hpp's. Lane l owns columns l, l + 32, ...
+// (so in-place is safe: a lane only rewrites what it
 // read itself, after the warp-wide reductions).
 __global__ void softmax_forward_kernel(const float* z, float* y, std::int64_t rows, std::int64_t cols) {
   const int lane = threadIdx.x % 32;
@@ -49,13 +50,13 @@ __global__ void softmax_forward_kernel(const float* z, float* y, std::int64_t ro
        r += warps) {
     const float* zr = z + r * cols;
     float* yr = y + r * cols;
-    float m = -FLT_MAX;
+    float m = RowLowest<float>::value;
     for (std::int64_t c = lane; c < cols; c += 32) m = fmaxf(m, zr[c]);
     m = warp_max(m);
     float s = 0.0f;
-    for (std::int64_t c = lane; c < cols; c += 32) s += expf(zr[c] - m);
+    for (std::int64_t c = lane; c < cols; c += 32) s += softmax_term(zr[c], m);
     s = warp_sum(s);
-    for (std::int64_t c = lane; c < cols; c += 32) yr[c] = expf(zr[c] - m) / s;
+    for (std::int64_t c = lane; c < cols; c += 32) yr[c] = softmax_term(zr[c], m) / s;
   }
 }
 
@@ -71,7 +72,7 @@ __global__ void softmax_backward_kernel(const float* y, const float* dy, float* 
     float dot = 0.0f;
     for (std::int64_t c = lane; c < cols; c += 32) dot += dyr[c] * yr[c];
     dot = warp_sum(dot);
-    for (std::int64_t c = lane; c < cols; c += 32) dzr[c] = yr[c] * (dyr[c] - dot);
+    for (std::int64_t c = lane; c < cols; c += 32) dzr[c] = softmax_backward(yr[c], dyr[c], dot);
   }
 }
 
@@ -131,35 +132,35 @@ std::size_t row_threads(std::size_t rows) { return rows * 32; }
 }  // namespace
 
 void launch_fill(float* p, std::size_t n, float value, void* stream) {
-  detail::launch_linear("fill_kernel", fill_kernel, n, stream, p, static_cast<std::int64_t>(n), value);
+  DROPNET_LAUNCH_LINEAR(fill_kernel, n, stream, p, static_cast<std::int64_t>(n), value);
 }
 
 void launch_add_bias(float* y, const float* b, std::size_t rows, std::size_t cols, void* stream) {
   if (cols == 0) return;
   const std::size_t n = rows * cols;
-  detail::launch_linear("add_bias_kernel", add_bias_kernel, n, stream, y, b, static_cast<std::int64_t>(n),
+  DROPNET_LAUNCH_LINEAR(add_bias_kernel, n, stream, y, b, static_cast<std::int64_t>(n),
                         static_cast<std::int64_t>(cols));
 }
 
 void launch_relu_forward(const float* z, float* y, std::size_t n, void* stream) {
-  detail::launch_linear("relu_forward_kernel", relu_forward_kernel, n, stream, z, y, static_cast<std::int64_t>(n));
+  DROPNET_LAUNCH_LINEAR(relu_forward_kernel, n, stream, z, y, static_cast<std::int64_t>(n));
 }
 
 void launch_relu_backward(const float* y, const float* dy, float* dz, std::size_t n, void* stream) {
-  detail::launch_linear("relu_backward_kernel", relu_backward_kernel, n, stream, y, dy, dz,
+  DROPNET_LAUNCH_LINEAR(relu_backward_kernel, n, stream, y, dy, dz,
                         static_cast<std::int64_t>(n));
 }
 
 void launch_softmax_forward(const float* z, float* y, std::size_t rows, std::size_t cols, void* stream) {
   if (cols == 0) return;
-  detail::launch_linear("softmax_forward_kernel", softmax_forward_kernel, row_threads(rows), stream, z, y,
+  DROPNET_LAUNCH_LINEAR(softmax_forward_kernel, row_threads(rows), stream, z, y,
                         static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols));
 }
 
 void launch_softmax_backward(const float* y, const float* dy, float* dz, std::size_t rows, std::size_t cols,
                              void* stream) {
   if (cols == 0) return;
-  detail::launch_linear("softmax_backward_kernel", softmax_backward_kernel, row_threads(rows), stream, y, dy, dz,
+  DROPNET_LAUNCH_LINEAR(softmax_backward_kernel, row_threads(rows), stream, y, dy, dz,
                         static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols));
 }
 
@@ -174,12 +175,12 @@ void launch_transpose(const float* src, float* dst, std::size_t rows, std::size_
 }
 
 void launch_pad_nhwc(const float* src, float* dst, const PadGeometry& g, float fill, void* stream) {
-  detail::launch_linear("pad_nhwc_kernel", pad_nhwc_kernel, static_cast<std::size_t>(g.n * g.ph * g.pw * g.c), stream,
+  DROPNET_LAUNCH_LINEAR(pad_nhwc_kernel, static_cast<std::size_t>(g.n * g.ph * g.pw * g.c), stream,
                         src, dst, g, fill);
 }
 
 void launch_crop_nhwc(const float* src, float* dst, const PadGeometry& g, void* stream) {
-  detail::launch_linear("crop_nhwc_kernel", crop_nhwc_kernel, static_cast<std::size_t>(g.n * g.h * g.w * g.c), stream,
+  DROPNET_LAUNCH_LINEAR(crop_nhwc_kernel, static_cast<std::size_t>(g.n * g.h * g.w * g.c), stream,
                         src, dst, g);
 }
 

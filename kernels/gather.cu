@@ -3,10 +3,11 @@
 //
 // gather_batch (fit's step) reads the data set as floats or as bytes (CIFAR-10 pixels, 4x less memory) and
 // even the batch's indices on the device: rows order[*batch * batch_size + r], with
-// *batch the step state's batch (StepHeader::batch), so one recorded launch gathers whichever batch it replays. Its bytes become
-// float(b) / 255.0f, a division (not a multiplication by 1/255, which rounds differently for some b), the
-// exact expression of the CPU loader's table, so GPU and CPU batches are the same bits.
+// *batch the step state's batch (StepHeader::batch), so one recorded launch gathers whichever batch it
+// replays. Its bytes become floats by kernels/data_math.hpp's unit_from_byte, as on the CPU and in the
+// loaders: the same bits.
 #include "kernels/launch.cuh"
+#include "kernels/data_math.hpp"
 #include "kernels/launchers.hpp"
 
 namespace dropnet::kernels {
@@ -30,9 +31,6 @@ __global__ void gather_rows_vec4_kernel(const float4* src, const std::int64_t* i
 }
 
 // ---- gather_batch --------------------------------------------------------------------------------
-
-// The byte -> float conversion of the dataset loaders (float(i) / 255.0f), an IEEE division here too.
-__device__ __forceinline__ float unit_from_byte(std::uint8_t b) { return static_cast<float>(b) / 255.0f; }
 
 // Dataset row of batch row r.
 __device__ __forceinline__ std::int64_t batch_row(const std::int64_t* order, std::int64_t first, std::int64_t r) {
@@ -94,20 +92,20 @@ void launch_gather_batch(const GatherBatchLaunch& call, void* stream) {
   const bool quads = x_row % 4 == 0 && detail::aligned16(call.bx);
   if (call.x_bytes != nullptr) {
     if (quads && reinterpret_cast<std::uintptr_t>(call.x_bytes) % 4 == 0)
-      detail::launch_linear("gather_batch_x_bytes<quads>", gather_batch_x_bytes<true>, rows * x_row / 4, stream,
+      DROPNET_LAUNCH_LINEAR(gather_batch_x_bytes<true>, rows * x_row / 4, stream,
                             call.x_bytes, call.order, call.batch, call.batch_size, call.rows, call.x_row, call.bx);
     else
-      detail::launch_linear("gather_batch_x_bytes<scalar>", gather_batch_x_bytes<false>, rows * x_row, stream,
+      DROPNET_LAUNCH_LINEAR(gather_batch_x_bytes<false>, rows * x_row, stream,
                             call.x_bytes, call.order, call.batch, call.batch_size, call.rows, call.x_row, call.bx);
   } else {
     if (quads && detail::aligned16(call.x_float))
-      detail::launch_linear("gather_batch_x_float<quads>", gather_batch_x_float<true>, rows * x_row / 4, stream,
+      DROPNET_LAUNCH_LINEAR(gather_batch_x_float<true>, rows * x_row / 4, stream,
                             call.x_float, call.order, call.batch, call.batch_size, call.rows, call.x_row, call.bx);
     else
-      detail::launch_linear("gather_batch_x_float<scalar>", gather_batch_x_float<false>, rows * x_row, stream,
+      DROPNET_LAUNCH_LINEAR(gather_batch_x_float<false>, rows * x_row, stream,
                             call.x_float, call.order, call.batch, call.batch_size, call.rows, call.x_row, call.bx);
   }
-  detail::launch_linear("gather_batch_y", gather_batch_y, rows * static_cast<std::size_t>(call.classes), stream,
+  DROPNET_LAUNCH_LINEAR(gather_batch_y, rows * static_cast<std::size_t>(call.classes), stream,
                         call.y_float, call.y_class, call.order, call.batch, call.batch_size, call.rows, call.classes, call.by);
 }
 
@@ -115,11 +113,11 @@ void launch_gather_rows(const float* src, const std::int64_t* index, float* dst,
                         std::size_t row_size, void* stream) {
   const auto r = static_cast<std::int64_t>(rows);
   if (row_size % 4 == 0 && detail::aligned16(src) && detail::aligned16(dst)) {
-    detail::launch_linear("gather_rows_vec4_kernel", gather_rows_vec4_kernel, rows * row_size / 4, stream,
+    DROPNET_LAUNCH_LINEAR(gather_rows_vec4_kernel, rows * row_size / 4, stream,
                           reinterpret_cast<const float4*>(src), index, reinterpret_cast<float4*>(dst), r,
                           static_cast<std::int64_t>(row_size / 4));
   } else {
-    detail::launch_linear("gather_rows_kernel", gather_rows_kernel, rows * row_size, stream, src, index, dst, r,
+    DROPNET_LAUNCH_LINEAR(gather_rows_kernel, rows * row_size, stream, src, index, dst, r,
                           static_cast<std::int64_t>(row_size));
   }
 }

@@ -1,8 +1,9 @@
 // launch.cuh: what every kernels/*.cu shares: the grid-stride loop, the grid size and the one launch
 // seam. Only .cu files include it.
 //
-// Every kernel launch goes through launch() (through DROPNET_LAUNCH or launch_linear): it is the only
-// place with <<<...>>>. In the test-only emulated build (DROPNET_CUDA_EMULATION, tests/emulated_device/)
+// Every kernel launch goes through launch() (through DROPNET_LAUNCH or DROPNET_LAUNCH_LINEAR): it is the
+// only place with <<<...>>>. Both macros pass the caller's __FILE__ and __LINE__, so a failed launch names
+// the line in kernels/*.cu that queued it, never this header. In the test-only emulated build (DROPNET_CUDA_EMULATION, tests/emulated_device/)
 // the .cu files are compiled as host C++ and launch() hands the kernel to the emulated device instead.
 #pragma once
 
@@ -50,12 +51,12 @@ void launch(const char* name, const char* file, int line, void (*kernel)(Params.
 }
 
 // Queues kernel<<<grid_for(items), kBlock, 0, stream>>>(args...) unless items == 0, then checks the launch.
-// `name` goes into the DeviceError message.
+// Use DROPNET_LAUNCH_LINEAR, which fills in `name` and the caller's file:line.
 template <typename... Params, typename... Args>
-void launch_linear(const char* name, void (*kernel)(Params...), std::size_t items, void* stream,
-                   Args&&... args) {
+void launch_linear(const char* name, const char* file, int line, void (*kernel)(Params...), std::size_t items,
+                   void* stream, Args&&... args) {
   if (items == 0) return;
-  launch(name, __FILE__, __LINE__, kernel, dim3(grid_for(items)), dim3(kBlock), stream, std::forward<Args>(args)...);
+  launch(name, file, line, kernel, dim3(grid_for(items)), dim3(kBlock), stream, std::forward<Args>(args)...);
 }
 
 // Index of this thread in a 1-D grid and the grid's thread count, as 64-bit values.
@@ -73,6 +74,10 @@ inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p
 // kernel<<<grid, block, 0, stream>>>(args...) through the one seam above.
 #define DROPNET_LAUNCH(kernel, grid, block, stream, ...) \
   ::dropnet::kernels::detail::launch(#kernel, __FILE__, __LINE__, kernel, grid, block, stream, __VA_ARGS__)
+
+// kernel<<<grid_for(items), kBlock, 0, stream>>>(args...) unless items == 0, through the one seam above.
+#define DROPNET_LAUNCH_LINEAR(kernel, items, stream, ...)                                                      \
+  ::dropnet::kernels::detail::launch_linear(#kernel, __FILE__, __LINE__, kernel, items, stream, __VA_ARGS__)
 
 // for (i = this thread; i < n; i += all threads): the loop every elementwise kernel uses.
 #define DROPNET_GRID_STRIDE(i, n)                                                   \

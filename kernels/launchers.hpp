@@ -5,19 +5,20 @@
 // Each launcher queues its kernel(s) on `stream` and returns at once; it throws dropnet::DeviceError when
 // the launch fails (it checks cudaGetLastError after every launch). n == 0 launches nothing.
 //
-// The per-element math lives in the shared headers (dropout_math.hpp, adam_math.hpp, maxnorm_math.hpp),
-// so the CPU backend and these kernels compute the same expressions.
+// The per-element math lives in the shared headers (kernels/*_math.hpp, docs/design.md "One definition of
+// each op's math"), so the CPU backend and these kernels compute the same expressions. The launchers do
+// not check their arguments: the backends do, first (src/backend/op_checks.hpp).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "kernels/adam_math.hpp"
+#include "kernels/dropout_math.hpp"
+#include "kernels/maxnorm_math.hpp"
 #include "kernels/step_state.hpp"
 
 namespace dropnet::kernels {
-
-constexpr int kMaxRank = 8;
 
 // ---- elementwise.cu ------------------------------------------------------------------------------
 
@@ -54,20 +55,15 @@ void launch_crop_nhwc(const float* src, float* dst, const PadGeometry& g, void* 
 // ---- dropout.cu ----------------------------------------------------------------------------------
 
 // One dropout pass (forward x -> y or backward dy -> dx: the same expression, see dropout_math.hpp).
-// The input has `rank` dims; mask_stride[d] is the row-major stride of dim d in the mask, 0 where the
-// mask is broadcast (noise_shape 1). When the mask has the input's shape, mask index == element index.
+// The broadcast of the mask over the input (noise_shape) is the DropoutBroadcast base (dropout_math.hpp).
 // With `step_at` (device memory: the layer's StepSlot::step), the mask's step is read there by the kernel
 // when it runs, so a recorded launch draws the mask of whichever step it replays.
-struct DropoutLaunch {
+struct DropoutLaunch : DropoutBroadcast {
   std::uint64_t seed;
   std::uint64_t step;
   const std::uint64_t* step_at = nullptr;  // null: the step is `step`
   float keep_prob;             // 1 - rate
   std::int64_t count;          // input elements
-  int rank;
-  bool broadcast;              // some mask dim is 1 where the input's is not
-  std::int64_t dims[kMaxRank];
-  std::int64_t mask_stride[kMaxRank];
 };
 void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void* stream);
 
@@ -83,16 +79,8 @@ void launch_adam(float* params, const float* grads, float* m, float* v, std::siz
 
 // ---- maxnorm.cu ----------------------------------------------------------------------------------
 
-// Keras' MaxNorm on one kernel. The kernel's dims split into kept dims (one norm per combination: the
-// groups) and reduced dims (summed over within a group); each list is given outermost first as
-// (extent, element stride).
-struct MaxNormLaunch {
-  std::int64_t groups;
-  std::int64_t group_size;
-  int kept_rank;
-  int reduced_rank;
-  std::int64_t kept_extent[kMaxRank], kept_stride[kMaxRank];
-  std::int64_t reduced_extent[kMaxRank], reduced_stride[kMaxRank];
+// Keras' MaxNorm on one kernel, grouped as maxnorm_math.hpp's maxnorm_grouping says.
+struct MaxNormLaunch : MaxNormGrouping {
   float max_value;
 };
 // `scratch` holds maxnorm_scratch_floats(call) floats (partial sums and one factor per group).

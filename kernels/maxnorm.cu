@@ -35,18 +35,6 @@ Split split_for(std::int64_t group_size) {
   return Split{chunk, std::max<std::int64_t>(1, (group_size + chunk - 1) / chunk)};
 }
 
-__device__ __forceinline__ std::int64_t offset_of(std::int64_t index, int rank, const std::int64_t* extent,
-                                                  const std::int64_t* stride) {
-  // One run (the usual case after the host merged contiguous dims): no 64-bit division per element.
-  if (rank == 1) return index * stride[0];
-  std::int64_t offset = 0;
-  for (int d = rank - 1; d >= 0; --d) {
-    offset += (index % extent[d]) * stride[d];
-    index /= extent[d];
-  }
-  return offset;
-}
-
 // partials[split * groups + group] = sum of squares of the group's elements in this block's chunk.
 __global__ void maxnorm_partial_kernel(const float* w, MaxNormLaunch p, std::int64_t chunk, float* partials) {
   __shared__ float lane_sum[kLanesPerGroup][kGroupsPerBlock + 1];
@@ -55,9 +43,9 @@ __global__ void maxnorm_partial_kernel(const float* w, MaxNormLaunch p, std::int
   const std::int64_t end = min(begin + chunk, p.group_size);
   float sum = 0.0f;
   if (group < p.groups) {
-    const std::int64_t base = offset_of(group, p.kept_rank, p.kept_extent, p.kept_stride);
+    const std::int64_t base = maxnorm_offset(group, p.kept_rank, p.kept_extent, p.kept_stride);
     for (std::int64_t r = begin + threadIdx.y; r < end; r += kLanesPerGroup) {
-      const float x = w[base + offset_of(r, p.reduced_rank, p.reduced_extent, p.reduced_stride)];
+      const float x = w[base + maxnorm_offset(r, p.reduced_rank, p.reduced_extent, p.reduced_stride)];
       sum += x * x;
     }
   }
@@ -85,10 +73,10 @@ __global__ void maxnorm_scale_kernel(float* w, MaxNormLaunch p, std::int64_t chu
   if (group >= p.groups) return;
   const std::int64_t begin = static_cast<std::int64_t>(blockIdx.y) * chunk;
   const std::int64_t end = min(begin + chunk, p.group_size);
-  const std::int64_t base = offset_of(group, p.kept_rank, p.kept_extent, p.kept_stride);
+  const std::int64_t base = maxnorm_offset(group, p.kept_rank, p.kept_extent, p.kept_stride);
   const float f = factors[group];
   for (std::int64_t r = begin + threadIdx.y; r < end; r += kLanesPerGroup)
-    w[base + offset_of(r, p.reduced_rank, p.reduced_extent, p.reduced_stride)] *= f;
+    w[base + maxnorm_offset(r, p.reduced_rank, p.reduced_extent, p.reduced_stride)] *= f;
 }
 
 }  // namespace
@@ -108,7 +96,7 @@ void launch_maxnorm(float* w, const MaxNormLaunch& call, float* scratch, void* s
                   static_cast<unsigned>(s.splits));
   const dim3 block(kGroupsPerBlock, kLanesPerGroup);
   DROPNET_LAUNCH(maxnorm_partial_kernel, grid, block, stream, w, call, s.chunk, partials);
-  detail::launch_linear("maxnorm_factor_kernel", maxnorm_factor_kernel, static_cast<std::size_t>(call.groups), stream,
+  DROPNET_LAUNCH_LINEAR(maxnorm_factor_kernel, static_cast<std::size_t>(call.groups), stream,
                         partials, call.groups, s.splits, call.max_value, factors);
   DROPNET_LAUNCH(maxnorm_scale_kernel, grid, block, stream, w, call, s.chunk, factors);
 }

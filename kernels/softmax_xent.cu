@@ -1,23 +1,22 @@
-// softmax_xent.cu: softmax cross-entropy on logits, its gradient and the accuracy count, in one pass.
+// softmax_xent.cu: softmax cross-entropy on logits, its gradient and the accuracy count, in one pass. The
+// math, the order of every sum and the launch shape that fixes it: kernels/softmax_xent_math.hpp (the CPU
+// runs the same expressions in the same order).
 //
-//   loss_i    = logsumexp(z_i) - sum_j t_ij z_ij          (stable: logsumexp = m + log sum exp(z - m))
-//   correct_i = argmax_j z_ij == argmax_j t_ij           (first maximum wins, as numpy's argmax)
-//   dz_ij     = (softmax(z_i)_j - t_ij) * grad_scale      (when dz is requested)
-//
-// One warp per row. The per-row losses and hits are summed per block, in a fixed order, into `partials`;
-// a second one-block launch adds the partials up in a fixed order and adds them to stats. Nothing uses
-// atomics, so the loss is the same on every run (and under graph replay).
-#include <cfloat>
+// One warp per row; the warp's lanes are row_math.hpp's lanes, their butterfly the __shfl_xor_sync loops
+// below. The per-row losses and hits are summed per block, in a fixed order, into `partials`; a second
+// one-block launch adds the partials up in a fixed order and adds them to stats. Nothing uses atomics, so
+// the loss is the same on every run (and under graph replay).
 #include <climits>
 
 #include "kernels/launch.cuh"
 #include "kernels/launchers.hpp"
+#include "kernels/softmax_xent_math.hpp"
 
 namespace dropnet::kernels {
 namespace {
 
-constexpr int kWarps = detail::kBlock / 32;
-constexpr std::size_t kMaxBlocks = 256;  // fixed, not derived from the GPU, so the sum order is too
+constexpr int kWarps = kXentWarpsPerBlock;
+static_assert(kWarps * 32 == detail::kBlock && kXentTotalThreads == detail::kBlock);
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -25,16 +24,13 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// The larger value, or on a tie the smaller index: the first maximum.
+// The first maximum over the warp (combine_first_max, row_math.hpp).
 __device__ __forceinline__ void warp_argmax(float& value, int& index) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const float v = __shfl_xor_sync(0xffffffffu, value, o);
     const int i = __shfl_xor_sync(0xffffffffu, index, o);
-    if (v > value || (v == value && i < index)) {
-      value = v;
-      index = i;
-    }
+    combine_first_max(value, index, v, i);
   }
 }
 
@@ -47,7 +43,7 @@ __global__ void softmax_xent_rows(const float* z, const float* t, float* dz, flo
        r += static_cast<std::int64_t>(gridDim.x) * kWarps) {
     const float* zr = z + r * cols;
     const float* tr = t + r * cols;
-    float zmax = -FLT_MAX, tmax = -FLT_MAX;
+    float zmax = RowLowest<float>::value, tmax = RowLowest<float>::value;
     int zarg = INT_MAX, targ = INT_MAX;
     for (std::int64_t c = lane; c < cols; c += 32) {
       const float zv = zr[c], tv = tr[c];
@@ -58,16 +54,16 @@ __global__ void softmax_xent_rows(const float* z, const float* t, float* dz, flo
     warp_argmax(tmax, targ);
     float sum_exp = 0.0f, dot = 0.0f;
     for (std::int64_t c = lane; c < cols; c += 32) {
-      sum_exp += expf(zr[c] - zmax);
+      sum_exp += softmax_term(zr[c], zmax);
       dot += tr[c] * zr[c];
     }
     sum_exp = warp_sum(sum_exp);
     dot = warp_sum(dot);
-    loss += zmax + logf(sum_exp) - dot;
+    loss += xent_row_loss(zmax, sum_exp, dot);
     hits += (zarg == targ) ? 1.0f : 0.0f;
     if (dz != nullptr) {
       float* dzr = dz + r * cols;
-      for (std::int64_t c = lane; c < cols; c += 32) dzr[c] = (expf(zr[c] - zmax) / sum_exp - tr[c]) * grad_scale;
+      for (std::int64_t c = lane; c < cols; c += 32) dzr[c] = xent_grad(zr[c], tr[c], zmax, sum_exp, grad_scale);
     }
   }
   if (lane == 0) {
@@ -110,19 +106,14 @@ __global__ void softmax_xent_total(const float* partials, int blocks, float* sta
   }
 }
 
-std::size_t blocks_for(std::size_t rows) {
-  const std::size_t b = (rows + kWarps - 1) / kWarps;
-  return b < 1 ? 1 : (b > kMaxBlocks ? kMaxBlocks : b);
-}
-
 }  // namespace
 
-std::size_t softmax_xent_partials(std::size_t rows) { return 2 * blocks_for(rows); }
+std::size_t softmax_xent_partials(std::size_t rows) { return 2 * xent_blocks(rows); }
 
 void launch_softmax_xent(const float* z, const float* t, float* dz, float grad_scale, float* stats, std::size_t rows,
                          std::size_t cols, float* partials, void* stream) {
   if (rows == 0 || cols == 0) return;
-  const auto blocks = static_cast<unsigned>(blocks_for(rows));
+  const auto blocks = static_cast<unsigned>(xent_blocks(rows));
   DROPNET_LAUNCH(softmax_xent_rows, dim3(blocks), dim3(detail::kBlock), stream, z, t, dz, grad_scale,
                  static_cast<std::int64_t>(rows), static_cast<std::int64_t>(cols), partials);
   DROPNET_LAUNCH(softmax_xent_total, dim3(1), dim3(detail::kBlock), stream, partials, static_cast<int>(blocks), stats);

@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "cli/args.hpp"
+#include "programs/args.hpp"
 #include "cli/model_commands.hpp"
 #include "cli/train_command.hpp"
 #include "dropnet/device.hpp"

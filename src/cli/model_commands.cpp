@@ -12,9 +12,9 @@
 
 #include <fmt/format.h>
 
-#include "cli/args.hpp"
-#include "cli/data_source.hpp"
-#include "cli/seed_model.hpp"
+#include "programs/args.hpp"
+#include "programs/data_source.hpp"
+#include "programs/seed_model.hpp"
 #include "dropnet/checkpoint.hpp"
 #include "dropnet/cifar10.hpp"
 #include "dropnet/device.hpp"

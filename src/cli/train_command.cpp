@@ -1,7 +1,7 @@
 // train_command.cpp: `dropnet train`, the seed program. Reads and checks every flag before any work,
 // finds the data, prints the device and the model summary, fits, then evaluates on the test set.
 #include "cli/train_command.hpp"
-#include "svg_plot.hpp"
+#include "programs/svg_plot.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -22,9 +22,9 @@
 
 #include <fmt/format.h>
 
-#include "cli/args.hpp"
-#include "cli/data_source.hpp"
-#include "cli/seed_model.hpp"
+#include "programs/args.hpp"
+#include "programs/data_source.hpp"
+#include "programs/seed_model.hpp"
 #include "dropnet/checkpoint.hpp"
 #include "dropnet/cifar10.hpp"
 #include "dropnet/device.hpp"

@@ -18,6 +18,7 @@
 
 #include "data/tar_gz.hpp"
 #include "dropnet/errors.hpp"
+#include "kernels/data_math.hpp"
 
 namespace dropnet::cifar10 {
 namespace {
@@ -76,11 +77,12 @@ Split make_split(std::int64_t n) {
 }
 
 // Writes `count` validated records into rows [first, first + count) of `split`: the planar record
-// (R plane, G plane, B plane, each row-major) becomes NHWC, bytes become byte / 255.0f.
+// (R plane, G plane, B plane, each row-major) becomes NHWC, bytes become floats by kernels/data_math.hpp's
+// unit_from_byte (the expression both backends' gather_batch use), through a table of its 256 values.
 void decode_into(const std::uint8_t* records, std::int64_t count, Split& split, std::int64_t first) {
   static const std::array<float, 256> scale = [] {
     std::array<float, 256> table{};
-    for (int i = 0; i < 256; ++i) table[static_cast<std::size_t>(i)] = static_cast<float>(i) / 255.0f;
+    for (int i = 0; i < 256; ++i) table[static_cast<std::size_t>(i)] = kernels::unit_from_byte(static_cast<std::uint8_t>(i));
     return table;
   }();
   float* images = split.images.host().data() + first * kPixelBytes;

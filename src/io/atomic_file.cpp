@@ -87,6 +87,10 @@ void write_file_atomic(const fs::path& path, std::initializer_list<std::span<con
   }
 }
 
+void write_file_atomic(const fs::path& path, std::string_view text) {
+  write_file_atomic(path, {std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size())});
+}
+
 std::string read_file(const fs::path& path, std::uint64_t max_bytes) {
   const std::string what = path.string();
   std::error_code ec;

@@ -14,11 +14,14 @@
 #include <initializer_list>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace dropnet::io {
 
 // Throws dropnet::IoError naming `path` and the system error.
 void write_file_atomic(const std::filesystem::path& path, std::initializer_list<std::span<const std::uint8_t>> pieces);
+// The same for one piece of text (reports, CSV and JSON summaries, SVG plots).
+void write_file_atomic(const std::filesystem::path& path, std::string_view text);
 
 // Test hook: when set, called with the temporary file's path after it is written and synced, just before
 // the rename. It may throw (an injected failure) or kill the process (a crash mid-save).

@@ -2,7 +2,7 @@
 // lower the training loss and classify held-out records well above chance.
 #include "support/catch.hpp"
 
-#include "cli/seed_model.hpp"
+#include "programs/seed_model.hpp"
 #include "dropnet/dropnet.hpp"
 
 #ifndef DROPNET_SOURCE_DIR

@@ -5,7 +5,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "cli/args.hpp"
+#include "programs/args.hpp"
 #include "dropnet/errors.hpp"
 #include "sweep.hpp"
 

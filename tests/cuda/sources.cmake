@@ -10,4 +10,3 @@ set(DROPNET_CUDA_TEST_SOURCES
   test_step_graph.cpp
   test_step_graph_model.cpp)
 list(TRANSFORM DROPNET_CUDA_TEST_SOURCES PREPEND ${CMAKE_CURRENT_LIST_DIR}/)
-list(APPEND DROPNET_CUDA_TEST_SOURCES ${PROJECT_SOURCE_DIR}/src/cli/seed_model.cpp)  # for the [.probe] measurement

@@ -63,4 +63,12 @@ void launch_with_block(int threads, float* p, void* stream) {
                  std::int64_t{0}, 0.0f);
 }
 
+// An invalid launch queued around the seam (its error left pending), then a grid-stride launch through
+// DROPNET_LAUNCH_LINEAR: the seam's check reads the pending error and must name this file and line.
+void linear_launch_after_bad_launch(float* p, void* stream) {
+  ::dropnet::emulated::launch_kernel("bad", fill_kernel, dim3(1), dim3(2048), static_cast<cudaStream_t>(stream), p,
+                                     std::int64_t{0}, std::int64_t{0}, 0.0f);
+  DROPNET_LAUNCH_LINEAR(fill_kernel, 1, stream, p, std::int64_t{0}, std::int64_t{0}, 0.0f);
+}
+
 }  // namespace dropnet::emulated::testing

@@ -12,5 +12,7 @@ void divergent_barrier(float* p, void* stream);  // 64 threads, half at __syncth
 void warp_sum(const float* in, float* out, void* stream);                                // 64 values, 2 warps
 void add(float* p, float by_value, const float* by_pointer, void* stream);              // p[0] += v + *ptr
 void launch_with_block(int threads, float* p, void* stream);
+// Leaves a launch error pending, then launches through DROPNET_LAUNCH_LINEAR (whose check throws).
+void linear_launch_after_bad_launch(float* p, void* stream);
 
 }  // namespace dropnet::emulated::testing

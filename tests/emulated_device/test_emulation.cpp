@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "dropnet/errors.hpp"
@@ -123,6 +124,20 @@ TEST_CASE("an invalid launch configuration is the last error, cleared by reading
   CHECK(cudaDeviceSynchronize() == cudaSuccess);
   t::launch_with_block(1024, p.p, nullptr);  // the largest block is fine
   CHECK(cudaDeviceSynchronize() == cudaSuccess);
+}
+
+TEST_CASE("a failed launch names the line in the .cu file that queued it, not the launch seam", "[emulation]") {
+  DeviceFloats p(1);
+  try {
+    t::linear_launch_after_bad_launch(p.p, nullptr);
+    FAIL("no DeviceError");
+  } catch (const dropnet::DeviceError& e) {
+    const std::string what = e.what();
+    CHECK(what.find("fill_kernel") != std::string::npos);
+    CHECK(what.find("emulation_kernels.cu") != std::string::npos);
+    CHECK(what.find("launch.cuh") == std::string::npos);
+  }
+  CHECK(cudaGetLastError() == cudaSuccess);
 }
 
 TEST_CASE("work queued on a stream runs only when the host waits for it", "[emulation]") {

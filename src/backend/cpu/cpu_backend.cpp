@@ -6,18 +6,16 @@
 #include <cstring>
 #include <new>
 
-#include <fmt/format.h>
 
 #include "backend/cpu/ops.hpp"
+#include "backend/op_checks.hpp"
 #include "dropnet/errors.hpp"
+#include "kernels/data_math.hpp"
 
 namespace dropnet::backend::cpu {
 namespace {
 
-void require_cpu(const Tensor& t, const char* what) {
-  if (t.device() != Device::CPU)
-    throw InvalidArgument(fmt::format("CPU backend: {} is a CUDA tensor; copy it with to(Device::CPU)", what));
-}
+constexpr Device kCpu = Device::CPU;
 
 // Rows of a 2-D view of t whose last axis has `cols` entries.
 std::int64_t rows_of(const Tensor& t) { return t.rank() ? t.size() / t.dim(-1) : 1; }
@@ -38,56 +36,63 @@ void CpuBackend::fill(float* ptr, std::size_t count, float value) { std::fill(pt
 
 void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
                                 const ConvGeometry& g) {
-  require_cpu(x, "conv2d input");
+  checks::conv2d_forward(kCpu, x, w, b, y, g);
   cpu::conv2d_forward(x.data(), w.data(), b ? b->data() : nullptr, y.data(), g);
 }
 
 void CpuBackend::conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                                  Tensor* db, const ConvGeometry& g) {
+  checks::conv2d_backward(kCpu, x, w, dy, dx, dw, db, g);
   cpu::conv2d_backward(x.data(), w.data(), dy.data(), dx ? dx->data() : nullptr, dw.data(),
                        db ? db->data() : nullptr, g);
 }
 
 void CpuBackend::maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) {
-  require_cpu(x, "max-pooling input");
+  checks::maxpool2d_forward(kCpu, x, y, g);
   cpu::maxpool2d_forward(x.data(), y.data(), g);
 }
 
 void CpuBackend::maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
                                     const PoolGeometry& g) {
+  checks::maxpool2d_backward(kCpu, x, y, dy, dx, g);
   cpu::maxpool2d_backward(x.data(), y.data(), dy.data(), dx.data(), g);
 }
 
 void CpuBackend::dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
-  require_cpu(x, "dense input");
-  cpu::dense_forward(x.data(), w.data(), b ? b->data() : nullptr, y.data(), x.dim(0), w.dim(0), w.dim(1));
+  const checks::DenseDims d = checks::dense_forward(kCpu, x, w, b, y);
+  cpu::dense_forward(x.data(), w.data(), b ? b->data() : nullptr, y.data(), d.n, d.in, d.out);
 }
 
 void CpuBackend::dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                                 Tensor* db) {
+  const checks::DenseDims d = checks::dense_backward(kCpu, x, w, dy, dx, dw, db);
   cpu::dense_backward(x.data(), w.data(), dy.data(), dx ? dx->data() : nullptr, dw.data(),
-                      db ? db->data() : nullptr, x.dim(0), w.dim(0), w.dim(1));
+                      db ? db->data() : nullptr, d.n, d.in, d.out);
 }
 
 void CpuBackend::activation_forward(ActivationKind kind, const Tensor& z, Tensor& y) {
+  checks::activation_forward(kCpu, z, y);
   cpu::activation_forward(kind, z.data(), y.data(), rows_of(z), z.rank() ? z.dim(-1) : 1);
 }
 
 void CpuBackend::activation_backward(ActivationKind kind, const Tensor& y, const Tensor& dy, Tensor& dz) {
+  checks::activation_backward(kCpu, y, dy, dz);
   cpu::activation_backward(kind, y.data(), dy.data(), dz.data(), rows_of(y), y.rank() ? y.dim(-1) : 1);
 }
 
 void CpuBackend::dropout_forward(const Tensor& x, Tensor& y, const DropoutCall& call) {
-  require_cpu(x, "dropout input");
+  checks::dropout(kCpu, x, y, call, /*backward=*/false);
   cpu::dropout_apply(x.data(), y.data(), call);
 }
 
 void CpuBackend::dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) {
+  checks::dropout(kCpu, dy, dx, call, /*backward=*/true);
   cpu::dropout_apply(dy.data(), dx.data(), call);
 }
 
 void CpuBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
                                        Tensor& stats) {
+  checks::softmax_cross_entropy(kCpu, z, t, dz, stats);
   double loss = 0, correct = 0;
   cpu::softmax_cross_entropy(z.data(), t.data(), dz ? dz->data() : nullptr, grad_scale, rows_of(z), z.dim(-1),
                              loss, correct);
@@ -102,10 +107,15 @@ void CpuBackend::adam_update(float* params, const float* grads, float* m, float*
   cpu::adam_update(params, grads, m, v, count, step);
 }
 
-void CpuBackend::maxnorm(float* w, const MaxNormCall& call) { cpu::maxnorm(w, call); }
+void CpuBackend::maxnorm(float* w, const MaxNormCall& call) {
+  checks::maxnorm(call);
+  cpu::maxnorm(w, call);
+}
 
 void CpuBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) {
-  require_cpu(src, "gather source");
+  checks::on_device(kCpu, src, "gather source");  // the CUDA backend also takes host sources
+  checks::gather_rows(kCpu, src, index, dst);
+  if (index.empty()) return;
   const std::int64_t row = src.dim(0) ? src.size() / src.dim(0) : 0;
   const float* s = src.data();
   float* d = dst.data();
@@ -115,12 +125,9 @@ void CpuBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> in
 
 void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepHeader* state,
                               std::int64_t batch_size, Tensor& bx, Tensor& by) {
-  require_cpu(bx, "batch images");
+  checks::gather_batch(kCpu, data, order, state, batch_size, bx, by);
   const std::int64_t rows = bx.dim(0);
-  if (bx.size() != rows * data.x_row || by.size() != rows * data.classes || rows > batch_size)
-    throw InvalidArgument(fmt::format("gather_batch: batch tensors {} and {} for {} rows of {} values and {} "
-                                      "classes, batch size {}", to_string(bx.shape()), to_string(by.shape()), rows,
-                                      data.x_row, data.classes, batch_size));
+  if (rows == 0) return;
   const std::int64_t* index = order + state->batch * batch_size;
   float* x = bx.data();
   float* y = by.data();
@@ -129,7 +136,7 @@ void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order
     float* xr = x + r * data.x_row;
     if (data.x_bytes != nullptr) {
       const std::uint8_t* src = data.x_bytes + i * data.x_row;
-      for (std::int64_t c = 0; c < data.x_row; ++c) xr[c] = float(src[c]) / 255.0f;  // the loader's expression
+      for (std::int64_t c = 0; c < data.x_row; ++c) xr[c] = kernels::unit_from_byte(src[c]);
     } else {
       std::memcpy(xr, data.x_float + i * data.x_row, sizeof(float) * std::size_t(data.x_row));
     }

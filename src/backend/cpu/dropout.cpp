@@ -72,26 +72,13 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
     });
     return;
   }
-  // Broadcast: the mask index of input element i drops the coordinates of the mask's size-1 axes.
-  const int rank = static_cast<int>(call.input_shape.size());
-  std::vector<std::int64_t> mask_stride(std::size_t(rank), 0);
-  for (std::int64_t d = rank - 1, s = 1; d >= 0; --d) {
-    const std::int64_t md = call.mask_shape[std::size_t(d)];
-    mask_stride[std::size_t(d)] = (md == 1) ? 0 : s;
-    s *= md;
-  }
-  std::vector<std::int64_t> coord(std::size_t(rank), 0);
-  std::int64_t m = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    out[i] = kernels::dropout_apply(in[i], keep[std::size_t(m)] != 0, p);
-    for (int d = rank - 1; d >= 0; --d) {  // odometer step, keeping m in sync
-      const std::size_t du = std::size_t(d);
-      m += mask_stride[du];
-      if (++coord[du] < call.input_shape[du]) break;
-      m -= mask_stride[du] * coord[du];
-      coord[du] = 0;
-    }
-  }
+  // Broadcast (noise_shape): the mask index of each input element, as the GPU's broadcast kernel finds it.
+  const kernels::DropoutBroadcast broadcast = kernels::dropout_broadcast(
+      call.input_shape.data(), call.mask_shape.data(), static_cast<int>(call.input_shape.size()));
+  parallel_for(n, 1 << 14, [&](std::int64_t begin, std::int64_t end) {
+    for (std::int64_t i = begin; i < end; ++i)
+      out[i] = kernels::dropout_apply(in[i], keep_bytes[kernels::dropout_mask_index(i, broadcast)] != 0, p);
+  });
 }
 
 template void dropout_apply<float>(const float*, float*, const DropoutCall&);

@@ -11,54 +11,38 @@ void adam_update(float* params, const float* grads, float* m, float* v, std::siz
   for (std::size_t i = 0; i < count; ++i) kernels::adam_update(params[i], m[i], v[i], grads[i], step);
 }
 
+// Groups as the GPU does (kernels/maxnorm_math.hpp's maxnorm_grouping); each group's sum of squares is
+// accumulated in double, in memory order. With Keras' usual axes (Dense {0}, Conv2D {0, 1, 2}) the groups
+// are contiguous (kept stride 1): the loops then run over whole rows of groups at a time.
 void maxnorm(float* w, const MaxNormCall& call) {
   const int rank = static_cast<int>(call.shape.size());
-  const std::int64_t n = element_count(call.shape);
-  // Keras' usual axes are a leading prefix (Dense: {0}; Conv2D: {0}, {0, 1} or {0, 1, 2}): element i then
-  // belongs to group i % inner, inner being the product of the axes kept. No index table needed.
-  bool prefix = true;
-  for (std::size_t a = 0; a < call.axes.size(); ++a) prefix = prefix && call.axes[a] == static_cast<int>(a);
-  if (prefix) {
-    std::int64_t inner = 1;
-    for (int d = static_cast<int>(call.axes.size()); d < rank; ++d) inner *= call.shape[std::size_t(d)];
-    std::vector<double> sum_sq(static_cast<std::size_t>(inner), 0.0);
-    for (std::int64_t i = 0; i < n; i += inner)
-      for (std::int64_t j = 0; j < inner; ++j) sum_sq[std::size_t(j)] += double(w[i + j]) * double(w[i + j]);
-    std::vector<float> scale(static_cast<std::size_t>(inner));
-    for (std::int64_t j = 0; j < inner; ++j)
-      scale[std::size_t(j)] = kernels::maxnorm_scale(float(sum_sq[std::size_t(j)]), call.max_value);
-    for (std::int64_t i = 0; i < n; i += inner)
-      for (std::int64_t j = 0; j < inner; ++j) w[i + j] *= scale[std::size_t(j)];
-    return;
+  bool reduced[kernels::kMaxNormMaxRank] = {};
+  for (int a : call.axes) reduced[a] = true;
+  const kernels::MaxNormGrouping g = kernels::maxnorm_grouping(call.shape.data(), rank, reduced);
+  if (g.groups <= 0 || g.group_size <= 0) return;
+  const auto groups = static_cast<std::size_t>(g.groups);
+  const bool contiguous = g.kept_rank == 1 && g.kept_stride[0] == 1;
+  std::vector<std::int64_t> group_offset;
+  if (!contiguous) {
+    group_offset.resize(groups);
+    for (std::int64_t k = 0; k < g.groups; ++k)
+      group_offset[std::size_t(k)] = kernels::maxnorm_offset(k, g.kept_rank, g.kept_extent, g.kept_stride);
   }
-
-  // Any other axes: each element's group comes from its coordinates on the axes not summed over.
-  std::vector<bool> reduced(std::size_t(rank), false);
-  for (int a : call.axes) reduced[std::size_t(a)] = true;
-  std::vector<std::int64_t> group_stride(std::size_t(rank), 0);
-  std::int64_t groups = 1;
-  for (int d = rank - 1; d >= 0; --d) {
-    if (reduced[std::size_t(d)]) continue;
-    group_stride[std::size_t(d)] = groups;
-    groups *= call.shape[std::size_t(d)];
-  }
-  std::vector<std::int64_t> group_of(static_cast<std::size_t>(n));
-  std::vector<std::int64_t> coord(std::size_t(rank), 0);
-  for (std::int64_t i = 0; i < n; ++i) {
-    std::int64_t gi = 0;
-    for (int d = 0; d < rank; ++d) gi += coord[std::size_t(d)] * group_stride[std::size_t(d)];
-    group_of[std::size_t(i)] = gi;
-    for (int d = rank - 1; d >= 0; --d) {
-      if (++coord[std::size_t(d)] < call.shape[std::size_t(d)]) break;
-      coord[std::size_t(d)] = 0;
+  // Element r of every group, r = 0 .. group_size - 1: f(k, pointer to it) for each group k.
+  auto for_each_row = [&](auto&& f) {
+    for (std::int64_t r = 0; r < g.group_size; ++r) {
+      float* row = w + kernels::maxnorm_offset(r, g.reduced_rank, g.reduced_extent, g.reduced_stride);
+      if (contiguous)
+        for (std::size_t k = 0; k < groups; ++k) f(k, row[k]);
+      else
+        for (std::size_t k = 0; k < groups; ++k) f(k, row[group_offset[k]]);
     }
-  }
-  std::vector<double> sum_sq(static_cast<std::size_t>(groups), 0.0);
-  for (std::int64_t i = 0; i < n; ++i) sum_sq[std::size_t(group_of[std::size_t(i)])] += double(w[i]) * double(w[i]);
-  std::vector<float> scale(static_cast<std::size_t>(groups));
-  for (std::int64_t gi = 0; gi < groups; ++gi)
-    scale[std::size_t(gi)] = kernels::maxnorm_scale(float(sum_sq[std::size_t(gi)]), call.max_value);
-  for (std::int64_t i = 0; i < n; ++i) w[i] *= scale[std::size_t(group_of[std::size_t(i)])];
+  };
+  std::vector<double> sum_sq(groups, 0.0);
+  for_each_row([&](std::size_t k, float& x) { sum_sq[k] += double(x) * double(x); });
+  std::vector<float> scale(groups);
+  for (std::size_t k = 0; k < groups; ++k) scale[k] = kernels::maxnorm_scale(float(sum_sq[k]), call.max_value);
+  for_each_row([&](std::size_t k, float& x) { x *= scale[k]; });
 }
 
 }  // namespace dropnet::backend::cpu

@@ -1,5 +1,6 @@
-// parallel.hpp: the CPU backend's one parallel loop. OpenBLAS threads the GEMMs; the memory-bound loops
-// around them (im2col, activations, dropout, pooling) split their range over the hardware threads here.
+// parallel.hpp: the CPU backend's one parallel loop. Every threaded CPU op splits its range over the
+// hardware threads here: the GEMMs (OpenBLAS itself runs single-threaded, gemm.cpp says why), im2col,
+// activations, dropout and pooling.
 //
 // Plain std::threads that exit when their range is done: nothing spins between calls, so nothing competes
 // with OpenBLAS's own threads (an OpenMP pool beside them made training steps 2x slower on 2 cores). A

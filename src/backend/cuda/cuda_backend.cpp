@@ -9,7 +9,7 @@
 #include "backend/cuda/dense_cublas.hpp"
 #include "backend/cuda/device_context.hpp"
 #include "backend/cuda/pool_cudnn.hpp"
-#include "backend/cuda/tensor_checks.hpp"
+#include "backend/op_checks.hpp"
 #include "dropnet/errors.hpp"
 #include "kernels/launchers.hpp"
 
@@ -131,22 +131,14 @@ void CudaBackend::set_workspace_limit(std::size_t bytes) {
 
 void CudaBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
                                  const ConvGeometry& g) {
-  expect_device_tensor(x, g.n * g.h * g.w * g.c, "Conv2D input");
-  expect_device_tensor(w, g.kh * g.kw * g.c * g.k, "Conv2D kernel");
-  if (b != nullptr) expect_device_tensor(*b, g.k, "Conv2D bias");
-  expect_device_tensor(y, g.n * g.oh * g.ow * g.k, "Conv2D output");
+  checks::conv2d_forward(Device::CUDA, x, w, b, y, g);
   if (y.empty()) return;
   conv_->forward(x.data(), w.data(), b != nullptr ? b->data() : nullptr, y.data(), g);
 }
 
 void CudaBackend::conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                                   Tensor* db, const ConvGeometry& g) {
-  expect_device_tensor(x, g.n * g.h * g.w * g.c, "Conv2D input");
-  expect_device_tensor(w, g.kh * g.kw * g.c * g.k, "Conv2D kernel");
-  expect_device_tensor(dy, g.n * g.oh * g.ow * g.k, "Conv2D output gradient");
-  if (dx != nullptr) expect_device_tensor(*dx, g.n * g.h * g.w * g.c, "Conv2D input gradient");
-  expect_device_tensor(dw, g.kh * g.kw * g.c * g.k, "Conv2D kernel gradient");
-  if (db != nullptr) expect_device_tensor(*db, g.k, "Conv2D bias gradient");
+  checks::conv2d_backward(Device::CUDA, x, w, dy, dx, dw, db, g);
   if (g.n == 0 || g.oh == 0 || g.ow == 0) {
     // An empty batch: every gradient is an empty sum.
     if (dx != nullptr) fill(dx->data(), static_cast<std::size_t>(dx->size()), 0.0f);
@@ -159,18 +151,14 @@ void CudaBackend::conv2d_backward(const Tensor& x, const Tensor& w, const Tensor
 }
 
 void CudaBackend::maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) {
-  expect_device_tensor(x, g.n * g.h * g.w * g.c, "MaxPooling2D input");
-  expect_device_tensor(y, g.n * g.oh * g.ow * g.c, "MaxPooling2D output");
+  checks::maxpool2d_forward(Device::CUDA, x, y, g);
   if (y.empty()) return;
   pool_->forward(x.data(), y.data(), g);
 }
 
 void CudaBackend::maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
                                      const PoolGeometry& g) {
-  expect_device_tensor(x, g.n * g.h * g.w * g.c, "MaxPooling2D input");
-  expect_device_tensor(y, g.n * g.oh * g.ow * g.c, "MaxPooling2D output");
-  expect_device_tensor(dy, g.n * g.oh * g.ow * g.c, "MaxPooling2D output gradient");
-  expect_device_tensor(dx, g.n * g.h * g.w * g.c, "MaxPooling2D input gradient");
+  checks::maxpool2d_backward(Device::CUDA, x, y, dy, dx, g);
   if (dx.empty()) return;
   if (y.empty()) {
     fill(dx.data(), static_cast<std::size_t>(dx.size()), 0.0f);
@@ -180,19 +168,13 @@ void CudaBackend::maxpool2d_backward(const Tensor& x, const Tensor& y, const Ten
 }
 
 void CudaBackend::dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
-  const DenseDims d = dense_dims(x, w);
-  if (b != nullptr) expect_device_tensor(*b, d.out, "Dense bias");
-  expect_device_tensor(y, d.n * d.out, "Dense output");
+  const checks::DenseDims d = checks::dense_forward(Device::CUDA, x, w, b, y);
   cuda::dense_forward(*ctx_, x.data(), w.data(), b != nullptr ? b->data() : nullptr, y.data(), d.n, d.in, d.out);
 }
 
 void CudaBackend::dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                                  Tensor* db) {
-  const DenseDims d = dense_dims(x, w);
-  expect_device_tensor(dy, d.n * d.out, "Dense output gradient");
-  if (dx != nullptr) expect_device_tensor(*dx, d.n * d.in, "Dense input gradient");
-  expect_device_tensor(dw, d.in * d.out, "Dense kernel gradient");
-  if (db != nullptr) expect_device_tensor(*db, d.out, "Dense bias gradient");
+  const checks::DenseDims d = checks::dense_backward(Device::CUDA, x, w, dy, dx, dw, db);
   cuda::dense_backward(*ctx_, x.data(), w.data(), dy.data(), dx != nullptr ? dx->data() : nullptr, dw.data(),
                        db != nullptr ? db->data() : nullptr, d.n, d.in, d.out);
 }

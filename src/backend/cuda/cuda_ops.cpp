@@ -1,6 +1,7 @@
 // cuda_ops.cpp: CudaBackend's ops on dropnet's own kernels: activations, dropout, softmax cross-entropy,
-// Adam, max-norm, the batch gathers and fit's step state. Each turns the contract's tensors into a launch
-// description (kernels/launchers.hpp) and queues it on the backend's stream. Values that change from one
+// Adam, max-norm, the batch gathers and fit's step state. Each checks its arguments first (the checks
+// both backends share, backend/op_checks.hpp), then turns the contract's tensors into a launch description
+// (kernels/launchers.hpp) and queues it on the backend's stream. Values that change from one
 // training step to the next (the step state, kernels/step_state.hpp) are passed as device pointers and read by the kernels, never on
 // the host, so a recorded step (graph.cpp) stays right at every replay.
 #include <algorithm>
@@ -9,7 +10,7 @@
 
 #include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/device_context.hpp"
-#include "backend/cuda/tensor_checks.hpp"
+#include "backend/op_checks.hpp"
 #include "dropnet/errors.hpp"
 #include "kernels/dropout_math.hpp"
 #include "kernels/launchers.hpp"
@@ -23,27 +24,11 @@ void copy_on_stream(float* dst, const float* src, std::int64_t count, DeviceCont
                              ctx.stream()));
 }
 
-// Row-major strides of `shape`.
-std::vector<std::int64_t> strides_of(const Shape& shape) {
-  std::vector<std::int64_t> s(shape.size(), 1);
-  for (std::size_t d = shape.size(); d-- > 1;) s[d - 1] = s[d] * shape[d];
-  return s;
-}
-
+// The launch description of a checked call (checks::dropout).
 kernels::DropoutLaunch dropout_launch(const DropoutCall& call, std::int64_t count) {
-  const Shape& in = call.input_shape;
-  const Shape& mask = call.mask_shape;
-  if (in.size() > static_cast<std::size_t>(kernels::kMaxRank))
-    throw InvalidArgument("the CUDA dropout supports inputs of rank up to 8, got " + to_string(in));
-  if (mask.size() != in.size())
-    throw InvalidArgument("dropout mask shape " + to_string(mask) + " does not have the rank of the input " +
-                          to_string(in));
-  if (element_count(in) != count)
-    throw InvalidArgument("dropout input shape " + to_string(in) + " does not match the tensor's " +
-                          std::to_string(count) + " elements");
-  if (!(call.rate > 0.0f && call.rate < 1.0f))
-    throw InvalidArgument("the dropout op needs a rate in (0, 1), got " + std::to_string(call.rate));
   kernels::DropoutLaunch launch{};
+  static_cast<kernels::DropoutBroadcast&>(launch) = kernels::dropout_broadcast(
+      call.input_shape.data(), call.mask_shape.data(), static_cast<int>(call.input_shape.size()));
   launch.seed = call.seed;
   launch.step = call.step;
   // The kernel reads the layer's step from its slot of the step state (device memory) when it runs.
@@ -51,56 +36,18 @@ kernels::DropoutLaunch dropout_launch(const DropoutCall& call, std::int64_t coun
   // The keep test compares a float uniform with keep_prob, so both backends must derive the same float.
   launch.keep_prob = kernels::dropout_keep_prob(call.rate);
   launch.count = count;
-  launch.rank = static_cast<int>(in.size());
-  const std::vector<std::int64_t> mask_strides = strides_of(mask);
-  for (std::size_t d = 0; d < in.size(); ++d) {
-    if (mask[d] != in[d] && mask[d] != 1)
-      throw InvalidArgument("dropout mask shape " + to_string(mask) + " does not broadcast to the input " +
-                            to_string(in));
-    launch.dims[d] = in[d];
-    const bool broadcast_dim = mask[d] == 1 && in[d] != 1;
-    launch.mask_stride[d] = broadcast_dim ? 0 : mask_strides[d];
-    launch.broadcast = launch.broadcast || broadcast_dim;
-  }
   return launch;
 }
 
-// Splits a kernel's dims into kept (one norm each) and reduced (summed over), outermost first, merging
-// neighbours that are contiguous in memory so the kernel's index arithmetic stays short (Conv2D's
-// (KH, KW, C) reduce to one run of KH*KW*C elements of stride K).
+// The grouping of a checked call (checks::maxnorm; kernels/maxnorm_math.hpp merges contiguous dims, so
+// Conv2D's (KH, KW, C) reduce to one run of KH*KW*C elements of stride K).
 kernels::MaxNormLaunch maxnorm_launch(const MaxNormCall& call) {
-  const Shape& shape = call.shape;
-  const int rank = static_cast<int>(shape.size());
-  if (rank > kernels::kMaxRank)
-    throw InvalidArgument("the CUDA max-norm supports kernels of rank up to 8, got " + to_string(shape));
-  std::vector<bool> reduced(shape.size(), false);
-  for (int a : call.axes) {
-    if (a < 0 || a >= rank)
-      throw InvalidArgument("max-norm axis " + std::to_string(a) + " is out of range for a kernel of shape " +
-                            to_string(shape));
-    reduced[static_cast<std::size_t>(a)] = true;
-  }
-  const std::vector<std::int64_t> strides = strides_of(shape);
+  bool reduced[kernels::kMaxNormMaxRank] = {};
+  for (int a : call.axes) reduced[a] = true;
   kernels::MaxNormLaunch launch{};
+  static_cast<kernels::MaxNormGrouping&>(launch) =
+      kernels::maxnorm_grouping(call.shape.data(), static_cast<int>(call.shape.size()), reduced);
   launch.max_value = call.max_value;
-  launch.groups = 1;
-  launch.group_size = 1;
-  for (int d = 0; d < rank; ++d) {
-    const std::int64_t extent = shape[static_cast<std::size_t>(d)], stride = strides[static_cast<std::size_t>(d)];
-    const bool r = reduced[static_cast<std::size_t>(d)];
-    int& n = r ? launch.reduced_rank : launch.kept_rank;
-    std::int64_t* ext = r ? launch.reduced_extent : launch.kept_extent;
-    std::int64_t* str = r ? launch.reduced_stride : launch.kept_stride;
-    (r ? launch.group_size : launch.groups) *= extent;
-    if (n > 0 && str[n - 1] == extent * stride) {
-      ext[n - 1] *= extent;  // the previous dim of this list continues right after this one: one run
-      str[n - 1] = stride;
-    } else {
-      ext[n] = extent;
-      str[n] = stride;
-      ++n;
-    }
-  }
   return launch;
 }
 
@@ -109,14 +56,13 @@ kernels::MaxNormLaunch maxnorm_launch(const MaxNormCall& call) {
 // ---- activations -----------------------------------------------------------------------------------
 
 void CudaBackend::activation_forward(ActivationKind kind, const Tensor& z, Tensor& y) {
-  expect_device_tensor(z, y.size(), "activation input");
-  expect_on_device(y, "activation output");
+  checks::activation_forward(Device::CUDA, z, y);
   const auto n = static_cast<std::size_t>(z.size());
   switch (kind) {
     case ActivationKind::Linear: copy_on_stream(y.data(), z.data(), z.size(), *ctx_); break;
     case ActivationKind::ReLU: kernels::launch_relu_forward(z.data(), y.data(), n, ctx_->stream_ptr()); break;
     case ActivationKind::Softmax: {
-      const RowsCols rc = rows_cols(z);
+      const checks::RowsCols rc = checks::rows_cols(z);
       kernels::launch_softmax_forward(z.data(), y.data(), static_cast<std::size_t>(rc.rows),
                                       static_cast<std::size_t>(rc.cols), ctx_->stream_ptr());
       break;
@@ -125,9 +71,7 @@ void CudaBackend::activation_forward(ActivationKind kind, const Tensor& z, Tenso
 }
 
 void CudaBackend::activation_backward(ActivationKind kind, const Tensor& y, const Tensor& dy, Tensor& dz) {
-  expect_device_tensor(y, dz.size(), "activation output");
-  expect_device_tensor(dy, dz.size(), "activation output gradient");
-  expect_on_device(dz, "activation input gradient");
+  checks::activation_backward(Device::CUDA, y, dy, dz);
   const auto n = static_cast<std::size_t>(dz.size());
   switch (kind) {
     case ActivationKind::Linear: copy_on_stream(dz.data(), dy.data(), dy.size(), *ctx_); break;
@@ -135,7 +79,7 @@ void CudaBackend::activation_backward(ActivationKind kind, const Tensor& y, cons
       kernels::launch_relu_backward(y.data(), dy.data(), dz.data(), n, ctx_->stream_ptr());
       break;
     case ActivationKind::Softmax: {
-      const RowsCols rc = rows_cols(y);
+      const checks::RowsCols rc = checks::rows_cols(y);
       kernels::launch_softmax_backward(y.data(), dy.data(), dz.data(), static_cast<std::size_t>(rc.rows),
                                        static_cast<std::size_t>(rc.cols), ctx_->stream_ptr());
       break;
@@ -146,14 +90,12 @@ void CudaBackend::activation_backward(ActivationKind kind, const Tensor& y, cons
 // ---- dropout ---------------------------------------------------------------------------------------
 
 void CudaBackend::dropout_forward(const Tensor& x, Tensor& y, const DropoutCall& call) {
-  expect_device_tensor(x, y.size(), "dropout input");
-  expect_on_device(y, "dropout output");
+  checks::dropout(Device::CUDA, x, y, call, /*backward=*/false);
   kernels::launch_dropout(x.data(), y.data(), dropout_launch(call, x.size()), ctx_->stream_ptr());
 }
 
 void CudaBackend::dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) {
-  expect_device_tensor(dy, dx.size(), "dropout output gradient");
-  expect_on_device(dx, "dropout input gradient");
+  checks::dropout(Device::CUDA, dy, dx, call, /*backward=*/true);
   kernels::launch_dropout(dy.data(), dx.data(), dropout_launch(call, dy.size()), ctx_->stream_ptr());
 }
 
@@ -161,11 +103,8 @@ void CudaBackend::dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCa
 
 void CudaBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
                                         Tensor& stats) {
-  expect_device_tensor(t, z.size(), "targets");
-  expect_on_device(z, "logits");
-  if (dz != nullptr) expect_device_tensor(*dz, z.size(), "logit gradient");
-  expect_device_tensor(stats, 2, "loss statistics");
-  const RowsCols rc = rows_cols(z);
+  checks::softmax_cross_entropy(Device::CUDA, z, t, dz, stats);
+  const checks::RowsCols rc = checks::rows_cols(z);
   const auto rows = static_cast<std::size_t>(rc.rows), cols = static_cast<std::size_t>(rc.cols);
   float* partials = ctx_->scratch_as<float>(Scratch::Partials, kernels::softmax_xent_partials(rows));
   kernels::launch_softmax_xent(z.data(), t.data(), dz != nullptr ? dz->data() : nullptr, grad_scale, stats.data(),
@@ -181,21 +120,13 @@ void CudaBackend::adam_update(float* params, const float* grads, float* m, float
 }
 
 void CudaBackend::maxnorm(float* w, const MaxNormCall& call) {
+  checks::maxnorm(call);
   const kernels::MaxNormLaunch launch = maxnorm_launch(call);
   float* scratch = ctx_->scratch_as<float>(Scratch::Norms, kernels::maxnorm_scratch_floats(launch));
   kernels::launch_maxnorm(w, launch, scratch, ctx_->stream_ptr());
 }
 
 // ---- gathers ---------------------------------------------------------------------------------------
-
-namespace {
-void check_index(std::span<const std::int64_t> index, std::int64_t rows) {
-  for (std::size_t r = 0; r < index.size(); ++r)
-    if (index[r] < 0 || index[r] >= rows)
-      throw InvalidArgument("gather index " + std::to_string(index[r]) + " at position " + std::to_string(r) +
-                            " is outside [0, " + std::to_string(rows) + ")");
-}
-}  // namespace
 
 const std::int64_t* CudaBackend::upload_index(std::span<const std::int64_t> index) {
   auto* staged = static_cast<std::int64_t*>(ctx_->staging(index.size_bytes()));
@@ -207,15 +138,9 @@ const std::int64_t* CudaBackend::upload_index(std::span<const std::int64_t> inde
 }
 
 void CudaBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) {
-  expect_on_device(dst, "gather destination");
+  checks::gather_rows(Device::CUDA, src, index, dst);
   if (index.empty()) return;
-  const std::int64_t rows = src.rank() == 0 ? 0 : src.dim(0);
-  const std::int64_t row_size = rows == 0 ? 0 : src.size() / rows;
-  check_index(index, rows);
-  const auto count = static_cast<std::int64_t>(index.size());
-  if (dst.size() < count * row_size)
-    throw InvalidArgument("gather destination " + to_string(dst.shape()) + " cannot hold " + std::to_string(count) +
-                          " rows of " + std::to_string(row_size));
+  const std::int64_t row_size = src.size() / src.dim(0);
   const std::size_t row_bytes = static_cast<std::size_t>(row_size) * sizeof(float);
   if (src.device() == Device::CPU) {
     // Rows gathered on the host into pinned memory, then one asynchronous copy.
@@ -237,23 +162,9 @@ void CudaBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> i
 
 void CudaBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepHeader* state,
                                std::int64_t batch_size, Tensor& bx, Tensor& by) {
-  expect_on_device(bx, "batch images");
-  expect_on_device(by, "batch targets");
-  if (bx.rank() == 0) throw InvalidArgument("gather_batch: the batch images need a batch dimension");
+  checks::gather_batch(Device::CUDA, data, order, state, batch_size, bx, by);
   const std::int64_t rows = bx.dim(0);
-  if (bx.size() != rows * data.x_row)
-    throw InvalidArgument("gather_batch: batch images " + to_string(bx.shape()) + " are not " + std::to_string(rows) +
-                          " rows of " + std::to_string(data.x_row) + " values");
-  if (by.size() != rows * data.classes)
-    throw InvalidArgument("gather_batch: batch targets " + to_string(by.shape()) + " are not " +
-                          std::to_string(rows) + " rows of " + std::to_string(data.classes) + " values");
   if (rows == 0) return;
-  if (batch_size < rows)
-    throw InvalidArgument("gather_batch: a batch of " + std::to_string(rows) + " rows is larger than the batch size " +
-                          std::to_string(batch_size));
-  if (order == nullptr || state == nullptr) throw InvalidArgument("gather_batch: order and the step state are required");
-  if ((data.x_float == nullptr) == (data.x_bytes == nullptr) || (data.y_float == nullptr) == (data.y_class == nullptr))
-    throw InvalidArgument("gather_batch: the dataset needs exactly one of x_float/x_bytes and of y_float/y_class");
   kernels::GatherBatchLaunch launch{};
   launch.x_float = data.x_float;
   launch.x_bytes = data.x_bytes;

@@ -1,4 +1,4 @@
-// args.hpp: a tiny command-line flag parser for the dropnet program.
+// args.hpp: the command-line flag parser of the dropnet and dropnet-bench programs (dropnet_program_support).
 //
 // Each command declares its flags as FlagSpecs (name, value placeholder, default, help). parse_flags()
 // accepts "--name value" and "--name=value", rejects unknown, repeated and value-less flags, and returns

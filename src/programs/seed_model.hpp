@@ -1,5 +1,5 @@
 // seed_model.hpp: the seed program's model, the Keras dropout convnet for CIFAR-10, built from the public
-// API only (the benchmarks reuse it):
+// API only; `dropnet train` and dropnet-bench's sweep and throughput build it here (dropnet_program_support):
 //
 //   Conv2D(64, (3, 3), relu, he_uniform, MaxNorm)  -> MaxPooling2D((2, 2)) -> Dropout
 //   Conv2D(64, (3, 3), relu, he_uniform, MaxNorm)  -> MaxPooling2D((2, 2)) -> Dropout

@@ -1,10 +1,7 @@
-// data_source.hpp: where the CLI finds CIFAR-10 (shared by train, evaluate and predict).
-#pragma once
+// data_source.cpp: see data_source.hpp.
+#include "programs/data_source.hpp"
 
 #include <array>
-#include <filesystem>
-#include <optional>
-#include <string>
 
 #include <fmt/format.h>
 
@@ -12,14 +9,7 @@
 
 namespace dropnet::cli {
 
-struct DataSource {
-  std::filesystem::path path;
-  std::string description;
-};
-
-// --data as given; else the full dataset, else the bundled sample, each in the current directory first,
-// then in the source tree.
-inline DataSource find_data(const std::optional<std::string>& flag) {
+DataSource find_data(const std::optional<std::string>& flag) {
   namespace fs = std::filesystem;
   if (flag) {
     // Checked here, before anything says "Using CIFAR-10 from ...".

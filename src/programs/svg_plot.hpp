@@ -1,5 +1,5 @@
-// svg_plot.hpp: a small, dependency-free SVG line-chart writer (the standard library and fmt only), so
-// that both dropnet-bench and the dropnet CLI can compile svg_plot.cpp and draw training curves.
+// svg_plot.hpp: a small, dependency-free SVG line-chart writer (the standard library and fmt only), in
+// dropnet_program_support, so that dropnet-bench and the dropnet CLI draw training curves with one writer.
 //
 //   dropnet::plot::write_history_plot("run.svg", history, "seed model, dropout 0.5");
 //
@@ -70,12 +70,8 @@ std::string render_svg(const Chart& chart, int width = 720, int height = 420);
 std::string render_svg(const std::vector<Chart>& panels, const std::string& title, int panel_width = 600,
                        int panel_height = 400);
 
-// Writes `content` to `path` atomically: a temporary file in the same directory, then a rename, so a
-// reader never sees half a file. Throws std::runtime_error naming the path when it cannot.
-void write_file_atomic(const std::filesystem::path& path, const std::string& content);
-
 // Accuracy and loss against epoch (training dashed, validation solid) from a History returned by fit,
-// side by side in one SVG, written atomically. `title` may be empty.
+// side by side in one SVG, written atomically (io::write_file_atomic). `title` may be empty.
 std::string render_history(const History& history, const std::string& title = "");
 void write_history_plot(const std::filesystem::path& path, const History& history, const std::string& title = "");
 

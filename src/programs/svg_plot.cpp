@@ -1,6 +1,8 @@
 // svg_plot.cpp: the SVG line-chart writer (see svg_plot.hpp). Plain string building: every element is
 // written with explicit coordinates so the output looks the same in browsers and in rsvg-convert.
-#include "svg_plot.hpp"
+#include "programs/svg_plot.hpp"
+
+#include "io/atomic_file.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -276,30 +278,6 @@ std::string render_svg(const std::vector<Chart>& panels, const std::string& titl
   return out + "</svg>\n";
 }
 
-void write_file_atomic(const std::filesystem::path& path, const std::string& content) {
-  // The temporary name carries the pid so two processes writing the same path do not collide.
-  std::filesystem::path tmp = path;
-  tmp += fmt::format(".tmp{}", static_cast<long>(::getpid()));
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error(fmt::format("cannot write '{}'", tmp.string()));
-    f.write(content.data(), std::streamsize(content.size()));
-    f.close();
-    if (!f) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      throw std::runtime_error(fmt::format("cannot write '{}' (disk full?)", tmp.string()));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw std::runtime_error(fmt::format("cannot rename '{}' to '{}': {}", tmp.string(), path.string(),
-                                         ec.message()));
-  }
-}
-
 std::string render_history(const History& history, const std::string& title) {
   auto curve = [&](const std::string& key, const std::string& label, const std::string& colour, bool dashed) {
     Series s{.label = label, .colour = colour, .dashed = dashed, .markers = history.epoch.size() <= 30};
@@ -326,7 +304,7 @@ std::string render_history(const History& history, const std::string& title) {
 }
 
 void write_history_plot(const std::filesystem::path& path, const History& history, const std::string& title) {
-  write_file_atomic(path, render_history(history, title));
+  io::write_file_atomic(path, render_history(history, title));
 }
 
 }  // namespace dropnet::plot

@@ -1,5 +1,5 @@
 // args.cpp: the flag parser and strict number conversion (std::from_chars over the whole string).
-#include "cli/args.hpp"
+#include "programs/args.hpp"
 
 #include <algorithm>
 #include <charconv>

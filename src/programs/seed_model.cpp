@@ -1,5 +1,5 @@
 // seed_model.cpp: the seed model (see seed_model.hpp).
-#include "cli/seed_model.hpp"
+#include "programs/seed_model.hpp"
 
 #include <cmath>
 #include <cstdint>
