@@ -60,6 +60,18 @@ std::string required(const Flags& f, const char* name) {
 }
 
 // The seed model with the weights of `path`; `dropout` overrides the rate the file records.
+Sequential load_seed_model(const std::string& path, Device device, std::uint64_t seed, std::optional<double> dropout);
+
+// The same, with the --dropout and --seed flags of evaluate and predict (the masks of --mc-samples).
+Sequential load_seed_model(const std::string& path, Device device, const Flags& f) {
+  std::optional<double> rate;
+  if (f.given("dropout")) {
+    rate = f.get_double("dropout");
+    f.require(*rate >= 0.0 && *rate <= 1.0, "dropout", "a dropout rate from 0 to 1");
+  }
+  return load_seed_model(path, device, static_cast<std::uint64_t>(f.get_int("seed", 0, INT64_MAX)), rate);
+}
+
 Sequential load_seed_model(const std::string& path, Device device, std::uint64_t seed, std::optional<double> dropout) {
   const std::map<std::string, std::string> meta = read_metadata(path);
   double rate = 0.5;
@@ -112,15 +124,9 @@ int run_evaluate(std::span<const std::string> args) {
 
   const bool calibration = f.given("mc-samples");
   const auto samples = static_cast<int>(f.get_int("mc-samples", 0, 1'000'000));
-  std::optional<double> rate;
-  if (f.given("dropout")) {
-    rate = f.get_double("dropout");
-    f.require(*rate >= 0.0 && *rate <= 1.0, "dropout", "a dropout rate from 0 to 1");
-  }
-  const auto seed = static_cast<std::uint64_t>(f.get_int("seed", 0, INT64_MAX));
 
   const Device device = resolve_device(dev);
-  Sequential model = load_seed_model(weights, device, seed, rate);
+  Sequential model = load_seed_model(weights, device, f);
   const DataSource source = find_data(f.value("data"));
   fmt::print("{}\n", source.description);
   fmt::print("Device: {} - {}\n", to_string(device), describe(device));
@@ -161,18 +167,12 @@ int run_predict(std::span<const std::string> args) {
   const std::string input = required(f, "input");
   const std::int64_t records = f.given("records") ? f.get_int("records", 1, INT64_MAX) : -1;
   const auto samples = static_cast<int>(f.get_int("mc-samples", 0, 1'000'000));
-  std::optional<double> rate;
-  if (f.given("dropout")) {
-    rate = f.get_double("dropout");
-    f.require(*rate >= 0.0 && *rate <= 1.0, "dropout", "a dropout rate from 0 to 1");
-  }
-  const auto seed = static_cast<std::uint64_t>(f.get_int("seed", 0, INT64_MAX));
   const int batch = static_cast<int>(f.get_int("batch-size", 1, 1'000'000'000));
   const std::string dev = f.get_string("device");
   f.require(dev == "auto" || dev == "cpu" || dev == "cuda", "device", "auto, cpu or cuda");
 
   const Device device = resolve_device(dev);
-  Sequential model = load_seed_model(weights, device, seed, rate);
+  Sequential model = load_seed_model(weights, device, f);
 
   std::ifstream in(input, std::ios::binary);
   if (!in) throw IoError(fmt::format("{}: cannot open the input file", input));
