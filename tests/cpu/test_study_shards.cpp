@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <set>
 
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include "programs/args.hpp"
 #include "dropnet/errors.hpp"

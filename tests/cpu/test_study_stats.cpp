@@ -1,7 +1,7 @@
 // test_study_stats.cpp: the study's statistics (benchmarks/study_stats.*) and the prediction metrics
 // (src/metrics/calibration.*) against values SciPy and NumPy computed on fixed inputs
 // (tests/reference/study_goldens/, made by generate_study_goldens.py), within 1e-6.
-#include <catch2/catch.hpp>
+#include "support/catch.hpp"
 
 #include <cmath>
 #include <cstdlib>
