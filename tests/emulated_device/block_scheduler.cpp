@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "emulated_device/device_state.hpp"
+#include "kernels/philox.hpp"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/common_interface_defs.h>
@@ -53,11 +54,8 @@ std::vector<int> permutation(int n, Order order, std::uint64_t key) {
   if (order == Order::Shuffle) {
     std::uint64_t x = key * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
     for (int i = n - 1; i > 0; --i) {
+      const std::uint64_t z = kernels::splitmix64(x);  // splitmix64's stream: x advances by its own gamma
       x += 0x9E3779B97F4A7C15ull;
-      std::uint64_t z = x;
-      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-      z ^= z >> 31;
       std::swap(p[static_cast<std::size_t>(i)], p[static_cast<std::size_t>(z % static_cast<std::uint64_t>(i + 1))]);
     }
   }

@@ -96,6 +96,11 @@ const Allocation* find_allocation(const void* p, std::size_t bytes, std::uintptr
   return &it->second;
 }
 
+bool is_device_range(const void* p, std::size_t bytes) {
+  std::lock_guard lock(runtime().mutex);
+  return is_device(p, bytes);
+}
+
 void check_guards(const std::string& what) {
   Runtime& r = runtime();
   for (const auto& [start, a] : r.allocations) {
@@ -156,7 +161,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   const bool host_dst = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyHostToHost;
   const bool pageable_src = host_src && !is_pinned(src, bytes), pageable_dst = host_dst && !is_pinned(dst, bytes);
   if (s->capture && (pageable_src || pageable_dst)) {
-    s->capture->invalidated = cudaErrorStreamCaptureUnsupported;
+    invalidate(*s->capture, cudaErrorStreamCaptureUnsupported);
     return fail(cudaErrorStreamCaptureUnsupported);
   }
   cudaError_t e = cudaSuccess;

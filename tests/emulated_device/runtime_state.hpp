@@ -85,6 +85,10 @@ cudaError_t fail(cudaError_t error);
 // an unknown handle.
 Stream* resolve(cudaStream_t handle, bool* ok);
 
+// Marks a capture invalidated by `error` (the first error stays: cudaStreamEndCapture reports the capture
+// as invalidated whatever came after).
+void invalidate(Capture& c, cudaError_t error);
+
 // Whether a call that must not happen during capture is made by a thread that the capture rules forbid
 // (cudaStreamCaptureModeGlobal: any capture in progress; ThreadLocal: one this thread began). If so, the
 // capture is invalidated and the error to return is given.

@@ -44,10 +44,6 @@ std::vector<Stream*> all_streams() {
   return out;
 }
 
-void invalidate(Capture& c, cudaError_t error) {
-  if (c.invalidated == cudaSuccess) c.invalidated = error;
-}
-
 // Runs the work of `streams` whose seq is <= `until`, lowest seq first.
 cudaError_t run_streams(const std::vector<Stream*>& streams, std::uint64_t until) {
   Runtime& r = runtime();
@@ -76,6 +72,10 @@ cudaError_t run_streams(const std::vector<Stream*>& streams, std::uint64_t until
 }
 
 }  // namespace
+
+void invalidate(Capture& c, cudaError_t error) {
+  if (c.invalidated == cudaSuccess) c.invalidated = error;
+}
 
 cudaError_t run_until(Stream* stream, std::uint64_t seq) {
   if (!stream->blocking()) return run_streams({stream}, seq);
@@ -133,11 +133,6 @@ void device_fault(cudaError_t error, const std::string& message) {
   std::fprintf(stderr, "dropnet emulated device: %s\n", message.c_str());
 }
 
-bool is_device_range(const void* p, std::size_t bytes) {
-  std::lock_guard lock(runtime().mutex);
-  const Allocation* a = find_allocation(p, bytes);
-  return a != nullptr && !a->pinned;
-}
 
 // ---- kernel launches ------------------------------------------------------------------------------
 
@@ -203,7 +198,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   Stream* s = resolve(stream, &ok);
   if (!ok) return fail(cudaErrorInvalidResourceHandle);
   if (s->capture) {
-    s->capture->invalidated = cudaErrorStreamCaptureUnsupported;
+    invalidate(*s->capture, cudaErrorStreamCaptureUnsupported);
     return fail(cudaErrorStreamCaptureUnsupported);
   }
   if (s == &r.legacy) {
@@ -358,8 +353,7 @@ cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
   auto found = r.execs.find(exec);
   if (found == r.execs.end()) return fail(cudaErrorInvalidValue);
   // CUDA lets a launch in flight finish first; here it must run before its nodes go.
-  for (Stream* s : all_streams())
-    if (!s->pending.empty()) (void)run_until(s, UINT64_MAX);
+  (void)run_everything();
   r.execs.erase(found);
   return cudaSuccess;
 }
