@@ -9,9 +9,9 @@
 //
 //   y = keep ? x / keep_prob : 0        (forward on x, backward on dy: d(x / p)/dx = 1 / p)
 //
-// With DropoutLaunch::step_at the step is read there (the layer's slot of the model's step state) by each
-// thread when the kernel runs, so one recorded launch (a CUDA graph) draws the mask of whichever step it
-// replays.
+// With DropoutLaunch::slot the step and the rate are read there (the layer's slot of the model's step
+// state) by each thread when the kernel runs, so one recorded launch (a CUDA graph) draws the mask of
+// whichever step it replays, at that step's rate (a schedule may make it 0 or 1: dropout_rate_edge).
 #include "kernels/launch.cuh"
 
 #include <curand_kernel.h>
@@ -22,9 +22,18 @@
 namespace dropnet::kernels {
 namespace {
 
-// The mask's step: *step_at when it is given, else `step`.
-__device__ __forceinline__ std::uint64_t mask_step(const std::uint64_t* step_at, std::uint64_t step) {
-  return step_at != nullptr ? *step_at : step;
+// The mask's step and rate: the slot's when it is given, else the launch's.
+struct StepAndRate {
+  std::uint64_t step;
+  float rate;
+};
+__device__ __forceinline__ StepAndRate step_and_rate(const StepSlot* slot, std::uint64_t step, float rate) {
+  return slot != nullptr ? StepAndRate{slot->step, slot->rate} : StepAndRate{step, rate};
+}
+
+// out = in (edge 1) or 0 (edge 0) for a rate no draw decides.
+__device__ __forceinline__ void apply_edge(const float* in, float* out, std::int64_t count, int edge) {
+  DROPNET_GRID_STRIDE(i, count) { out[i] = edge == 1 ? in[i] : 0.0f; }
 }
 
 // The four uniforms of mask elements 4 * group .. 4 * group + 3.
@@ -42,8 +51,10 @@ __device__ __forceinline__ float component(const float4& u, int c) {
 // elements, with 16-byte loads and stores when both pointers allow them (kVector).
 template <bool kVector>
 __global__ void dropout_contiguous(const float* in, float* out, std::int64_t count, std::uint64_t seed,
-                                   const std::uint64_t* step_at, std::uint64_t step_value, float keep_prob) {
-  const std::uint64_t step = mask_step(step_at, step_value);
+                                   const StepSlot* slot, std::uint64_t step_value, float rate_value) {
+  const auto [step, rate] = step_and_rate(slot, step_value, rate_value);
+  if (const int edge = dropout_rate_edge(rate); edge >= 0) return apply_edge(in, out, count, edge);
+  const float keep_prob = dropout_keep_prob(rate);
   const std::int64_t groups = (count + 3) / 4;
   DROPNET_GRID_STRIDE(j, groups) {
     const float4 u = mask_uniforms(seed, step, static_cast<std::uint64_t>(j));
@@ -68,11 +79,13 @@ __global__ void dropout_contiguous(const float* in, float* out, std::int64_t cou
 // noise_shape with 1s: the mask index of element i drops the coordinates of broadcast dims
 // (dropout_mask_index). One generator call per element; this path serves SpatialDropout-style masks only.
 __global__ void dropout_broadcast(const float* in, float* out, DropoutLaunch call) {
-  const std::uint64_t step = mask_step(call.step_at, call.step);
+  const auto [step, rate] = step_and_rate(call.slot, call.step, call.rate);
+  if (const int edge = dropout_rate_edge(rate); edge >= 0) return apply_edge(in, out, call.count, edge);
+  const float keep_prob = dropout_keep_prob(rate);
   DROPNET_GRID_STRIDE(i, call.count) {
     const auto m = static_cast<std::uint64_t>(dropout_mask_index(i, call));
     const float u = component(mask_uniforms(call.seed, step, m / 4), static_cast<int>(m % 4));
-    out[i] = dropout_apply(in[i], dropout_keep_uniform(u, call.keep_prob), call.keep_prob);
+    out[i] = dropout_apply(in[i], dropout_keep_uniform(u, keep_prob), keep_prob);
   }
 }
 
@@ -85,10 +98,10 @@ void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void
     DROPNET_LAUNCH_LINEAR(dropout_broadcast, count, stream, in, out, call);
   } else if (detail::aligned16(in) && detail::aligned16(out)) {
     DROPNET_LAUNCH_LINEAR(dropout_contiguous<true>, (count + 3) / 4, stream, in, out,
-                          call.count, call.seed, call.step_at, call.step, call.keep_prob);
+                          call.count, call.seed, call.slot, call.step, call.rate);
   } else {
     DROPNET_LAUNCH_LINEAR(dropout_contiguous<false>, (count + 3) / 4, stream, in,
-                          out, call.count, call.seed, call.step_at, call.step, call.keep_prob);
+                          out, call.count, call.seed, call.slot, call.step, call.rate);
   }
 }
 

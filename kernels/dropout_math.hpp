@@ -9,7 +9,8 @@
 // shape, thread count or backend enters it, and backward regenerates it instead of storing it.
 //
 // Scale: kept elements are divided by keep_prob (Keras: `inputs / keep_prob`, inverted dropout).
-// rate == 0 is the identity and rate == 1 gives zeros (handled by the callers, as Keras does).
+// rate == 0 is the identity and rate == 1 gives zeros, as Keras does: a layer with a fixed rate skips the
+// op, and an op whose rate is read at run time (a schedule) applies dropout_rate_edge first.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,10 @@ DROPNET_HD std::uint64_t dropout_keep_threshold(float keep_prob) {
   }
   return lo;
 }
+
+// The two rates where no draw decides: <= 0 keeps everything unscaled (the identity), >= 1 drops
+// everything. Returns 1 for the identity, 0 for zeros, -1 when the draws decide.
+DROPNET_HD int dropout_rate_edge(float rate) { return rate <= 0.0f ? 1 : rate >= 1.0f ? 0 : -1; }
 
 DROPNET_HD bool dropout_keep_at(std::uint64_t seed, std::uint64_t step, std::uint64_t mask_index,
                                 float keep_prob) {

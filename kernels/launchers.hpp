@@ -56,13 +56,13 @@ void launch_crop_nhwc(const float* src, float* dst, const PadGeometry& g, void* 
 
 // One dropout pass (forward x -> y or backward dy -> dx: the same expression, see dropout_math.hpp).
 // The broadcast of the mask over the input (noise_shape) is the DropoutBroadcast base (dropout_math.hpp).
-// With `step_at` (device memory: the layer's StepSlot::step), the mask's step is read there by the kernel
-// when it runs, so a recorded launch draws the mask of whichever step it replays.
+// With `slot` (device memory: the layer's StepSlot), the mask's step and the rate are read there by the
+// kernel when it runs, so a recorded launch draws the mask of whichever step it replays at that step's rate.
 struct DropoutLaunch : DropoutBroadcast {
   std::uint64_t seed;
-  std::uint64_t step;
-  const std::uint64_t* step_at = nullptr;  // null: the step is `step`
-  float keep_prob;             // 1 - rate
+  std::uint64_t step;          // without a slot
+  float rate;                  // without a slot
+  const StepSlot* slot = nullptr;
   std::int64_t count;          // input elements
 };
 void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void* stream);

@@ -1,6 +1,6 @@
 // step_state.hpp: the layout of a model's step state, the one record of where training is. It lives in the
 // model's backend memory (device memory on the GPU, backend/step_state.hpp owns it) and is laid out when the
-// model is compiled: a header, then one slot per stochastic layer (Dropout). Ops read it when they run, so a
+// model is compiled: a header, then one slot per stochastic layer (the dropout family). Ops read it when they run, so a
 // training step recorded once (a CUDA graph) reads fresh values at every replay; the step's last op
 // (advance_step, kernels/step.cu) moves it on. The host reads it only at progress ticks, epoch ends and
 // checkpoints, and keeps no copy of its own.
@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "kernels/hd.hpp"
+#include "kernels/rate_schedule.hpp"
 
 namespace dropnet::kernels {
 
@@ -25,24 +26,26 @@ struct StepHeader {
   std::int64_t slots;       // stochastic-layer slots after the header
 };
 
-// One stochastic layer's part of the state. A Dropout layer's mask of its n-th training call is keyed by
+// One stochastic layer's part of the state. A layer's draws of its n-th training call are keyed by
 // (seed, n): `step` is that n for the next call, and the op reads it here (no step is passed by value or
-// worked out relative to anything). `advances` is 1 for a layer that draws masks in training (rate > 0)
-// and 0 for one that does not, so that advance_step moves every slot by its own amount. The reserved
-// word keeps slots 16 bytes and is where per-layer values read by ops at run time go next (a dropout rate
-// set by a schedule).
+// worked out relative to anything). `advances` is 1 for a layer that draws in training (a rate that is
+// not always 0) and 0 for one that does not, so that advance_step moves every slot by its own amount.
+// `rate` is the layer's rate (GaussianNoise: its stddev) for the coming step, `schedule` evaluated at the
+// header's iteration (kernels/rate_schedule.hpp); the ops read it here, so a schedule needs no host work.
 struct StepSlot {
   std::uint64_t step;
   std::uint32_t advances;
-  std::uint32_t reserved;
+  float rate;
+  RateSchedule schedule;
 };
 
-static_assert(sizeof(StepHeader) == 48 && sizeof(StepSlot) == 16, "the step state's layout is fixed");
+static_assert(sizeof(StepHeader) == 48 && sizeof(StepSlot) == 40, "the step state's layout is fixed");
 
 // What the step's last op does: with `optimizer_step`, iteration + 1 and batch + 1; with `batch_stats`
 // (2 floats on the same device: the batch's loss sum and correct count, Backend::softmax_cross_entropy),
 // loss_sum, correct and seen take the batch in (seen += rows); every slot's step += its advances (every
-// stochastic layer ran one training forward). predict with dropout moves the slots only.
+// stochastic layer ran one training forward), and every slot's rate becomes its schedule's value at the new
+// iteration. predict with dropout moves the slots' steps only.
 struct StepAdvance {
   bool optimizer_step = true;
   const float* batch_stats = nullptr;
@@ -60,7 +63,10 @@ DROPNET_HD void advance_step_state(StepHeader* header, StepSlot* slots, const St
     header->correct += double(a.batch_stats[1]);
     header->seen += a.rows;
   }
-  for (std::int64_t i = 0; i < header->slots; ++i) slots[i].step += slots[i].advances;
+  for (std::int64_t i = 0; i < header->slots; ++i) {
+    slots[i].step += slots[i].advances;
+    slots[i].rate = scheduled_rate(slots[i].schedule, header->iteration);
+  }
 }
 
 }  // namespace dropnet::kernels

@@ -37,6 +37,30 @@ struct Param {
   std::optional<MaxNorm> constraint;
 };
 
+// How a stochastic layer's rate (GaussianNoise: its stddev) changes over training, counted in optimizer
+// steps (the model's iterations; `dropnet train` converts epochs to steps). The model evaluates it on the
+// device at every step (kernels/rate_schedule.hpp), checkpoints store it, and a resumed run continues it.
+//   constant()            the layer's rate throughout (the default)
+//   linear(start, steps)  from `start` at step 0 to the layer's rate at step `steps`, then constant
+//                         (DropBlock's ramp, Ghiasi et al. 2018: start 0)
+//   early(steps)          the layer's rate for the first `steps` steps, then 0 (early dropout, Liu et al. 2023)
+//   late(steps)           0 for the first `steps` steps, then the layer's rate (late dropout, ibid.)
+struct DropoutSchedule {
+  enum class Kind { Constant, Linear, Early, Late };
+  Kind kind = Kind::Constant;
+  double start = 0.0;           // Linear only: the rate at step 0, in [0, 1]
+  std::uint64_t steps = 0;
+  static DropoutSchedule constant() { return {}; }
+  static DropoutSchedule linear(double start, std::uint64_t steps) { return {Kind::Linear, start, steps}; }
+  static DropoutSchedule early(std::uint64_t steps) { return {Kind::Early, 0.0, steps}; }
+  static DropoutSchedule late(std::uint64_t steps) { return {Kind::Late, 0.0, steps}; }
+  bool operator==(const DropoutSchedule&) const = default;
+};
+// "constant", "linear:START:STEPS", "early:STEPS", "late:STEPS" (to_string writes the same form);
+// parse_schedule throws InvalidArgument naming the accepted forms.
+DROPNET_EXPORT DropoutSchedule parse_schedule(const std::string& text);
+DROPNET_EXPORT std::string to_string(const DropoutSchedule& schedule);
+
 enum class ActivationKind { Linear, ReLU, Softmax };
 // "linear" (or ""), "relu", "softmax"; throws InvalidArgument otherwise.
 DROPNET_EXPORT ActivationKind parse_activation(const std::string& name);
@@ -68,12 +92,16 @@ class DROPNET_EXPORT Layer {
   // Sizes per-batch scratch buffers (a softmax layer's logits) for batches of up to max_batch on device.
   virtual void allocate(std::int64_t max_batch, Device device);
 
-  // Layers that draw random numbers in training (Dropout) have a generator, as Keras' SeedGenerator: a
-  // seed and a step, the count of training calls that drew from it. The model keeps the step in its
-  // step state (one slot per such layer) and checkpoints store both as "<name>/seed_generator_state".
+  // Layers that draw random numbers in training (the dropout family) have a generator, as Keras'
+  // SeedGenerator: a seed and a step, the count of training calls that drew from it, plus the rate the
+  // draws use and its schedule. The model keeps the step and the current rate in its step state (one slot
+  // per such layer); checkpoints store the seed and step as "<name>/seed_generator_state" and the
+  // schedule as "<name>/rate_schedule".
   struct SeedGenerator {
     std::uint64_t seed;
-    bool draws;  // whether a training call draws (and moves the step on); false for a rate of 0
+    bool draws;      // whether a training call draws (and moves the step on); false for a rate always 0
+    double rate = 0.0;                 // the layer's rate (GaussianNoise: stddev)
+    DropoutSchedule schedule{};
   };
   virtual std::optional<SeedGenerator> seed_generator() const noexcept { return std::nullopt; }
 
@@ -184,15 +212,18 @@ struct DropoutOptions {
   std::vector<std::optional<std::int64_t>> noise_shape;
   // Layer seed. Without one, the model derives it from its own seed and the layer's position.
   std::optional<std::uint64_t> seed;
+  // How the rate changes over training (the constructor's rate is the schedule's target).
+  DropoutSchedule schedule{};
 };
 
 // keras.layers.Dropout(rate): during training zeroes each element with probability `rate` and divides the
-// others by 1 - rate; the identity in inference or when rate == 0; zeros when rate == 1. The mask of the
+// others by 1 - rate; the identity in inference or when rate == 0; zeros when rate == 1. With a schedule
+// (DropoutOptions::schedule) the rate of each step is the schedule's. The mask of the
 // n-th training call is a pure function of (seed, n, element index) (Philox4x32-10; kernels/dropout_math.hpp
 // in dropnet's sources), the same on the CPU and the GPU; n is kept in the model's step state and saved in
 // checkpoints. Any input shape; output shape = input shape;
 // no weights. Throws InvalidArgument for a rate outside [0, 1] (constructor), a noise_shape
-// entry <= 0 (constructor), and a noise_shape whose rank differs from the input's (batch included) or
+// entry <= 0 or an invalid schedule (constructor), and a noise_shape whose rank differs from the input's (batch included) or
 // whose entries are neither 1 nor the input's dimension (build(), and forward for the batch entry).
 class DROPNET_EXPORT Dropout : public Layer {
  public:
@@ -203,9 +234,7 @@ class DROPNET_EXPORT Dropout : public Layer {
   void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
   void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
 
-  std::optional<SeedGenerator> seed_generator() const noexcept override {
-    return SeedGenerator{seed_, rate_ > 0.0};
-  }
+  std::optional<SeedGenerator> seed_generator() const noexcept override;
 
   double rate() const noexcept { return rate_; }
   std::uint64_t seed() const noexcept { return seed_; }

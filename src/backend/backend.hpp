@@ -52,6 +52,14 @@ AxisGeometry axis_geometry(std::int64_t in, std::int64_t k, std::int64_t s, bool
 using kernels::StepAdvance;
 using kernels::StepHeader;
 using kernels::StepSlot;
+using kernels::RateSchedule;
+
+// What the model lays out for one stochastic layer: how far its step moves per training forward (0 or 1)
+// and the schedule of its rate.
+struct SlotLayout {
+  std::uint32_t advances;
+  RateSchedule schedule;
+};
 
 // The host's copy of a step state, taken at a progress tick, an epoch's end or a checkpoint.
 struct StepSnapshot {
@@ -64,10 +72,11 @@ struct StepSnapshot {
 struct DropoutCall {
   std::uint64_t seed;
   std::uint64_t step;              // the mask's step, unless `slot` is given
-  float rate;                      // in (0, 1); 0 and 1 are handled by the layer
+  float rate;                      // in [0, 1], unless `slot` is given: 0 is the identity, 1 gives zeros
   Shape input_shape;               // batch included
   Shape mask_shape;
-  // The layer's slot of the step state (this backend's memory): the op reads the step there when it runs.
+  // The layer's slot of the step state (this backend's memory): the op reads the step and the rate there
+  // when it runs (the rate may be 0 or 1 under a schedule).
   const StepSlot* slot = nullptr;
 };
 
@@ -206,21 +215,23 @@ class Backend {
 class StepState {
  public:
   StepState() = default;
-  // A fresh state (all zero) on `backend`'s device, slot i moving advances[i] steps per training forward.
-  StepState(Backend& backend, std::span<const std::uint32_t> advances);
+  // A fresh state (all zero) on `backend`'s device, slot i laid out as layout[i] (its rate the schedule's
+  // value at iteration 0).
+  StepState(Backend& backend, std::span<const SlotLayout> layout);
   StepHeader* header() noexcept { return header_.data(); }
   StepSlot* slots() noexcept { return slots_.data(); }
   std::size_t slot_count() const noexcept { return slots_.size(); }
   // Waits for the ops issued so far and copies the state to the host.
   StepSnapshot read() const;
-  // Replaces the header and the slots' steps (their advances stay), after the ops issued so far.
+  // Replaces the header and the slots' steps (their layout stays; the rates follow from the schedules at
+  // the header's iteration), after the ops issued so far.
   void write(const StepSnapshot& state);
 
  private:
   Backend* backend_ = nullptr;
   DeviceArray<StepHeader> header_;
   DeviceArray<StepSlot> slots_;
-  std::vector<std::uint32_t> advances_;  // the layout: how far each slot moves per training forward
+  std::vector<SlotLayout> layout_;
 };
 
 // The backend for `device`; throws DeviceUnavailable for CUDA when cuda_available() is false.

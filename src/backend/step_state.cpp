@@ -6,14 +6,28 @@
 
 namespace dropnet::backend {
 
-StepState::StepState(Backend& backend, std::span<const std::uint32_t> advances) : backend_(&backend) {
+namespace {
+
+// The slots of `layout` at `iteration`, with the given steps.
+void lay_out(std::vector<StepSlot>& slots, const std::vector<SlotLayout>& layout, std::uint64_t iteration) {
+  for (std::size_t i = 0; i < slots.size(); ++i) {
+    slots[i].advances = layout[i].advances;
+    slots[i].schedule = layout[i].schedule;
+    slots[i].rate = kernels::scheduled_rate(layout[i].schedule, iteration);
+  }
+}
+
+}  // namespace
+
+StepState::StepState(Backend& backend, std::span<const SlotLayout> layout) : backend_(&backend) {
   const Device device = backend.device();
-  advances_.assign(advances.begin(), advances.end());
+  layout_.assign(layout.begin(), layout.end());
   header_ = DeviceArray<StepHeader>(1, device);
-  slots_ = DeviceArray<StepSlot>(advances.size(), device);
+  slots_ = DeviceArray<StepSlot>(layout.size(), device);
   StepSnapshot fresh;
-  fresh.header.slots = static_cast<std::int64_t>(advances.size());
-  for (std::uint32_t a : advances) fresh.slots.push_back(StepSlot{0, a, 0});
+  fresh.header.slots = static_cast<std::int64_t>(layout.size());
+  fresh.slots.assign(layout.size(), StepSlot{});
+  lay_out(fresh.slots, layout_, 0);
   header_.upload(std::span<const StepHeader>(&fresh.header, 1));
   slots_.upload(fresh.slots);
 }
@@ -34,8 +48,8 @@ void StepState::write(const StepSnapshot& state) {
                                       slots_.size()));
   StepSnapshot s = state;
   s.header.slots = static_cast<std::int64_t>(slots_.size());
-  // The advances are the layout's (fixed when it was laid out); only the steps are written.
-  for (std::size_t i = 0; i < s.slots.size(); ++i) s.slots[i].advances = advances_[i];
+  // The layout is fixed when the state is laid out; only the steps are written, and the rates follow.
+  lay_out(s.slots, layout_, s.header.iteration);
   header_.upload(std::span<const StepHeader>(&s.header, 1));
   slots_.upload(s.slots);
 }

@@ -19,7 +19,7 @@ void check_rate(double rate) {
                                       "between 0 and 1. Received: rate={}", rate));
 }
 
-// The op's call: the mask's step is read from the layer's slot when the op runs.
+// The op's call: the mask's step and the rate are read from the layer's slot when the op runs.
 backend::DropoutCall make_call(std::uint64_t seed, double rate, const Shape& input_shape, Shape mask_shape,
                                const RunContext& ctx, const std::string& name) {
   if (ctx.slot == nullptr)
@@ -33,11 +33,16 @@ backend::DropoutCall make_call(std::uint64_t seed, double rate, const Shape& inp
 
 Dropout::Dropout(double rate, DropoutOptions options) : rate_(rate), options_(std::move(options)) {
   check_rate(rate_);
+  layer_util::check_schedule(options_.schedule);
   for (const auto& d : options_.noise_shape) {
     if (d && *d <= 0)
       throw InvalidArgument(fmt::format("Invalid value received for argument `noise_shape`. Expected a tuple "
                                         "of positive integers or None. Received an entry {}", *d));
   }
+}
+
+std::optional<Layer::SeedGenerator> Dropout::seed_generator() const noexcept {
+  return SeedGenerator{seed_, layer_util::schedule_draws(rate_, options_.schedule), rate_, options_.schedule};
 }
 
 Shape Dropout::build(const Shape& in, std::uint64_t seed) {
@@ -66,11 +71,11 @@ Shape Dropout::mask_shape(const Shape& input_shape) const {
 }
 
 void Dropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
-  if (!ctx.training || rate_ == 0.0) {
+  if (!ctx.training || layer_util::fixed_rate(rate_, options_.schedule, 0.0)) {
     y.copy_from(x);
     return;
   }
-  if (rate_ == 1.0) {
+  if (layer_util::fixed_rate(rate_, options_.schedule, 1.0)) {
     y.fill(0.0f);
     return;
   }
@@ -79,9 +84,9 @@ void Dropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
 
 void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
   if (dx == nullptr) return;
-  if (!ctx.training || rate_ == 0.0) {
+  if (!ctx.training || layer_util::fixed_rate(rate_, options_.schedule, 0.0)) {
     dx->copy_from(dy);
-  } else if (rate_ == 1.0) {
+  } else if (layer_util::fixed_rate(rate_, options_.schedule, 1.0)) {
     dx->fill(0.0f);
   } else {
     ctx.backend.dropout_backward(dy, *dx, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));

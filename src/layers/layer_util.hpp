@@ -27,6 +27,16 @@ Param make_param(std::string name, Shape shape, const std::string& initializer, 
                  std::optional<MaxNorm> constraint);
 // An independent seed for stream `stream` of `seed` (layer weights, dropout masks).
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream);
+// A schedule's own arguments (Linear's start rate); the rate is the layer's to check.
+void check_schedule(const DropoutSchedule& schedule);
+// The step state's form of `schedule` for a layer of rate `rate` (kernels/rate_schedule.hpp).
+kernels::RateSchedule rate_schedule(double rate, const DropoutSchedule& schedule);
+// Whether a layer of this rate and schedule ever draws (a rate that is not always 0).
+bool schedule_draws(double rate, const DropoutSchedule& schedule);
+// Whether forward may skip the op: a constant rate of 0 (the identity) or 1 (zeros), as Keras does.
+inline bool fixed_rate(double rate, const DropoutSchedule& s, double value) {
+  return s.kind == DropoutSchedule::Kind::Constant && rate == value;
+}
 // The first `batch` rows of a scratch buffer sized for the largest batch.
 Tensor batch_view(Tensor& buffer, std::int64_t batch);
 

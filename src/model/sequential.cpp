@@ -103,16 +103,16 @@ void Sequential::compile(const CompileOptions& options) {
     }
   }
   // The step state: one slot per layer with a seed generator, moving one step per training forward if it
-  // draws. Laid out fresh (iteration 0, every step 0), in the backend's memory.
-  std::vector<std::uint32_t> advances;
+  // draws, with its rate's schedule. Laid out fresh (iteration 0, every step 0), in the backend's memory.
+  std::vector<backend::SlotLayout> layout;
   m.slot_of.assign(m.layers.size(), -1);
   for (std::size_t i = 0; i < m.layers.size(); ++i) {
     if (const auto gen = m.layers[i]->seed_generator()) {
-      m.slot_of[i] = static_cast<std::int64_t>(advances.size());
-      advances.push_back(gen->draws ? 1u : 0u);
+      m.slot_of[i] = static_cast<std::int64_t>(layout.size());
+      layout.push_back({gen->draws ? 1u : 0u, layer_util::rate_schedule(gen->rate, gen->schedule)});
     }
   }
-  m.state = backend::StepState(*m.backend, advances);
+  m.state = backend::StepState(*m.backend, layout);
   m.progress = {};
   m.capacity = 0;
   m.stats = Tensor({2}, m.device);

@@ -91,7 +91,7 @@ TEST_CASE("Dropout layer: Keras' rate check, identity at inference and rate 0, z
   REQUIRE_THROWS_AS(Dropout(0.5, {.noise_shape = {std::nullopt, 0}}), InvalidArgument);
 
   const Tensor x = testing::random_tensor({2, 8}, 3);
-  backend::StepSlot slot{0, 1, 0};
+  backend::StepSlot slot{0, 1, 0.5f, kernels::constant_rate(0.5f)};
   RunContext infer{cpu(), false}, train{cpu(), true, &slot};
   Dropout half(0.5, {.seed = 11});
   half.build({8}, 0);
@@ -114,7 +114,7 @@ TEST_CASE("Dropout layer: Keras' rate check, identity at inference and rate 0, z
 
 TEST_CASE("Dropout layer: the mask is its slot's step's, and backward regenerates the same mask", "[dropout]") {
   const Tensor x = testing::random_tensor({4, 64}, 17, 0.5, 1.5);  // no zeros in x
-  backend::StepSlot slot{0, 1, 0};
+  backend::StepSlot slot{0, 1, 0.4f, kernels::constant_rate(0.4f)};  // as the model lays it out
   RunContext train{cpu(), true, &slot};
   Dropout layer(0.4, {.seed = 99});
   layer.build({64}, 0);

@@ -73,8 +73,9 @@ TEST_CASE("gather_batch gives the same floats from bytes and classes as from the
 }
 
 TEST_CASE("advance_step moves the iteration, the batch, the metric sums and each slot by its advance", "[fit_step]") {
-  const std::vector<std::uint32_t> advances = {1, 0, 1};
-  backend::StepState state(cpu(), advances);
+  const std::vector<backend::SlotLayout> layout = {
+      {1, kernels::constant_rate(0.5f)}, {0, kernels::constant_rate(0.0f)}, {1, kernels::constant_rate(0.25f)}};
+  backend::StepState state(cpu(), layout);
   backend::StepSnapshot s = state.read();
   s.header.iteration = 41;
   s.header.batch = 3;
@@ -106,11 +107,49 @@ TEST_CASE("dropout with a step-state slot draws the mask of the slot's step", "[
   const Tensor x = testing::random_tensor({3, 5, 7}, 3, -1, 1);
   Tensor plain(x.shape()), slotted(x.shape());
   cpu().dropout_forward(x, plain, {77, 1005, 0.4f, x.shape(), x.shape()});
-  backend::StepSlot slot{1005, 1, 0};
+  backend::StepSlot slot{1005, 1, 0.4f, kernels::constant_rate(0.4f)};
   backend::DropoutCall call{77, 5, 0.4f, x.shape(), x.shape()};  // the slot's step wins over `step`
   call.slot = &slot;
   cpu().dropout_forward(x, slotted, call);
   CHECK(plain.to_vector() == slotted.to_vector());
+}
+
+TEST_CASE("dropout with a slot reads the slot's rate: 0 is the identity, 1 gives zeros", "[fit_step]") {
+  const Tensor x = testing::random_tensor({3, 5, 7}, 4, -1, 1);
+  Tensor y(x.shape()), plain(x.shape());
+  backend::StepSlot slot{9, 1, 0.0f, kernels::constant_rate(0.0f)};
+  backend::DropoutCall call{77, 0, 0.5f, x.shape(), x.shape()};  // the slot's rate wins over `rate`
+  call.slot = &slot;
+  cpu().dropout_forward(x, y, call);
+  CHECK(y.to_vector() == x.to_vector());
+  slot.rate = 1.0f;
+  cpu().dropout_forward(x, y, call);
+  CHECK(y.to_vector() == std::vector<float>(std::size_t(x.size()), 0.0f));
+  slot.rate = 0.3f;
+  cpu().dropout_forward(x, y, call);
+  cpu().dropout_forward(x, plain, {77, 9, 0.3f, x.shape(), x.shape()});
+  CHECK(y.to_vector() == plain.to_vector());
+}
+
+TEST_CASE("advance_step sets each slot's rate to its schedule at the new iteration", "[fit_step]") {
+  // Linear 0 -> 0.5 over steps 0..4; early dropout (0.5 until step 2); late dropout (0 until step 2).
+  const std::vector<backend::SlotLayout> layout = {
+      {1, {0.0f, 0.5f, 0, 4}}, {1, {0.5f, 0.0f, 2, 2}}, {1, {0.0f, 0.5f, 2, 2}}};
+  backend::StepState state(cpu(), layout);
+  for (std::uint64_t it = 0; it < 6; ++it) {
+    const backend::StepSnapshot s = state.read();
+    REQUIRE(s.header.iteration == it);
+    const float ramp = it >= 4 ? 0.5f : 0.5f * float(it) / 4.0f;
+    CHECK(s.slots[0].rate == ramp);
+    CHECK(s.slots[1].rate == (it < 2 ? 0.5f : 0.0f));
+    CHECK(s.slots[2].rate == (it < 2 ? 0.0f : 0.5f));
+    cpu().advance_step(state.header(), state.slots(), {.optimizer_step = true});
+  }
+  // Writing a state (a checkpoint's) recomputes the rates from the iteration.
+  backend::StepSnapshot s = state.read();
+  s.header.iteration = 1;
+  state.write(s);
+  CHECK(state.read().slots[0].rate == 0.125f);
 }
 
 TEST_CASE("Adam with an alpha table reads the alpha of the step state's batch", "[fit_step]") {

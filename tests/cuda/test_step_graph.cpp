@@ -176,7 +176,9 @@ TEST_CASE("gather_batch is bit-identical to the CPU backend", "[cuda][step]") {
 
 TEST_CASE("advance_step moves the step state on the device", "[cuda][step]") {
   const DeviceBytes counters(std::vector<backend::StepHeader>{{41, 2, 0.5, 1.0, 3, 2}});
-  const DeviceBytes slots(std::vector<backend::StepSlot>{{10, 1, 0}, {7, 0, 0}});
+  // Slot 0 follows a late-dropout schedule (0 until iteration 43, then 0.5); slot 1 a constant 0.
+  const DeviceBytes slots(std::vector<backend::StepSlot>{{10, 1, 0.0f, {0.0f, 0.5f, 43, 43}},
+                                                          {7, 0, 0.0f, kernels::constant_rate(0.0f)}});
   const DeviceBytes stats(std::vector<float>{1.25f, 2.0f});
   auto* c = counters.as<backend::StepHeader>();
   for (int i = 0; i < 3; ++i)
@@ -190,6 +192,8 @@ TEST_CASE("advance_step moves the step state on the device", "[cuda][step]") {
   const std::vector<backend::StepSlot> s = slots.read<backend::StepSlot>();
   CHECK(s[0].step == 13);
   CHECK(s[1].step == 7);
+  CHECK(s[0].rate == 0.5f);  // the schedule at iteration 44
+  CHECK(s[1].rate == 0.0f);
 
   const DeviceBytes wraps(std::vector<backend::StepHeader>{{std::numeric_limits<std::uint64_t>::max(), -1, 0, 0, 0, 0}});
   gpu().advance_step(wraps.as<backend::StepHeader>(), nullptr, {});
@@ -198,13 +202,32 @@ TEST_CASE("advance_step moves the step state on the device", "[cuda][step]") {
   CHECK(got.batch == 0);
 }
 
+TEST_CASE("dropout reads its rate from the slot when it runs: a schedule's 0 and 1 and values between", "[cuda][step][dropout]") {
+  const Shape shape{3, 5, 7, 2};
+  const Tensor x = host_random(shape, 8);
+  const Tensor xd = x.to(Device::CUDA);
+  for (const float rate : {0.0f, 1.0f, 0.3f}) {
+    const backend::StepSlot host_slot{5, 1, rate, kernels::constant_rate(rate)};
+    const DeviceBytes slot(std::vector<backend::StepSlot>{host_slot});
+    backend::DropoutCall cpu_call{21, 0, 0.5f, shape, shape};  // the call's own rate is wrong on purpose
+    cpu_call.slot = &host_slot;
+    backend::DropoutCall gpu_call = cpu_call;
+    gpu_call.slot = slot.as<backend::StepSlot>();
+    Tensor y_ref(shape), y = device_sentinel(shape);
+    cpu().dropout_forward(x, y_ref, cpu_call);
+    gpu().dropout_forward(xd, y, gpu_call);
+    expect_identical(y_ref.to_vector(), y.to(Device::CPU).to_vector(), "slot rate " + std::to_string(rate));
+    if (rate == 0.0f) CHECK(y_ref.to_vector() == x.to_vector());
+  }
+}
+
 TEST_CASE("dropout reading its step from a step-state slot matches the CPU backend bit for bit", "[cuda][step][dropout]") {
   const Shape shape{6, 11, 11, 4};
   const std::uint64_t big = std::numeric_limits<std::uint64_t>::max() - 1;
   for (const std::uint64_t slot_step : {std::uint64_t{44}, std::uint64_t{0}, big}) {
     for (const Shape& mask : {shape, Shape{6, 1, 1, 4}}) {
       const std::string what = "dropout with a slot at step " + std::to_string(slot_step) + ", mask " + to_string(mask);
-      const backend::StepSlot host_slot{slot_step, 1, 0};
+      const backend::StepSlot host_slot{slot_step, 1, 0.4f, kernels::constant_rate(0.4f)};
       const DeviceBytes slot(std::vector<backend::StepSlot>{host_slot});
       // The call's own step is wrong on purpose: the slot's must be used.
       backend::DropoutCall cpu_call{99, 12345, 0.4f, shape, mask};

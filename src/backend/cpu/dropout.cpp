@@ -44,9 +44,15 @@ constexpr std::int64_t kBlocksPerBatch = 64;
 
 template <typename T>
 void dropout_apply(const T* in, T* out, const DropoutCall& call) {
-  const float keep_prob = kernels::dropout_keep_prob(call.rate);
   const std::uint64_t step = call.slot != nullptr ? call.slot->step : call.step;
+  const float rate = call.slot != nullptr ? call.slot->rate : call.rate;
   const std::int64_t n = element_count(call.input_shape);
+  if (const int edge = kernels::dropout_rate_edge(rate); edge >= 0) {
+    if (edge == 1) std::copy(in, in + n, out);
+    else std::fill(out, out + n, T(0));
+    return;
+  }
+  const float keep_prob = kernels::dropout_keep_prob(rate);
   const std::int64_t mask_count = element_count(call.mask_shape);
 
   // One byte per mask element; four elements share one Philox block. The buffer is kept between calls.

@@ -31,10 +31,9 @@ kernels::DropoutLaunch dropout_launch(const DropoutCall& call, std::int64_t coun
       call.input_shape.data(), call.mask_shape.data(), static_cast<int>(call.input_shape.size()));
   launch.seed = call.seed;
   launch.step = call.step;
-  // The kernel reads the layer's step from its slot of the step state (device memory) when it runs.
-  launch.step_at = call.slot != nullptr ? &call.slot->step : nullptr;
-  // The keep test compares a float uniform with keep_prob, so both backends must derive the same float.
-  launch.keep_prob = kernels::dropout_keep_prob(call.rate);
+  launch.rate = call.rate;
+  // The kernel reads the layer's step and rate from its slot of the step state (device memory) when it runs.
+  launch.slot = call.slot;
   launch.count = count;
   return launch;
 }
