@@ -216,6 +216,15 @@ struct DropoutOptions {
   DropoutSchedule schedule{};
 };
 
+// The options every dropout-family layer without a noise_shape takes (SpatialDropout1D/2D/3D,
+// GaussianDropout, GaussianNoise, DropBlock2D).
+struct RandomLayerOptions {
+  // Layer seed. Without one, the model derives it from its own seed and the layer's position.
+  std::optional<std::uint64_t> seed;
+  // How the rate (GaussianNoise: the stddev) changes over training; the constructor's value is its target.
+  DropoutSchedule schedule{};
+};
+
 // keras.layers.Dropout(rate): during training zeroes each element with probability `rate` and divides the
 // others by 1 - rate; the identity in inference or when rate == 0; zeros when rate == 1. With a schedule
 // (DropoutOptions::schedule) the rate of each step is the schedule's. The mask of the
