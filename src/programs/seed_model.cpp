@@ -6,11 +6,44 @@
 #include <memory>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "dropnet/cifar10.hpp"
 #include "dropnet/errors.hpp"
 #include "dropnet/layers.hpp"
 
 namespace dropnet::cli {
+namespace {
+
+std::unique_ptr<Layer> dropout_layer(const SeedModelConfig& c, double rate) {
+  switch (c.type) {
+    case DropoutType::Standard: return std::make_unique<Dropout>(rate, DropoutOptions{.schedule = c.schedule});
+    default: break;
+  }
+  throw InvalidArgument(fmt::format("seed model: dropout type {} is not available in this build", to_string(c.type)));
+}
+
+}  // namespace
+
+DropoutType parse_dropout_type(const std::string& name) {
+  if (name == "dropout" || name == "standard") return DropoutType::Standard;
+  if (name == "spatial") return DropoutType::Spatial;
+  if (name == "gaussian") return DropoutType::Gaussian;
+  if (name == "alpha") return DropoutType::Alpha;
+  if (name == "dropblock") return DropoutType::DropBlock;
+  throw InvalidArgument(fmt::format("unknown dropout type '{}'; expected {}", name, kDropoutTypeNames));
+}
+
+const char* to_string(DropoutType type) {
+  switch (type) {
+    case DropoutType::Standard: return "dropout";
+    case DropoutType::Spatial: return "spatial";
+    case DropoutType::Gaussian: return "gaussian";
+    case DropoutType::Alpha: return "alpha";
+    case DropoutType::DropBlock: return "dropblock";
+  }
+  return "dropout";
+}
 
 Sequential build_seed_model(const SeedModelConfig& config) {
   if (!(config.max_norm >= 0.0 && std::isfinite(config.max_norm)))
@@ -27,12 +60,13 @@ Sequential build_seed_model(const SeedModelConfig& config) {
   auto rate = [&](std::size_t i) { return config.layer_dropout[i].value_or(config.dropout); };
 
   Sequential model({cifar10::kHeight, cifar10::kWidth, cifar10::kChannels});
+  if (config.input_dropout > 0.0) model.add(dropout_layer(config, config.input_dropout));
   model.add(std::make_unique<Conv2D>(64, std::array<std::int64_t, 2>{3, 3}, conv));
   model.add(std::make_unique<MaxPooling2D>(pool));
-  model.add(std::make_unique<Dropout>(rate(0)));
+  model.add(dropout_layer(config, rate(0)));
   model.add(std::make_unique<Conv2D>(64, std::array<std::int64_t, 2>{3, 3}, conv));
   model.add(std::make_unique<MaxPooling2D>(pool));
-  model.add(std::make_unique<Dropout>(rate(1)));
+  model.add(dropout_layer(config, rate(1)));
   model.add(std::make_unique<Flatten>());
   model.add(std::make_unique<Dense>(256, hidden));
   model.add(std::make_unique<Dense>(cifar10::kClasses, output));

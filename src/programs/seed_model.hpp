@@ -15,6 +15,7 @@
 #include <array>
 #include <cstddef>
 #include <optional>
+#include <string>
 
 #include "dropnet/model.hpp"
 
@@ -23,11 +24,25 @@ namespace dropnet::cli {
 // The number of Dropout layers in the seed model (after each conv block).
 inline constexpr std::size_t kSeedDropoutLayers = 2;
 
+// Which layer of the dropout family stands in the Dropout positions (and on the input, if asked):
+// Dropout, SpatialDropout2D (whole channels), GaussianDropout, AlphaDropout, DropBlock2D.
+enum class DropoutType { Standard, Spatial, Gaussian, Alpha, DropBlock };
+inline constexpr const char* kDropoutTypeNames = "dropout, spatial, gaussian, alpha or dropblock";
+// "dropout" (or "standard"), "spatial", "gaussian", "alpha", "dropblock"; throws InvalidArgument otherwise.
+DropoutType parse_dropout_type(const std::string& name);
+const char* to_string(DropoutType type);
+
 struct SeedModelConfig {
   double dropout = 0.5;   // the rate of every Dropout layer unless layer_dropout overrides it; in [0, 1]
   // Per-layer rates, in model order (first: after the first conv block); an empty entry uses `dropout`.
   std::array<std::optional<double>, kSeedDropoutLayers> layer_dropout{};
   double max_norm = 2.0;  // MaxNorm max_value on the three hidden kernels; 0 means no constraint
+  DropoutType type = DropoutType::Standard;
+  std::int64_t block_size = 3;           // DropBlock2D's block (the second block's maps are 6x6)
+  DropoutSchedule schedule{};            // every dropout layer's, in optimizer steps
+  // A layer of `type` on the input image with this rate (0: none). It is the model's first layer, so it
+  // shifts every later layer's position and with it the seeds their initial weights are drawn from.
+  double input_dropout = 0.0;
 };
 
 // Throws dropnet::InvalidArgument (from the layers, with Keras' wording) for a rate outside [0, 1], and
