@@ -7,6 +7,7 @@
 #include "dropnet/checkpoint.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <cmath>
@@ -21,6 +22,7 @@
 #include "io/checkpoint_detail.hpp"
 #include "io/json.hpp"
 #include "io/safetensors.hpp"
+#include "layers/layer_util.hpp"
 #include "model/impl.hpp"
 
 namespace dropnet {
@@ -46,6 +48,13 @@ constexpr const char* kFormatKey = "dropnet.format";
 constexpr const char* kVersionKey = "dropnet.format_version";
 constexpr const char* kFormatVersion = "1";
 constexpr const char* kSeedGeneratorSuffix = "/seed_generator_state";
+// A stochastic layer's rate schedule as the step state holds it (kernels/rate_schedule.hpp): F64
+// [from, to, begin, end] (steps are exact in a double up to 2^53).
+constexpr const char* kRateScheduleSuffix = "/rate_schedule";
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 
 // One trainable weight of the model: its Keras name, the Param, and its offset in the flat buffers.
 struct Weight {
@@ -64,19 +73,28 @@ std::vector<Weight> model_weights(const ModelImpl& m) {
   return out;
 }
 
-// A layer with a seed generator (Dropout) and its slot of the step state.
+// A layer with a seed generator (the dropout family), its slot of the step state and its rate schedule.
 struct Generator {
   const Layer* layer;
   std::uint64_t seed;
   std::size_t slot;
+  std::array<double, 4> schedule;  // from, to, begin, end
 };
 
 std::vector<Generator> generators(const ModelImpl& m) {
   std::vector<Generator> out;
   for (std::size_t i = 0; i < m.layers.size(); ++i)
-    if (const auto gen = m.layers[i]->seed_generator())
-      out.push_back({m.layers[i].get(), gen->seed, static_cast<std::size_t>(m.slot_of[i])});
+    if (const auto gen = m.layers[i]->seed_generator()) {
+      const kernels::RateSchedule r = layer_util::rate_schedule(gen->rate, gen->schedule);
+      out.push_back({m.layers[i].get(), gen->seed, static_cast<std::size_t>(m.slot_of[i]),
+                     {double(r.from), double(r.to), double(r.begin), double(r.end)}});
+    }
   return out;
+}
+
+std::string schedule_text(const std::array<double, 4>& s) {
+  return s[0] == s[1] ? fmt::format("constant {}", s[0])
+                      : fmt::format("{} until step {}, {} from step {}", s[0], s[2], s[1], s[3]);
 }
 
 const ModelImpl& compiled(const Sequential& model, const char* what) {
@@ -158,8 +176,7 @@ class Problems {
 bool is_weight_name(const std::string& name) {
   if (name.rfind("optimizer/", 0) == 0 || name.rfind("training/", 0) == 0 || name.rfind("history/", 0) == 0)
     return false;
-  const std::string suffix = kSeedGeneratorSuffix;
-  return !(name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0);
+  return !ends_with(name, kSeedGeneratorSuffix) && !ends_with(name, kRateScheduleSuffix);
 }
 
 // Phase 1 of a weights load: every model weight present and matching, no stray weight in the file.
@@ -327,6 +344,7 @@ void save_checkpoint(const Sequential& model, const fs::path& path, const Traini
   for (const Generator& g : generators(m)) {
     const std::int64_t gen[2] = {std::bit_cast<std::int64_t>(g.seed), static_cast<std::int64_t>(steps.slots[g.slot].step)};
     w.add_i64(g.layer->name() + kSeedGeneratorSuffix, {2}, gen);
+    w.add_f64(g.layer->name() + kRateScheduleSuffix, {4}, std::span<const double>(g.schedule));
   }
   add_i64_scalar(w, "training/epoch", state.epoch);
   add_i64_scalar(w, "training/step", state.step);
@@ -383,6 +401,21 @@ TrainingState detail::load_checkpoint_from(Sequential& model, const SafetensorsF
         problems.add(fmt::format("dropout layer '{}' has a negative step {}", g.layer->name(), gen[1]));
       else
         steps.push_back({g.slot, gen[1]});
+    }
+    // The schedule must be the model's: a resumed run continues it. Files from before schedules existed
+    // have none, which is right for a constant rate only.
+    const std::string schedule_name = g.layer->name() + kRateScheduleSuffix;
+    dropout_names.insert(schedule_name);
+    if (f.find(schedule_name) == nullptr) {
+      if (g.schedule[0] != g.schedule[1])
+        problems.add(fmt::format("dropout layer '{}' has a rate schedule ({}) but the file has none",
+                                 g.layer->name(), schedule_text(g.schedule)));
+    } else if (const auto* t = problems.expect(schedule_name, DType::F64, {4}, "rate schedule")) {
+      std::array<double, 4> saved;
+      std::memcpy(saved.data(), f.bytes(*t).data(), sizeof saved);
+      if (saved != g.schedule)
+        problems.add(fmt::format("dropout layer '{}' was trained with the rate schedule {} but the model has {}",
+                                 g.layer->name(), schedule_text(saved), schedule_text(g.schedule)));
     }
   }
   for (const io::TensorInfo& t : f.tensors()) {
