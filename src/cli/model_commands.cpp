@@ -74,11 +74,27 @@ Sequential load_seed_model(const std::string& path, Device device, const Flags& 
 
 Sequential load_seed_model(const std::string& path, Device device, std::uint64_t seed, std::optional<double> dropout) {
   const std::map<std::string, std::string> meta = read_metadata(path);
-  double rate = 0.5;
-  if (dropout) rate = *dropout;
-  else if (const auto it = meta.find("train.dropout"); it != meta.end()) rate = std::strtod(it->second.c_str(), nullptr);
-  if (!(rate >= 0.0 && rate <= 1.0)) rate = 0.5;
-  Sequential model = build_seed_model({.dropout = rate, .max_norm = 0.0});
+  auto setting = [&](const char* key) -> std::optional<std::string> {
+    const auto it = meta.find(key);
+    return it == meta.end() ? std::nullopt : std::optional<std::string>(it->second);
+  };
+  // The architecture the weights were trained with (the dropout type and the input layer decide the layer
+  // list); files without these settings were trained with the defaults.
+  SeedModelConfig config{.dropout = 0.5, .max_norm = 0.0};
+  try {
+    if (const auto rates = setting("train.dropout")) set_layer_rates(config, *rates);
+    if (const auto type = setting("train.dropout_type")) config.type = parse_dropout_type(*type);
+    if (const auto block = setting("train.block_size")) config.block_size = std::strtoll(block->c_str(), nullptr, 10);
+    if (const auto input = setting("train.input_dropout")) config.input_dropout = std::strtod(input->c_str(), nullptr);
+  } catch (const InvalidArgument& e) {
+    throw DataError(fmt::format("{}: its training settings are damaged: {}", path, e.what()));
+  }
+  if (dropout) {
+    config.dropout = *dropout;
+    config.layer_dropout = {};
+    if (config.input_dropout > 0) config.input_dropout = *dropout;
+  }
+  Sequential model = build_seed_model(config);
   model.compile({.device = device, .seed = seed});
   load_weights(model, path);
   return model;

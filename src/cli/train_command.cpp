@@ -37,12 +37,25 @@ namespace {
 namespace fs = std::filesystem;
 
 // The seed program's settings are the defaults.
-const std::array<FlagSpec, 19> kTrainFlags = {{
+const std::array<FlagSpec, 23> kTrainFlags = {{
     {"epochs", "N", "55", "Training epochs."},
     {"batch-size", "N", "250", "Records per optimizer step (the last step of an epoch may be smaller)."},
-    {"dropout", "RATE", "0.5",
-     "Rate of both Dropout layers, from 0 to 1: the fraction of units zeroed during training "
-     "(0: no dropout, 1: all units dropped)."},
+    {"dropout", "RATE[,RATE]", "0.5",
+     "Rate of both dropout layers, from 0 to 1: the fraction of units zeroed during training (0: no dropout, "
+     "1: all units dropped), or one rate per layer (0.25,0.5: 0.25 after the first conv block, 0.5 after the "
+     "second)."},
+    {"dropout-type", "TYPE", "dropout",
+     "The layer in the dropout positions: dropout (Keras' Dropout), spatial (SpatialDropout2D: whole channels), "
+     "gaussian (GaussianDropout: multiplicative N(1, rate/(1-rate)) noise), alpha (AlphaDropout) or dropblock "
+     "(DropBlock2D: square blocks of --block-size)."},
+    {"block-size", "N", "3", "DropBlock2D's block size (--dropout-type dropblock); at most 6, the second block's maps."},
+    {"dropout-schedule", "SCHEDULE", "constant",
+     "How the rate changes over training, in epochs: constant; linear:START:E (from START to the rate over the "
+     "first E epochs, DropBlock's ramp); early:E (dropout for the first E epochs only, Liu et al. 2023); late:E "
+     "(dropout from epoch E+1 on). Applied on the device at every optimizer step."},
+    {"input-dropout", "RATE", "0",
+     "Also put a layer of --dropout-type with this rate on the input image (0: none). It becomes the model's "
+     "first layer, so the initial weights differ from a run without it."},
     {"max-norm", "VALUE", "2.0",
      "MaxNorm max_value on the kernels of both Conv2D layers and the hidden Dense layer (Keras' default "
      "axis 0). 0 means no constraint."},
@@ -89,9 +102,13 @@ const std::array<FlagSpec, 19> kTrainFlags = {{
 }};
 
 // The settings a checkpoint records and a resume must reuse: metadata key, flag.
-constexpr std::array<std::pair<const char*, const char*>, 7> kResumeSettings = {{
+constexpr std::array<std::pair<const char*, const char*>, 11> kResumeSettings = {{
     {"train.batch_size", "batch-size"},
     {"train.dropout", "dropout"},
+    {"train.dropout_type", "dropout-type"},
+    {"train.block_size", "block-size"},
+    {"train.dropout_schedule", "dropout-schedule"},
+    {"train.input_dropout", "input-dropout"},
     {"train.max_norm", "max-norm"},
     {"train.validation_split", "validation-split"},
     {"train.learning_rate", "learning-rate"},
@@ -102,7 +119,8 @@ constexpr std::array<std::pair<const char*, const char*>, 7> kResumeSettings = {
 struct TrainConfig {
   int epochs = 0;
   int batch_size = 0;
-  double dropout = 0;
+  SeedModelConfig model;         // dropout rates, type, block size, input dropout (max_norm below)
+  DropoutSchedule schedule;      // in epochs, as given; fit's is in steps (schedule_in_steps)
   double max_norm = 0;
   double validation_split = 0;
   double learning_rate = 0;
@@ -117,13 +135,51 @@ struct TrainConfig {
   std::optional<std::string> save, resume, log, log_steps, plot;
 };
 
+// The dropout flags, which a resume also reads back from a checkpoint's metadata (as strings).
+void set_dropout_setting(TrainConfig& c, std::string_view flag, const std::string& value) {
+  try {
+    if (flag == "dropout") {
+      set_layer_rates(c.model, value);
+    } else if (flag == "dropout-type") {
+      c.model.type = parse_dropout_type(value);
+    } else if (flag == "block-size") {
+      char* end = nullptr;
+      const long long b = std::strtoll(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || b < 1 || b > 6) throw InvalidArgument("a block size from 1 to 6");
+      c.model.block_size = b;
+    } else if (flag == "dropout-schedule") {
+      c.schedule = parse_schedule(value);
+    } else if (flag == "input-dropout") {
+      char* end = nullptr;
+      const double r = std::strtod(value.c_str(), &end);
+      if (value.empty() || *end != '\0' || !(r >= 0.0 && r <= 1.0)) throw InvalidArgument("a dropout rate from 0 to 1");
+      c.model.input_dropout = r;
+    }
+  } catch (const InvalidArgument& e) {
+    if (flag == "dropout-schedule")
+      throw UsageError(fmt::format("--dropout-schedule {}: expected constant, linear:START:EPOCHS, early:EPOCHS or "
+                                   "late:EPOCHS (START a rate from 0 to 1, EPOCHS a whole number)", value));
+    throw UsageError(fmt::format("--{} {}: {}", flag, value, e.what()));
+  }
+}
+
+void apply_dropout_settings(const Flags& f, TrainConfig& c) {
+  for (const char* flag : {"dropout", "dropout-type", "block-size", "dropout-schedule", "input-dropout"})
+    set_dropout_setting(c, flag, f.get_string(flag));
+}
+
+// The schedule in optimizer steps: E epochs are E * steps_per_epoch steps.
+DropoutSchedule schedule_in_steps(DropoutSchedule s, std::int64_t steps_per_epoch) {
+  s.steps *= static_cast<std::uint64_t>(steps_per_epoch);
+  return s;
+}
+
 // Every value checked here, before any work, so that a typo never costs a data load.
 TrainConfig read_config(const Flags& f) {
   TrainConfig c;
   c.epochs = static_cast<int>(f.get_int("epochs", 1, 1'000'000));
   c.batch_size = static_cast<int>(f.get_int("batch-size", 1, 1'000'000'000));
-  c.dropout = f.get_double("dropout");
-  f.require(c.dropout >= 0.0 && c.dropout <= 1.0, "dropout", "a dropout rate from 0 to 1");
+  apply_dropout_settings(f, c);
   c.max_norm = f.get_double("max-norm");
   f.require(c.max_norm >= 0.0, "max-norm", "a max_value > 0, or 0 for no constraint");
   c.validation_split = f.get_double("validation-split");
@@ -191,7 +247,11 @@ namespace {
 
 std::string setting_value(const TrainConfig& c, std::string_view key) {
   if (key == "train.batch_size") return fmt::format("{}", c.batch_size);
-  if (key == "train.dropout") return fmt::format("{}", c.dropout);
+  if (key == "train.dropout") return layer_rates_text(c.model);
+  if (key == "train.dropout_type") return to_string(c.model.type);
+  if (key == "train.block_size") return fmt::format("{}", c.model.block_size);
+  if (key == "train.dropout_schedule") return to_string(c.schedule);
+  if (key == "train.input_dropout") return fmt::format("{}", c.model.input_dropout);
   if (key == "train.max_norm") return fmt::format("{}", c.max_norm);
   if (key == "train.validation_split") return fmt::format("{}", c.validation_split);
   if (key == "train.learning_rate") return fmt::format("{}", c.learning_rate);
@@ -208,10 +268,20 @@ std::map<std::string, std::string> settings_metadata(const TrainConfig& c, std::
   return m;
 }
 
+// Whether a setting is one of the dropout flags (set_dropout_setting reads its text).
+bool set_dropout_setting_key(std::string_view key) {
+  return key == "train.dropout" || key == "train.dropout_type" || key == "train.block_size" ||
+         key == "train.dropout_schedule" || key == "train.input_dropout";
+}
+
 // --resume: the checkpoint's settings replace the defaults; an explicit flag must agree with them.
 void adopt_checkpoint_settings(const Flags& f, TrainConfig& c, const TrainingState& s, const std::string& path) {
   for (const auto& [key, flag] : kResumeSettings) {
     const auto it = s.metadata.find(key);
+    // Checkpoints from before the dropout family have no type, block, schedule or input dropout: theirs
+    // were the defaults.
+    const bool dropout_family = std::string_view(key) != "train.dropout" && set_dropout_setting_key(key);
+    if (it == s.metadata.end() && dropout_family) continue;
     if (it == s.metadata.end())
       throw DataError(fmt::format("{}: checkpoint has no {} setting; was it written by 'dropnet train --save'?", path, key));
     if (f.given(flag)) {
@@ -221,13 +291,20 @@ void adopt_checkpoint_settings(const Flags& f, TrainConfig& c, const TrainingSta
       continue;
     }
     const std::string& v = it->second;
+    if (set_dropout_setting_key(key)) {
+      try {
+        set_dropout_setting(c, flag, v);
+      } catch (const UsageError& e) {
+        throw DataError(fmt::format("{}: checkpoint setting {} is '{}': {}", path, key, v, e.what()));
+      }
+      continue;
+    }
     char* end = nullptr;
     errno = 0;
     const double d = std::strtod(v.c_str(), &end);
     if (end == v.c_str() || *end != '\0' || errno != 0)
       throw DataError(fmt::format("{}: checkpoint setting {} is '{}', not a number", path, key, v));
     if (key == std::string_view("train.batch_size")) c.batch_size = static_cast<int>(d);
-    else if (key == std::string_view("train.dropout")) c.dropout = d;
     else if (key == std::string_view("train.max_norm")) c.max_norm = d;
     else if (key == std::string_view("train.validation_split")) c.validation_split = d;
     else if (key == std::string_view("train.learning_rate")) c.learning_rate = d;
@@ -236,6 +313,16 @@ void adopt_checkpoint_settings(const Flags& f, TrainConfig& c, const TrainingSta
   }
   if (c.seed != s.seed)
     throw DataError(fmt::format("{}: checkpoint seed {} disagrees with its train.seed setting {}", path, s.seed, c.seed));
+}
+
+// "0.5", or "spatial 0.25,0.5, schedule early:3 epochs, input 0.2" when the flags say more.
+std::string dropout_text(const TrainConfig& c) {
+  std::string s = c.model.type == DropoutType::Standard ? "" : std::string(to_string(c.model.type)) + " ";
+  s += layer_rates_text(c.model);
+  if (c.model.type == DropoutType::DropBlock) s += fmt::format(" (block {})", c.model.block_size);
+  if (c.schedule.kind != DropoutSchedule::Kind::Constant) s += fmt::format(", schedule {} epochs", to_string(c.schedule));
+  if (c.model.input_dropout > 0) s += fmt::format(", input {}", c.model.input_dropout);
+  return s;
 }
 
 // "run.safetensors" -> "run.best.safetensors"; "run" -> "run.best".
@@ -368,17 +455,20 @@ int run_train(std::span<const std::string> args) {
                                   "resume on the same data", *c.resume, it->second, source.path.string(), n, c.limit));
   }
 
-  Sequential model = build_seed_model({.dropout = c.dropout, .max_norm = c.max_norm});
+  const auto n_train = static_cast<std::int64_t>(double(n) * (1.0 - c.validation_split));  // as fit splits
+  SeedModelConfig model_config = c.model;
+  model_config.max_norm = c.max_norm;
+  model_config.schedule = schedule_in_steps(c.schedule, (n_train + c.batch_size - 1) / c.batch_size);
+  Sequential model = build_seed_model(model_config);
   model.compile({.optimizer = Adam{.learning_rate = c.learning_rate}, .device = device, .seed = c.seed,
                  .deterministic = c.deterministic, .cuda_graphs = c.cuda_graphs});
   fmt::print("{}\n", model.summary());
 
-  const auto n_train = static_cast<std::int64_t>(double(n) * (1.0 - c.validation_split));  // as fit splits
   fmt::print("Data: {} training records ({} for training, {} held out for validation), {} test records\n", n,
              n_train, n - n_train, data.test.size());
   fmt::print("Settings: epochs {}, batch size {}, dropout {}, max-norm {}, validation split {}, learning rate {}, "
              "seed {}\n",
-             c.epochs, c.batch_size, c.dropout, c.max_norm > 0 ? fmt::format("{}", c.max_norm) : "off",
+             c.epochs, c.batch_size, dropout_text(c), c.max_norm > 0 ? fmt::format("{}", c.max_norm) : "off",
              c.validation_split, c.learning_rate, c.seed);
 
   FitOptions fit;
@@ -457,7 +547,7 @@ int run_train(std::span<const std::string> args) {
   }
 
   if (c.plot) {
-    plot::write_history_plot(*c.plot, history, fmt::format("seed model, dropout {}, max-norm {}", c.dropout, c.max_norm));
+    plot::write_history_plot(*c.plot, history, fmt::format("seed model, dropout {}, max-norm {}", dropout_text(c), c.max_norm));
     fmt::print("Wrote the training curves to {}\n", *c.plot);
   }
 

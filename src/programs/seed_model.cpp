@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -43,6 +45,39 @@ const char* to_string(DropoutType type) {
     case DropoutType::DropBlock: return "dropblock";
   }
   return "dropout";
+}
+
+void set_layer_rates(SeedModelConfig& config, const std::string& text) {
+  std::vector<double> rates;
+  std::size_t from = 0;
+  for (;;) {
+    const std::size_t comma = text.find(',', from);
+    const std::string item = text.substr(from, comma - from);
+    char* end = nullptr;
+    const double r = std::strtod(item.c_str(), &end);
+    if (item.empty() || *end != '\0' || !(r >= 0.0 && r <= 1.0))
+      throw InvalidArgument(fmt::format("dropout rates '{}': '{}' is not a rate from 0 to 1", text, item));
+    rates.push_back(r);
+    if (comma == std::string::npos) break;
+    from = comma + 1;
+  }
+  if (rates.size() != 1 && rates.size() != kSeedDropoutLayers)
+    throw InvalidArgument(fmt::format("dropout rates '{}': give one rate for every dropout layer or one per layer "
+                                      "({} numbers); got {}", text, kSeedDropoutLayers, rates.size()));
+  config.dropout = rates[0];
+  for (std::size_t i = 0; i < kSeedDropoutLayers; ++i)
+    config.layer_dropout[i] = rates.size() == 1 ? std::optional<double>() : rates[i];
+}
+
+std::string layer_rates_text(const SeedModelConfig& config) {
+  std::string text;
+  bool same = true;
+  for (std::size_t i = 0; i < kSeedDropoutLayers; ++i) {
+    const double r = config.layer_dropout[i].value_or(config.dropout);
+    same = same && r == config.layer_dropout[0].value_or(config.dropout);
+    text += fmt::format("{}{}", i ? "," : "", r);
+  }
+  return same ? fmt::format("{}", config.layer_dropout[0].value_or(config.dropout)) : text;
 }
 
 Sequential build_seed_model(const SeedModelConfig& config) {

@@ -45,6 +45,12 @@ struct SeedModelConfig {
   double input_dropout = 0.0;
 };
 
+// "RATE" (every dropout layer) or "R1,R2" (one per layer, in model order) into config's rates; throws
+// InvalidArgument unless there are 1 or kSeedDropoutLayers numbers, each from 0 to 1.
+void set_layer_rates(SeedModelConfig& config, const std::string& text);
+// The rates in the same form: "0.5" when every layer has the same rate, else "0.25,0.5".
+std::string layer_rates_text(const SeedModelConfig& config);
+
 // Throws dropnet::InvalidArgument (from the layers, with Keras' wording) for a rate outside [0, 1], and
 // for a negative or non-finite max_norm.
 Sequential build_seed_model(const SeedModelConfig& config = {});

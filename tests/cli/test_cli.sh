@@ -189,6 +189,35 @@ else
   fail "resume after Ctrl-C: exit $rc or the checkpoints differ"
 fi
 
+# --- the dropout family's flags: per-layer rates, a schedule in epochs, resume mid-schedule -------------------
+D="$T --dropout 0.25,0.5 --dropout-schedule late:1"
+run train $D --epochs 3 --save "$WORK/sched_straight.safetensors"
+if [[ $rc -eq 0 ]] && grep -q "^Settings: .*dropout 0.25,0.5, schedule late:1 epochs" "$WORK/out"; then
+  pass "train --dropout 0.25,0.5 --dropout-schedule late:1: $(grep '^Settings' "$WORK/out")"
+else
+  fail "train with per-layer rates and a schedule: exit $rc"
+fi
+run train $D --epochs 2 --save "$WORK/sched_part.safetensors"
+run train $B --limit 200 --epochs 3 --resume "$WORK/sched_part.safetensors" --save "$WORK/sched_part.safetensors"
+if [[ $rc -eq 0 ]] && cmp -s "$WORK/sched_straight.safetensors" "$WORK/sched_part.safetensors"; then
+  pass "a scheduled run resumed after epoch 2 (the checkpoint's rates and schedule) is byte-identical"
+else
+  fail "scheduled resume: exit $rc or the checkpoints differ"
+fi
+if ! cmp -s "$WORK/sched_straight.safetensors" "$WORK/straight.safetensors"; then
+  pass "the scheduled run differs from the constant-rate run"
+else
+  fail "--dropout-schedule late:1 changed nothing"
+fi
+expect_error "--resume with another schedule" 2 "--dropout-schedule early:1 differs from the checkpoint's late:1" \
+  train $B --limit 200 --epochs 4 --resume "$WORK/sched_part.safetensors" --dropout-schedule early:1
+expect_error "--dropout with three rates" 2 "give one rate for every dropout layer or one per layer" \
+  train $T --dropout 0.1,0.2,0.3
+expect_error "--dropout-schedule without epochs" 2 "expected constant, linear:START:EPOCHS, early:EPOCHS or late:EPOCHS" \
+  train $T --dropout-schedule early
+expect_error "--dropout-type unknown" 2 "unknown dropout type 'bernoulli'; expected dropout, spatial" \
+  train $T --dropout-type bernoulli
+
 run evaluate --weights "$WORK/straight.best.safetensors" --data "$SAMPLE" --device cpu
 if [[ $rc -eq 0 ]] && tail -n 1 "$WORK/out" | grep -qE "^Test loss: [0-9.]+ - test accuracy: [0-9.]+$"; then
   pass "evaluate --weights: $(tail -n 1 "$WORK/out")"
