@@ -12,21 +12,26 @@ using namespace dropnet::cuda_testing;
 
 namespace {
 
-// Every layer type of the seed model, dropout and max-norm included.
-Sequential graph_convnet(bool cuda_graphs) {
+// Every layer type of the seed model, dropout and max-norm included. `scheduled`: the two dropout layers'
+// rates change during the 12 steps of compare_fits (a linear ramp; early dropout), so a recorded step must
+// read each step's rate from the step state.
+Sequential graph_convnet(bool cuda_graphs, bool scheduled = false) {
+  const DropoutSchedule ramp = scheduled ? DropoutSchedule::linear(0.0, 7) : DropoutSchedule{};
+  const DropoutSchedule early = scheduled ? DropoutSchedule::early(6) : DropoutSchedule{};
   Sequential model({12, 12, 3});
   const MaxNorm per_filter{.max_value = 2.0, .axis = {0, 1, 2}};
   model.add(std::make_unique<Conv2D>(8, std::array<std::int64_t, 2>{3, 3},
                                      Conv2DOptions{.padding = "same", .activation = "relu",
                                                    .kernel_initializer = "he_uniform", .kernel_constraint = per_filter}));
   model.add(std::make_unique<MaxPooling2D>());
-  model.add(std::make_unique<Dropout>(0.25));
+  model.add(std::make_unique<Dropout>(0.25, DropoutOptions{.schedule = ramp}));
   model.add(std::make_unique<Conv2D>(6, std::array<std::int64_t, 2>{3, 3},
                                      Conv2DOptions{.activation = "relu", .kernel_initializer = "he_uniform",
                                                    .kernel_constraint = per_filter}));
   model.add(std::make_unique<MaxPooling2D>());
   // A per-channel mask (noise_shape): the broadcast dropout kernel.
-  model.add(std::make_unique<Dropout>(0.5, DropoutOptions{.noise_shape = {std::nullopt, 1, 1, std::nullopt}}));
+  model.add(std::make_unique<Dropout>(0.5, DropoutOptions{.noise_shape = {std::nullopt, 1, 1, std::nullopt},
+                                                          .schedule = early}));
   model.add(std::make_unique<Flatten>());
   model.add(std::make_unique<Dense>(16, DenseOptions{.activation = "relu", .kernel_initializer = "he_uniform",
                                                      .kernel_constraint = MaxNorm{.max_value = 2.0}}));
@@ -56,7 +61,7 @@ Records random_records(std::int64_t n, bool byte_images) {
   return {Tensor::from_vector({n, 12, 12, 3}, x), Tensor::from_vector({n, 5}, y)};
 }
 
-void compare_fits(bool byte_images) {
+void compare_fits(bool byte_images, bool scheduled = false) {
   // 640 records, 20% for validation: 512 to train on, 5 full batches of 100 and a last one of 12 (op by op),
   // and validation batches of 100 and 28 between epochs (other shapes while the recording lives).
   const Records data = random_records(640, byte_images);
@@ -66,8 +71,8 @@ void compare_fits(bool byte_images) {
   options.verbose = 0;
   options.validation_split = 0.2;
 
-  Sequential with_graphs = graph_convnet(true);
-  Sequential eager = graph_convnet(false);
+  Sequential with_graphs = graph_convnet(true, scheduled);
+  Sequential eager = graph_convnet(false, scheduled);
   const History a = with_graphs.fit(data.x, data.y, options);
   const History b = eager.fit(data.x, data.y, options);
 
@@ -84,6 +89,12 @@ void compare_fits(bool byte_images) {
       CHECK(a.history.at(key)[e] == b.history.at(key)[e]);
     }
   }
+  if (scheduled) {
+    // The schedules change training (an op that ignored the slot's rate would give the constant run).
+    Sequential constant = graph_convnet(false, false);
+    const History c = constant.fit(data.x, data.y, options);
+    CHECK(c.history.at("loss") != b.history.at("loss"));
+  }
   for (std::size_t l = 0; l < eager.layer_count(); ++l) {
     const auto& pa = with_graphs.layer(l).params();
     const auto& pb = eager.layer(l).params();
@@ -99,4 +110,5 @@ void compare_fits(bool byte_images) {
 TEST_CASE("fit with a recorded step gives the bits of fit op by op", "[cuda][model][graph]") {
   SECTION("byte images") { compare_fits(true); }
   SECTION("float images") { compare_fits(false); }
+  SECTION("dropout rates on a schedule") { compare_fits(true, true); }
 }
