@@ -75,6 +75,7 @@ std::string signed_ci(const Summary& s, int d) {
 // ---- the analysis: groups, per-rate summaries, paired comparisons ----
 
 struct Group {
+  std::string variant;                   // empty without a variants axis
   double rate = 0, max_norm = 0;
   std::vector<const RunRecord*> ok, failed;
 };
@@ -87,6 +88,7 @@ struct RateSummary {
 };
 
 struct Paired {
+  std::string variant;
   double rate = 0, max_norm = 0;
   stats::PairedTest acc, loss;
 };
@@ -104,8 +106,9 @@ Summary over(const Group& g, double (*f)(const RunRecord&), double alpha) {
   return stats::describe(v, alpha);
 }
 
-std::string rate_name(const SweepConfig& c, double rate, double mn) {
-  return c.vary_max_norm ? fmt::format("rate {} (max-norm {})", rate, max_norm_text(mn)) : fmt::format("rate {}", rate);
+// A condition in a sentence: "rate 0.5", or "spatial at rate 0.5" with variants.
+std::string in_words(const std::string& variant, double rate) {
+  return variant.empty() ? fmt::format("rate {}", rate) : fmt::format("{} at rate {}", variant, rate);
 }
 
 Analysis analyse(const Study& st) {
@@ -113,12 +116,13 @@ Analysis analyse(const Study& st) {
   const double a = c.alpha;
   Analysis an;
   for (double mn : c.max_norms)
-    for (double rate : c.rates) {
-      Group g{.rate = rate, .max_norm = mn};
-      for (const RunRecord& r : st.runs)
-        if (r.rate == rate && r.max_norm == mn) (r.ok ? g.ok : g.failed).push_back(&r);
-      an.groups.push_back(std::move(g));
-    }
+    for (const std::string& v : variant_axis(c))
+      for (double rate : c.rates) {
+        Group g{.variant = v, .rate = rate, .max_norm = mn};
+        for (const RunRecord& r : st.runs)
+          if (r.variant == v && r.rate == rate && r.max_norm == mn) (r.ok ? g.ok : g.failed).push_back(&r);
+        an.groups.push_back(std::move(g));
+      }
   for (const Group& g : an.groups) {
     RateSummary s{.group = &g};
     s.test_acc = over(g, [](const RunRecord& r) { return r.test_accuracy; }, a);
@@ -143,21 +147,24 @@ Analysis analyse(const Study& st) {
     s.mc_auroc = over(g, [](const RunRecord& r) { return r.mc.auroc_entropy; }, a);
     an.rows.push_back(s);
   }
-  // Paired by seed against the baseline rate, within each max-norm.
+  // Paired by seed against the baseline rate (and variant), within each max-norm.
+  auto is_baseline = [&](const Group& g) { return g.rate == c.baseline && g.variant == c.baseline_variant; };
   for (double mn : c.max_norms) {
     const Group* base = nullptr;
     for (const Group& g : an.groups)
-      if (g.max_norm == mn && g.rate == c.baseline) base = &g;
+      if (g.max_norm == mn && is_baseline(g)) base = &g;
     for (const Group& g : an.groups) {
-      if (g.max_norm != mn || g.rate == c.baseline || base == nullptr) continue;
+      if (g.max_norm != mn || is_baseline(g) || base == nullptr) continue;
       std::vector<double> da, dl;
       for (const RunRecord* r : g.ok)
         for (const RunRecord* b : base->ok)
           if (b->seed == r->seed) da.push_back(r->test_accuracy - b->test_accuracy), dl.push_back(r->test_loss - b->test_loss);
-      an.paired.push_back({g.rate, mn, stats::paired_test(da, a), stats::paired_test(dl, a)});
+      an.paired.push_back({g.variant, g.rate, mn, stats::paired_test(da, a), stats::paired_test(dl, a)});
     }
   }
-  // The conclusion: which rate has the highest mean test accuracy, and whether the data support it.
+  // The conclusion: which rate (condition) has the highest mean test accuracy, and whether the data support it.
+  const bool variants = !c.variants.empty();
+  const std::string baseline_words = in_words(c.baseline_variant, c.baseline);
   for (double mn : c.max_norms) {
     const RateSummary* best = nullptr;
     const RateSummary* runner_up = nullptr;
@@ -172,19 +179,26 @@ Analysis analyse(const Study& st) {
                                "o run finished, so there is nothing to compare.");
       continue;
     }
-    std::string s = fmt::format("{}ate {} has the highest mean test accuracy ({:.4f}, {} seed{})", where,
-                                best->group->rate, best->test_acc.mean, best->test_acc.n, best->test_acc.n == 1 ? "" : "s");
-    // Compare it with the baseline, or, when it is the baseline, with the next best rate.
-    const bool is_base = best->group->rate == c.baseline;
+    const std::string best_words = in_words(best->group->variant, best->group->rate);
+    const std::string subject =
+        variants ? fmt::format("{}ondition {}", where.substr(0, where.size() - 1) + (c.vary_max_norm ? "c" : "C"), best_words)
+                 : fmt::format("{}ate {}", where, best->group->rate);
+    std::string s = fmt::format("{} has the highest mean test accuracy ({:.4f}, {} seed{})", subject,
+                                best->test_acc.mean, best->test_acc.n, best->test_acc.n == 1 ? "" : "s");
+    // Compare it with the baseline, or, when it is the baseline, with the next best rate (condition).
+    const bool is_base = is_baseline(*best->group);
     const RateSummary* other = is_base ? runner_up : nullptr;
+    const Group* versus = is_base ? (other ? other->group : nullptr) : best->group;
+    const std::string other_words = is_base ? (other ? in_words(other->group->variant, other->group->rate) : "")
+                                            : baseline_words;
     const Paired* pt = nullptr;
     for (const Paired& p : an.paired)
-      if (p.max_norm == mn && p.rate == (is_base ? (other ? other->group->rate : kNaN) : best->group->rate)) pt = &p;
+      if (versus != nullptr && p.max_norm == mn && p.rate == versus->rate && p.variant == versus->variant) pt = &p;
     if (pt == nullptr || pt->acc.difference.n < 2 || !std::isfinite(pt->acc.p_t)) {
-      if (is_base && other == nullptr) s += "; it is the only rate.";
+      if (is_base && other == nullptr) s += variants ? "; it is the only condition." : "; it is the only rate.";
       else if (pt != nullptr && pt->acc.difference.n >= 2)
-        s += fmt::format("; its paired differences from rate {} are the same on all {} seeds, so no t-test is "
-                         "possible.", is_base ? other->group->rate : c.baseline, pt->acc.difference.n);
+        s += fmt::format("; its paired differences from {} are the same on all {} seeds, so no t-test is "
+                         "possible.", other_words, pt->acc.difference.n);
       else
         s += fmt::format("; with {} paired seed(s) no confidence interval or test is possible, so the ranking may "
                          "be seed noise.", pt ? pt->acc.difference.n : 0);
@@ -192,13 +206,12 @@ Analysis analyse(const Study& st) {
       const Summary& d = pt->acc.difference;
       const bool sig = pt->acc.p_t < c.alpha;
       const double sign = is_base ? -1.0 : 1.0;  // difference of the best minus the rate it is compared with
-      s += fmt::format("; against {} rate {}, the paired difference over {} seeds is {:+.4f} (95% CI [{:+.4f}, "
+      s += fmt::format("; against {}{} {}, the paired difference over {} seeds is {:+.4f} (95% CI [{:+.4f}, "
                        "{:+.4f}], paired t-test p = {}), {} at α = {}",
-                       is_base ? "the next best" : "the baseline", is_base ? other->group->rate : c.baseline, d.n,
+                       is_base ? "the next best" : "the baseline", variants ? "," : "", other_words, d.n,
                        sign * d.mean, sign > 0 ? d.ci_low : -d.ci_high, sign > 0 ? d.ci_high : -d.ci_low,
                        pval(pt->acc.p_t), sig ? "significant" : "not significant", c.alpha);
-      s += sig ? "." : fmt::format(": these data do not show that rate {} is better than rate {}.", best->group->rate,
-                                   is_base ? other->group->rate : c.baseline);
+      s += sig ? "." : fmt::format(": these data do not show that {} is better than {}.", best_words, other_words);
     }
     an.conclusions.push_back(s);
   }
@@ -214,26 +227,40 @@ struct Table {
   std::vector<std::string> notes;
 };
 
-std::string first_column(const SweepConfig& c, const Group& g) {
-  return c.vary_max_norm ? fmt::format("{} / {}", g.rate, max_norm_text(g.max_norm)) : fmt::format("{}", g.rate);
+// The columns that name a condition: [variant,] rate [/ max-norm].
+std::vector<std::string> key_header(const SweepConfig& c) {
+  std::vector<std::string> h;
+  if (!c.variants.empty()) h.push_back("variant");
+  h.push_back(c.vary_max_norm ? "rate / max-norm" : "rate");
+  return h;
+}
+std::vector<std::string> key_cells(const SweepConfig& c, const std::string& variant, double rate, double mn) {
+  std::vector<std::string> k;
+  if (!c.variants.empty()) k.push_back(variant);
+  k.push_back(c.vary_max_norm ? fmt::format("{} / {}", rate, max_norm_text(mn)) : fmt::format("{}", rate));
+  return k;
+}
+std::vector<std::string> joined(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
 std::vector<Table> tables(const Study& st, const Analysis& an) {
   const SweepConfig& c = st.config;
-  const std::string rate_head = c.vary_max_norm ? "rate / max-norm" : "rate";
+  const std::vector<std::string> key = key_header(c);
   const int level = int(std::lround((1 - c.alpha) * 100));
   std::vector<Table> out;
 
   Table acc{.title = "Accuracy and loss on the test set"};
-  acc.header = {rate_head, "seeds", fmt::format("test acc (mean ± std [{}% CI])", level),
-                fmt::format("test loss (mean ± std [{}% CI])", level), "test acc at best val epoch", "best epoch",
-                "final train acc", "final val acc", "gap"};
+  acc.header = joined(key, {"seeds", fmt::format("test acc (mean ± std [{}% CI])", level),
+                            fmt::format("test loss (mean ± std [{}% CI])", level), "test acc at best val epoch",
+                            "best epoch", "final train acc", "final val acc", "gap"});
   for (const RateSummary& s : an.rows)
-    acc.rows.push_back({first_column(c, *s.group),
+    acc.rows.push_back(joined(key_cells(c, s.group->variant, s.group->rate, s.group->max_norm), {
                         s.group->failed.empty() ? std::to_string(s.group->ok.size())
                                                 : fmt::format("{} ({} failed)", s.group->ok.size(), s.group->failed.size()),
                         mean_ci(s.test_acc, 4), mean_ci(s.test_loss, 4), mean_pm(s.best_acc, 4), mean_pm(s.best_epoch, 1),
-                        mean_pm(s.train_acc, 4), mean_pm(s.val_acc, 4), mean_pm(s.gap, 4)});
+                        mean_pm(s.train_acc, 4), mean_pm(s.val_acc, 4), mean_pm(s.gap, 4)}));
   acc.notes.push_back(fmt::format("Test figures after the last epoch ({} epochs), inference without dropout (weight "
                                   "scaling). Mean ± sample standard deviation over seeds [Student-t {}% confidence "
                                   "interval of the mean].", c.epochs, level));
@@ -242,30 +269,35 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
                       "dropout active (Keras' `accuracy`); gap = final train acc − final val acc.");
   out.push_back(acc);
 
-  Table paired{.title = fmt::format("Paired by seed against the baseline, rate {}", c.baseline)};
-  paired.header = {rate_head, "pairs", fmt::format("Δ test acc [{}% CI]", level), "t-test p", "Wilcoxon p",
-                   fmt::format("Δ test loss [{}% CI]", level), "t-test p (loss)"};
+  const bool variants = !c.variants.empty();
+  Table paired{.title = variants ? fmt::format("Paired by seed against the baseline, {}, rate {}", c.baseline_variant,
+                                               c.baseline)
+                                 : fmt::format("Paired by seed against the baseline, rate {}", c.baseline)};
+  paired.header = joined(key, {"pairs", fmt::format("Δ test acc [{}% CI]", level), "t-test p", "Wilcoxon p",
+                               fmt::format("Δ test loss [{}% CI]", level), "t-test p (loss)"});
   for (const Paired& p : an.paired)
-    paired.rows.push_back({c.vary_max_norm ? fmt::format("{} / {}", p.rate, max_norm_text(p.max_norm)) : fmt::format("{}", p.rate),
+    paired.rows.push_back(joined(key_cells(c, p.variant, p.rate, p.max_norm), {
                            std::to_string(p.acc.difference.n), signed_ci(p.acc.difference, 4), pval(p.acc.p_t),
                            pval(p.acc.p_wilcoxon) + (p.acc.wilcoxon_exact ? "" : " (normal approx.)"),
-                           signed_ci(p.loss.difference, 4), pval(p.loss.p_t)});
+                           signed_ci(p.loss.difference, 4), pval(p.loss.p_t)}));
   paired.notes.push_back(fmt::format(
-      "Δ = rate − baseline on the same seed (same initial weights and batches). Two-sided paired t-test "
+      "Δ = {} − baseline on the same seed (same initial weights and batches). Two-sided paired t-test "
       "(df = pairs − 1) and Wilcoxon signed-rank test (exact for up to 25 pairs without ties; with 5 pairs its "
-      "smallest possible p is 0.0625). α = {}; the p-values are not corrected for comparing {} rates with the "
-      "baseline.", c.alpha, c.rates.size() - 1));
+      "smallest possible p is 0.0625). α = {}; the p-values are not corrected for comparing {} {} with the "
+      "baseline.", variants ? "condition" : "rate", c.alpha,
+      variants ? c.variants.size() * c.rates.size() - 1 : c.rates.size() - 1, variants ? "conditions" : "rates"));
   out.push_back(paired);
 
   Table cal{.title = fmt::format("Uncertainty and calibration on the test set{}",
                                  c.mc_samples > 0 ? fmt::format(" (Monte Carlo dropout: {} passes)", c.mc_samples) : "")};
-  cal.header = {rate_head, "NLL", "Brier", "ECE", "entropy", "AUROC"};
+  cal.header = joined(key, {"NLL", "Brier", "ECE", "entropy", "AUROC"});
   if (c.mc_samples > 0)
     for (const char* h : {"MC acc", "MC NLL", "MC Brier", "MC ECE", "MC entropy", "MC mutual info", "MC AUROC"})
       cal.header.push_back(h);
   for (const RateSummary& s : an.rows) {
-    std::vector<std::string> row = {first_column(c, *s.group), mean_pm(s.std_nll, 4), mean_pm(s.std_brier, 4),
-                                    mean_pm(s.std_ece, 4), mean_pm(s.std_entropy, 4), mean_pm(s.std_auroc, 4)};
+    std::vector<std::string> row = joined(key_cells(c, s.group->variant, s.group->rate, s.group->max_norm),
+                                          {mean_pm(s.std_nll, 4), mean_pm(s.std_brier, 4), mean_pm(s.std_ece, 4),
+                                           mean_pm(s.std_entropy, 4), mean_pm(s.std_auroc, 4)});
     if (c.mc_samples > 0)
       for (const Summary* m : {&s.mc_acc, &s.mc_nll, &s.mc_brier, &s.mc_ece, &s.mc_entropy, &s.mc_mi, &s.mc_auroc})
         row.push_back(mean_pm(*m, 4));
@@ -279,9 +311,32 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
     cal.notes.push_back(fmt::format("MC: the mean of {} passes with dropout active (masks from the model's Philox "
                                     "stream, reproducible); mutual information = H(mean p) − mean H(p), the "
                                     "model-uncertainty part of the entropy. Rate 0 has no dropout, so its MC figures "
-                                    "are one deterministic pass and its mutual information is 0.", c.mc_samples));
+                                    "are one deterministic pass and its mutual information is 0.{}", c.mc_samples,
+                                    variants ? " The passes use the rate the schedule gives after the last training "
+                                               "step, so early dropout (rate 0 by then) is one deterministic pass too."
+                                             : ""));
   out.push_back(cal);
   return out;
+}
+
+// With variants: what they are and how their schedules ran (epochs of so many optimizer steps).
+std::string variants_sentence(const Study& st) {
+  const SweepConfig& c = st.config;
+  if (c.variants.empty()) return "";
+  std::string names;
+  bool scheduled = false, dropblock = false;
+  for (const Variant& v : c.variants) {
+    names += (names.empty() ? "" : ", ") + v.text();
+    scheduled |= v.schedule.kind != DropoutSchedule::Kind::Constant;
+    dropblock |= v.type == cli::DropoutType::DropBlock;
+  }
+  std::string s = fmt::format(" Variants (dropout type[@schedule]): {}; baseline {} at rate {}.", names,
+                              c.baseline_variant, c.baseline);
+  if (scheduled)
+    s += fmt::format(" Schedules count epochs of {} optimizer steps (batches).",
+                     batches_per_epoch(st.provenance.train_samples, c.batch_size));
+  if (dropblock) s += fmt::format(" DropBlock block size {}.", c.block_size);
+  return s;
 }
 
 std::string settings_line(const Study& st) {
@@ -294,7 +349,7 @@ std::string settings_line(const Study& st) {
       c.epochs == 1 ? "" : "s", c.batch_size, c.learning_rate, c.seed, c.seed + std::uint64_t(c.seeds) - 1,
       [&] { std::string l; for (std::size_t i : c.dropout_layers) l += (l.empty() ? "" : ",") + std::to_string(i + 1); return l; }(),
       c.vary_max_norm ? "" : fmt::format(", max-norm {}", max_norm_text(c.max_norms[0])),
-      p.dropnet_version, p.git_commit, p.threads, p.threads == 1 ? "" : "s");
+      p.dropnet_version, p.git_commit, p.threads, p.threads == 1 ? "" : "s") + variants_sentence(st);
 }
 
 std::vector<std::string> failure_lines(const Study& st) {
@@ -305,7 +360,7 @@ std::vector<std::string> failure_lines(const Study& st) {
 }
 
 std::string missing_line(const Study& st) {
-  const std::size_t want = st.config.rates.size() * st.config.max_norms.size() * std::size_t(st.config.seeds);
+  const std::size_t want = planned_runs(st.config).size();
   return st.runs.size() < want ? fmt::format("{} of {} runs are recorded; the others have not run yet.",
                                              st.runs.size(), want)
                                : std::string();
@@ -325,9 +380,21 @@ void curve(const Group& g, double (*field)(const EpochRecord&), std::vector<doub
   }
 }
 
+// reliability_rate0.5.svg; with variants reliability_dropout-early-3_rate0.5.svg (':' and '@' become '-').
 std::string reliability_file(const SweepConfig& c, const Group& g) {
-  return c.vary_max_norm ? fmt::format("reliability_rate{}_maxnorm{}.svg", g.rate, g.max_norm)
-                         : fmt::format("reliability_rate{}.svg", g.rate);
+  std::string variant;
+  if (!g.variant.empty()) {
+    variant = g.variant + "_";
+    std::replace(variant.begin(), variant.end(), ':', '-');
+    std::replace(variant.begin(), variant.end(), '@', '-');
+  }
+  return c.vary_max_norm ? fmt::format("reliability_{}rate{}_maxnorm{}.svg", variant, g.rate, g.max_norm)
+                         : fmt::format("reliability_{}rate{}.svg", variant, g.rate);
+}
+
+// A condition's line in the curves: "rate 0.5", "spatial, rate 0.5".
+std::string line_label(const Group& g) {
+  return g.variant.empty() ? fmt::format("rate {}", g.rate) : fmt::format("{}, rate {}", g.variant, g.rate);
 }
 
 std::vector<std::string> plot_files(const Study& st, const Analysis& an) {
@@ -368,13 +435,13 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
   auto curves = [&](const std::string& y_label, double (*train)(const EpochRecord&), double (*val)(const EpochRecord&)) {
     return [=, &c, &an](double mn) {
       plot::Chart chart{.x_label = "epoch", .y_label = y_label, .integer_x = true};
-      for (std::size_t i = 0; i < c.rates.size(); ++i) {
-        const Group* g = nullptr;
-        for (const Group& gg : an.groups)
-          if (gg.rate == c.rates[i] && gg.max_norm == mn) g = &gg;
+      std::size_t i = 0;
+      for (const Group& gg : an.groups) {
+        if (gg.max_norm != mn) continue;
+        const Group* g = &gg;
         std::vector<double> tm, ts, vm, vs;
         curve(*g, train, tm, ts);
-        const std::string label = fmt::format("rate {}", c.rates[i]);
+        const std::string label = line_label(*g);
         const bool markers = tm.size() <= 20;
         chart.series.push_back({.label = has_val ? "" : label, .colour = plot::colour(i), .dashed = true,
                                 .markers = markers, .x = axis(tm.size()), .y = tm, .band = has_val ? std::vector<double>{} : ts});
@@ -383,6 +450,7 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
           chart.series.push_back({.label = label, .colour = plot::colour(i), .markers = markers, .x = axis(vm.size()),
                                   .y = vm, .band = vs});
         }
+        ++i;
       }
       chart.extra_legend.push_back({.label = "training", .dashed = true});
       if (has_val) chart.extra_legend.push_back({.label = "validation (band: ±1 std)"});
@@ -399,18 +467,18 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
     plot::Chart gap{.x_label = "epoch", .y_label = "accuracy gap", .integer_x = true, .zero_line = true,
                     .empty_message = "no validation data (--validation-split 0)"};
     if (!has_val) return gap;
-    for (std::size_t i = 0; i < c.rates.size(); ++i)
-      for (const Group& g : an.groups)
-        if (g.rate == c.rates[i] && g.max_norm == mn) {
-          std::vector<double> m, s;
-          curve(g, [](const EpochRecord& e) { return e.gap(); }, m, s);
-          gap.series.push_back({.label = fmt::format("rate {}", c.rates[i]), .colour = plot::colour(i),
-                                .markers = m.size() <= 20, .x = axis(m.size()), .y = m, .band = s});
-        }
+    std::size_t i = 0;
+    for (const Group& g : an.groups)
+      if (g.max_norm == mn) {
+        std::vector<double> m, s;
+        curve(g, [](const EpochRecord& e) { return e.gap(); }, m, s);
+        gap.series.push_back({.label = line_label(g), .colour = plot::colour(i++), .markers = m.size() <= 20,
+                              .x = axis(m.size()), .y = m, .band = s});
+      }
     return gap;
   });
 
-  // Final test accuracy against the rate with t intervals, one line per max-norm.
+  // Final test accuracy against the rate with t intervals, one line per max-norm (and variant).
   const int level = int(std::lround((1 - c.alpha) * 100));
   plot::Chart test{.title = "Test accuracy against dropout rate", .x_label = "dropout rate",
                    .y_label = c.seeds > 1 ? fmt::format("test accuracy (mean, {}% CI, {} seeds)", level, c.seeds)
@@ -419,14 +487,19 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
   test.x_min = *lo - 0.05;
   test.x_max = *hi + 0.05;
   const double nudge = (test.x_max - test.x_min) * 0.008;
-  for (std::size_t m = 0; m < c.max_norms.size(); ++m) {
-    plot::Series s{.label = c.vary_max_norm ? "max-norm " + max_norm_text(c.max_norms[m]) : "",
-                   .colour = plot::colour(m), .markers = true};
+  const std::vector<std::string> variants = variant_axis(c);
+  const std::size_t lines = c.max_norms.size() * variants.size();
+  for (std::size_t m = 0; m < lines; ++m) {
+    const double mn = c.max_norms[m / variants.size()];
+    const std::string& variant = variants[m % variants.size()];
+    std::string label = variant;
+    if (c.vary_max_norm) label += (label.empty() ? "" : ", ") + ("max-norm " + max_norm_text(mn));
+    plot::Series s{.label = label, .colour = plot::colour(m), .markers = true};
     std::vector<const RateSummary*> pts;
     for (const RateSummary& r : an.rows)
-      if (r.group->max_norm == c.max_norms[m]) pts.push_back(&r);
+      if (r.group->max_norm == mn && r.group->variant == variant) pts.push_back(&r);
     std::sort(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->group->rate < b->group->rate; });
-    const double shift = (double(m) - double(c.max_norms.size() - 1) / 2.0) * nudge;
+    const double shift = (double(m) - double(lines - 1) / 2.0) * nudge;
     for (const RateSummary* r : pts) {
       s.x.push_back(r->group->rate + shift);
       s.y.push_back(r->test_acc.mean);
@@ -438,7 +511,8 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
 
   // Reliability diagrams: the bins pooled over seeds (count-weighted), weight scaling and MC dropout.
   for (const Group& g : an.groups) {
-    plot::Chart ch{.title = fmt::format("Reliability, {} ({} seed{} pooled)", rate_name(c, g.rate, g.max_norm),
+    plot::Chart ch{.title = fmt::format("Reliability, {} ({} seed{} pooled)",
+                                        condition_name(c, g.variant, g.rate, g.max_norm),
                                         g.ok.size(), g.ok.size() == 1 ? "" : "s"),
                    .x_label = "confidence (max probability)", .y_label = "accuracy", .y_min = 0, .y_max = 1,
                    .x_min = 0, .x_max = 1};
@@ -491,20 +565,31 @@ std::string markdown_table(const Table& t) {
 }
 
 void write_csvs(const Study& st, const std::filesystem::path& out) {
-  std::string csv = "epoch,accuracy,loss,val_accuracy,val_loss,rate,max_norm,repeat,seed\n";
+  // With variants, a variant column before the rate (and in runs.csv the variant's type and schedules).
+  const bool variants = !st.config.variants.empty();
+  std::string csv = fmt::format("epoch,accuracy,loss,val_accuracy,val_loss,{}rate,max_norm,repeat,seed\n",
+                                variants ? "variant," : "");
   for (const RunRecord& r : st.runs)
     for (const EpochRecord& e : r.epochs)
-      csv += fmt::format("{},{},{},{},{},{},{},{},{}\n", e.epoch, csv_value(e.accuracy), csv_value(e.loss),
-                         csv_value(e.val_accuracy), csv_value(e.val_loss), r.rate, r.max_norm, r.seed_index, r.seed);
+      csv += fmt::format("{},{},{},{},{},{}{},{},{},{}\n", e.epoch, csv_value(e.accuracy), csv_value(e.loss),
+                         csv_value(e.val_accuracy), csv_value(e.val_loss), variants ? r.variant + "," : "", r.rate,
+                         r.max_norm, r.seed_index, r.seed);
   io::write_file_atomic(out / "sweep.csv", csv);
-  std::string runs = "id,status,rate,max_norm,seed,test_accuracy,test_loss,best_epoch,best_test_accuracy,"
+  std::string runs = std::string("id,status,") + (variants ? "variant,dropout_type,schedule_epochs,schedule_steps," : "") +
+                     "rate,max_norm,seed,test_accuracy,test_loss,best_epoch,best_test_accuracy,"
                      "best_test_loss,nll,brier,ece,entropy,auroc_entropy,mc_passes,mc_accuracy,mc_nll,mc_brier,mc_ece,"
                      "mc_entropy,mc_mutual_information,mc_auroc_entropy,failure\n";
   for (const RunRecord& r : st.runs) {
     std::string failure = r.failure;
     std::replace(failure.begin(), failure.end(), '"', '\'');
-    runs += fmt::format("\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.id,
-                        r.ok ? "ok" : "failed", r.rate, r.max_norm, r.seed, csv_value(r.test_accuracy),
+    std::string variant;
+    if (variants) {
+      const Variant v = variant_from_text(r.variant);
+      variant = fmt::format("{},{},{},{},", r.variant, cli::to_string(v.type), to_string(v.schedule),
+                            r.schedule_steps.empty() ? "NA" : r.schedule_steps);
+    }
+    runs += fmt::format("\"{}\",{},{}{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.id,
+                        r.ok ? "ok" : "failed", variant, r.rate, r.max_norm, r.seed, csv_value(r.test_accuracy),
                         csv_value(r.test_loss), r.best_epoch < 0 ? "NA" : std::to_string(r.best_epoch),
                         csv_value(r.best_test_accuracy), csv_value(r.best_test_loss), csv_value(r.standard.nll),
                         csv_value(r.standard.brier), csv_value(r.standard.ece), csv_value(r.standard.entropy),
@@ -535,8 +620,10 @@ void write_json(const Study& st, const Analysis& an, const std::filesystem::path
   o += "],\n  \"summary\": [\n";
   for (std::size_t i = 0; i < an.rows.size(); ++i) {
     const RateSummary& s = an.rows[i];
-    o += fmt::format("    {{\"rate\": {}, \"max_norm\": {}, \"runs_ok\": {}, \"runs_failed\": {},\n", s.group->rate,
-                     s.group->max_norm, s.group->ok.size(), s.group->failed.size());
+    const std::string variant =
+        s.group->variant.empty() ? "" : fmt::format("\"variant\": {}, ", json_string(s.group->variant));
+    o += fmt::format("    {{{}\"rate\": {}, \"max_norm\": {}, \"runs_ok\": {}, \"runs_failed\": {},\n", variant,
+                     s.group->rate, s.group->max_norm, s.group->ok.size(), s.group->failed.size());
     std::vector<std::pair<const char*, const Summary*>> fields = {
         {"test_accuracy", &s.test_acc}, {"test_loss", &s.test_loss}, {"best_val_epoch_test_accuracy", &s.best_acc},
         {"best_val_epoch_test_loss", &s.best_loss}, {"best_epoch", &s.best_epoch},
@@ -553,8 +640,11 @@ void write_json(const Study& st, const Analysis& an, const std::filesystem::path
   o += "  ],\n  \"paired\": [\n";
   for (std::size_t i = 0; i < an.paired.size(); ++i) {
     const Paired& p = an.paired[i];
-    o += fmt::format("    {{\"rate\": {}, \"max_norm\": {}, \"baseline\": {}, \"test_accuracy\": {}, \"test_loss\": {}}}{}\n",
-                     p.rate, p.max_norm, st.config.baseline, paired_json(p.acc), paired_json(p.loss),
+    const std::string variant =
+        p.variant.empty() ? "" : fmt::format("\"variant\": {}, \"baseline_variant\": {}, ", json_string(p.variant),
+                                             json_string(st.config.baseline_variant));
+    o += fmt::format("    {{{}\"rate\": {}, \"max_norm\": {}, \"baseline\": {}, \"test_accuracy\": {}, \"test_loss\": {}}}{}\n",
+                     variant, p.rate, p.max_norm, st.config.baseline, paired_json(p.acc), paired_json(p.loss),
                      i + 1 < an.paired.size() ? "," : "");
   }
   o += "  ],\n  \"runs\": [\n";
