@@ -588,7 +588,7 @@ void write_csvs(const Study& st, const std::filesystem::path& out) {
       variant = fmt::format("{},{},{},{},", r.variant, cli::to_string(v.type), to_string(v.schedule),
                             r.schedule_steps.empty() ? "NA" : r.schedule_steps);
     }
-    runs += fmt::format("\"{}\",{},{}{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.id,
+    runs += fmt::format("\"{}\",{},{}{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.id,
                         r.ok ? "ok" : "failed", variant, r.rate, r.max_norm, r.seed, csv_value(r.test_accuracy),
                         csv_value(r.test_loss), r.best_epoch < 0 ? "NA" : std::to_string(r.best_epoch),
                         csv_value(r.best_test_accuracy), csv_value(r.best_test_loss), csv_value(r.standard.nll),
