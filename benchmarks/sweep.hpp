@@ -4,6 +4,8 @@
 //   sweep.cpp          runs the study: trains and measures each run and appends its record to runs.jsonl
 //   study_records.cpp  runs.jsonl: one header line (settings + provenance) and one self-describing JSON line
 //                      per finished run, keyed by a stable run id; written atomically after every run
+//   study_analysis.cpp the analysis behind the reports: groups by condition, summaries over seeds, paired tests
+//                      against the baseline, the conclusion sentences (study_analysis.hpp, internal)
 //   sweep_report.cpp   the reports: a pure function of the settings and the set of finished run records
 //                      (sorted by max-norm, rate and seed as the settings list them, never by completion),
 //                      so a resumed study, or a merge of shards, gives byte-identical reports.
