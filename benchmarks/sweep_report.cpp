@@ -251,11 +251,6 @@ std::string reliability_file(const SweepConfig& c, const Group& g) {
                          : fmt::format("reliability_{}rate{}.svg", variant, g.rate);
 }
 
-// A condition's line in the curves: "rate 0.5", "spatial, rate 0.5".
-std::string line_label(const Group& g) {
-  return g.variant.empty() ? fmt::format("rate {}", g.rate) : fmt::format("{}, rate {}", g.variant, g.rate);
-}
-
 std::vector<std::string> plot_files(const Study& st, const Analysis& an) {
   std::vector<std::string> files = {"accuracy.svg", "loss.svg", "gap.svg", "test_accuracy.svg"};
   for (const Group& g : an.groups) files.push_back(reliability_file(st.config, g));
@@ -271,9 +266,19 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
     for (std::size_t e = 0; e < n; ++e) x[e] = double(e + 1);
     return x;
   };
+  // The curves: one panel per max-norm and variant (side by side, on one y range), one line per rate, coloured
+  // by the rate's place in --rates in every panel.
+  struct Panel {
+    double max_norm;
+    std::string variant;
+  };
+  std::vector<Panel> panel_keys;
+  for (double mn : c.max_norms)
+    for (const std::string& v : variant_axis(c)) panel_keys.push_back({mn, v});
+  auto in_panel = [](const Group& g, const Panel& p) { return g.max_norm == p.max_norm && g.variant == p.variant; };
   auto write_figure = [&](const char* file, const std::string& title, auto make_panel) {
     std::vector<plot::Chart> panels;
-    for (double mn : c.max_norms) panels.push_back(make_panel(mn));
+    for (const Panel& key : panel_keys) panels.push_back(make_panel(key));
     double lo = INFINITY, hi = -INFINITY;
     for (const plot::Chart& p : panels)
       for (const plot::Series& s : p.series)
@@ -286,21 +291,25 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
       panels[0].title = title + note;
       io::write_file_atomic(out / file, plot::render_svg(panels[0]));
     } else {
-      for (std::size_t i = 0; i < panels.size(); ++i) panels[i].title = "max-norm " + max_norm_text(c.max_norms[i]);
+      for (std::size_t i = 0; i < panels.size(); ++i) {
+        const Panel& key = panel_keys[i];
+        const std::string mn = "max-norm " + max_norm_text(key.max_norm);
+        panels[i].title = key.variant.empty() ? mn : c.vary_max_norm ? key.variant + ", " + mn : key.variant;
+      }
       io::write_file_atomic(out / file, plot::render_svg(panels, title + note, 600, 420));
     }
   };
   // Training dashed (mean), validation solid with a ±1 std band.
   auto curves = [&](const std::string& y_label, double (*train)(const EpochRecord&), double (*val)(const EpochRecord&)) {
-    return [=, &c, &an](double mn) {
+    return [=, &an](const Panel& key) {
       plot::Chart chart{.x_label = "epoch", .y_label = y_label, .integer_x = true};
       std::size_t i = 0;
       for (const Group& gg : an.groups) {
-        if (gg.max_norm != mn) continue;
+        if (!in_panel(gg, key)) continue;
         const Group* g = &gg;
         std::vector<double> tm, ts, vm, vs;
         curve(*g, train, tm, ts);
-        const std::string label = line_label(*g);
+        const std::string label = fmt::format("rate {}", g->rate);
         const bool markers = tm.size() <= 20;
         chart.series.push_back({.label = has_val ? "" : label, .colour = plot::colour(i), .dashed = true,
                                 .markers = markers, .x = axis(tm.size()), .y = tm, .band = has_val ? std::vector<double>{} : ts});
@@ -322,16 +331,16 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
   write_figure("loss.svg", "Loss by dropout rate",
                curves("categorical cross-entropy", [](const EpochRecord& e) { return e.loss; },
                       [](const EpochRecord& e) { return e.val_loss; }));
-  write_figure("gap.svg", "Generalization gap (train − validation accuracy)", [&](double mn) {
+  write_figure("gap.svg", "Generalization gap (train − validation accuracy)", [&](const Panel& key) {
     plot::Chart gap{.x_label = "epoch", .y_label = "accuracy gap", .integer_x = true, .zero_line = true,
                     .empty_message = "no validation data (--validation-split 0)"};
     if (!has_val) return gap;
     std::size_t i = 0;
     for (const Group& g : an.groups)
-      if (g.max_norm == mn) {
+      if (in_panel(g, key)) {
         std::vector<double> m, s;
         curve(g, [](const EpochRecord& e) { return e.gap(); }, m, s);
-        gap.series.push_back({.label = line_label(g), .colour = plot::colour(i++), .markers = m.size() <= 20,
+        gap.series.push_back({.label = fmt::format("rate {}", g.rate), .colour = plot::colour(i++), .markers = m.size() <= 20,
                               .x = axis(m.size()), .y = m, .band = s});
       }
     return gap;

@@ -65,6 +65,9 @@ assert len(report["paired"]) == 5 and all(p["baseline_variant"] == "dropout" for
 html = (out / "report.html").read_text()
 assert html.count("<svg") == 4 + 6, "report.html should inline 4 plots and 6 reliability diagrams"
 assert (out / "reliability_dropout-early-1_rate0.5.svg").exists()
+for name in ("accuracy.svg", "loss.svg", "gap.svg"):  # one panel per variant
+    text = (out / name).read_text()
+    assert all(f">{v}</text>" in text for v in variants), f"{name}: a panel per variant"
 labels = (out / "test_accuracy.svg").read_text()
 assert all(v in labels for v in variants), "test_accuracy.svg: one line per variant"
 PY
