@@ -30,6 +30,7 @@ Analysis analyse(const Study& st) {
   for (double mn : c.max_norms)
     for (const std::string& v : variant_axis(c))
       for (double rate : c.rates) {
+        if (shares_rate0(c, v, rate)) continue;  // the owner's rate 0 stands for it
         Group g{.variant = v, .rate = rate, .max_norm = mn};
         for (const RunRecord& r : st.runs)
           if (r.variant == v && r.rate == rate && r.max_norm == mn) (r.ok ? g.ok : g.failed).push_back(&r);

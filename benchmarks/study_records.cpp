@@ -142,8 +142,9 @@ std::vector<RunRecord> planned_runs(const SweepConfig& c) {
     for (double mn : c.max_norms)
       for (const std::string& v : variants)
         for (double rate : c.rates)
-          runs.push_back({.id = run_id(v, rate, mn, c.seed + std::uint64_t(s)), .variant = v, .rate = rate,
-                          .max_norm = mn, .seed_index = s, .seed = c.seed + std::uint64_t(s)});
+          if (!shares_rate0(c, v, rate))
+            runs.push_back({.id = run_id(v, rate, mn, c.seed + std::uint64_t(s)), .variant = v, .rate = rate,
+                            .max_norm = mn, .seed_index = s, .seed = c.seed + std::uint64_t(s)});
   return runs;
 }
 

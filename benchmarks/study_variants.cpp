@@ -114,6 +114,23 @@ std::vector<std::string> variant_axis(const SweepConfig& c) {
   return out;
 }
 
+namespace {
+bool no_dropout_at_rate0(const Variant& v) {
+  return !(v.schedule.kind == DropoutSchedule::Kind::Linear && v.schedule.start > 0.0);
+}
+}  // namespace
+
+std::string rate0_owner(const SweepConfig& c) {
+  for (const Variant& v : c.variants)
+    if (no_dropout_at_rate0(v)) return v.text();
+  return "";
+}
+
+bool shares_rate0(const SweepConfig& c, const std::string& variant, double rate) {
+  if (c.variants.empty() || rate != 0.0 || variant == rate0_owner(c)) return false;
+  return no_dropout_at_rate0(variant_from_text(variant));
+}
+
 Variant variant_from_text(const std::string& text) {
   return parse(text, -1, [&](const std::string& why) -> void {
     throw DataError(fmt::format("variant {}: {}", text, why));

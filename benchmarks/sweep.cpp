@@ -35,8 +35,10 @@ const std::vector<cli::FlagSpec>& sweep_flags() {
                    "epochs, then 0), late:E (0 for the first E epochs, then the rate) or linear:START:E (from START "
                    "to the rate over the first E epochs), E from 1 to --epochs. The sweep turns epochs into optimizer "
                    "steps: E x the batches of an epoch, ceil(training records after the validation split / "
-                   "--batch-size). E.g. dropout,spatial,gaussian,dropblock,dropout@early:3,dropout@late:3. Default: "
-                   "no variants axis (plain Dropout, constant rate).", cli::kDropoutTypeNames)},
+                   "--batch-size). E.g. dropout,spatial,gaussian,dropblock,dropout@early:3,dropout@late:3. "
+                   "Rate 0 is no dropout whatever the variant (but for linear:START:E with START > 0), so it is "
+                   "trained once per seed, under the first variant, and stands for every variant's rate 0. "
+                   "Default: no variants axis (plain Dropout, constant rate).", cli::kDropoutTypeNames)},
       {"baseline-variant", "V", "", "With --variants: the variant the others are compared with (with --baseline's "
                                     "rate). Default: the first of --variants."},
       {"block-size", "N", "3", "DropBlock's block size (with a dropblock variant; the second block's maps are 6x6)."},
@@ -176,6 +178,8 @@ std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> given_a
   if (flags.given("block-size") &&
       std::none_of(c.variants.begin(), c.variants.end(), [](const Variant& v) { return v.type == cli::DropoutType::DropBlock; }))
     throw cli::UsageError("--block-size: only DropBlock uses it; add a dropblock variant to --variants");
+  // A shared rate 0 (see rate0_owner) is compared as the condition that stands for it.
+  if (shares_rate0(c, c.baseline_variant, c.baseline)) c.baseline_variant = rate0_owner(c);
   c.alpha = flags.get_double("alpha");
   flags.require(c.alpha > 0 && c.alpha < 1, "alpha", "a significance level in (0, 1)");
   c.mc_samples = int(flags.get_int("mc-samples", 0, 100000));

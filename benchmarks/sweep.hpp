@@ -154,6 +154,13 @@ Variant parse_variant(const std::string& text, int epochs, const std::string& fl
 std::vector<Variant> parse_variants(const std::string& text, int epochs);
 // The variant axis as the runs see it: the variants' texts, or {""} without a variants axis.
 std::vector<std::string> variant_axis(const SweepConfig& c);
+// Rate 0 is one model, without dropout, for every variant whose schedule stays at 0 then (all but
+// linear:START:E with START > 0), so the study trains it once per seed, under the first such variant (its
+// "owner"; empty: none), and every other such variant's rate 0 is that condition, not a run of its own.
+std::string rate0_owner(const SweepConfig& c);
+// Whether (variant, rate) is such a shared rate 0 of a variant other than the owner: not run, not reported
+// apart.
+bool shares_rate0(const SweepConfig& c, const std::string& variant, double rate);
 // The variant of a text as recorded (parse_variant without the epoch bound); throws DataError.
 Variant variant_from_text(const std::string& text);
 // The name of a condition in reports: "rate 0.5", "spatial, rate 0.5", "dropout@early:3, rate 0.5", with
@@ -186,7 +193,8 @@ void write_runs_file(const std::filesystem::path& path, const SweepConfig& c, co
 void sort_runs(const SweepConfig& c, std::vector<RunRecord>& runs);
 
 // Every run of the study in the order a sweep executes them: seed by seed, then max-norm, then variant, then
-// rate (id, variant, rate, max_norm, seed_index and seed filled in).
+// rate, leaving out the shared rates 0 (shares_rate0) (id, variant, rate, max_norm, seed_index and seed
+// filled in).
 std::vector<RunRecord> planned_runs(const SweepConfig& c);
 // The runs of one shard: the contiguous slice [floor((I-1)T/N), floor(IT/N)) of planned_runs (T runs), so the
 // N slices partition the study, differ in size by at most one, and hold whole seeds when N divides the seeds.

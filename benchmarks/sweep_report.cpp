@@ -123,6 +123,11 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
   acc.notes.push_back(fmt::format("Test figures after the last epoch ({} epochs), inference without dropout (weight "
                                   "scaling). Mean ± sample standard deviation over seeds [Student-t {}% confidence "
                                   "interval of the mean].", c.epochs, level));
+  if (const std::string owner = rate0_owner(c); !owner.empty() && c.variants.size() > 1 &&
+      std::find(c.rates.begin(), c.rates.end(), 0.0) != c.rates.end())
+    acc.notes.push_back(fmt::format("Rate 0 is the seed model without dropout whatever the variant (except a linear "
+                                    "schedule that starts above 0), so it is trained once per seed, as {}, rate 0, "
+                                    "and stands for every variant's rate 0 in the tables and plots.", owner));
   acc.notes.push_back("test acc at best val epoch: the test accuracy of the weights of the epoch with the lowest "
                       "val_loss (best epoch, counted from 1). final train acc: the last epoch's running mean with "
                       "dropout active (Keras' `accuracy`); gap = final train acc − final val acc.");
@@ -144,7 +149,7 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
       "(df = pairs − 1) and Wilcoxon signed-rank test (exact for up to 25 pairs without ties; with 5 pairs its "
       "smallest possible p is 0.0625). α = {}; the p-values are not corrected for comparing {} {} with the "
       "baseline.", variants ? "condition" : "rate", c.alpha,
-      variants ? c.variants.size() * c.rates.size() - 1 : c.rates.size() - 1, variants ? "conditions" : "rates"));
+      an.groups.size() / c.max_norms.size() - 1, variants ? "conditions" : "rates"));
   out.push_back(paired);
 
   Table cal{.title = fmt::format("Uncertainty and calibration on the test set{}",
@@ -275,7 +280,20 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
   std::vector<Panel> panel_keys;
   for (double mn : c.max_norms)
     for (const std::string& v : variant_axis(c)) panel_keys.push_back({mn, v});
-  auto in_panel = [](const Group& g, const Panel& p) { return g.max_norm == p.max_norm && g.variant == p.variant; };
+  // A variant's panel shows the shared rate 0 (rate0_owner) as its own.
+  const std::string owner = rate0_owner(c);
+  auto in_panel = [&](const Group& g, const Panel& p) {
+    return g.max_norm == p.max_norm &&
+           (g.variant == p.variant || (g.rate == 0 && g.variant == owner && shares_rate0(c, p.variant, 0)));
+  };
+  // The panel's groups in the order of --rates, each with the colour of its rate.
+  auto panel_groups = [&](const Panel& p) {
+    std::vector<std::pair<const Group*, std::size_t>> out;
+    for (std::size_t ri = 0; ri < c.rates.size(); ++ri)
+      for (const Group& g : an.groups)
+        if (g.rate == c.rates[ri] && in_panel(g, p)) out.emplace_back(&g, ri);
+    return out;
+  };
   auto write_figure = [&](const char* file, const std::string& title, auto make_panel) {
     std::vector<plot::Chart> panels;
     for (const Panel& key : panel_keys) panels.push_back(make_panel(key));
@@ -301,12 +319,9 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
   };
   // Training dashed (mean), validation solid with a ±1 std band.
   auto curves = [&](const std::string& y_label, double (*train)(const EpochRecord&), double (*val)(const EpochRecord&)) {
-    return [=, &an](const Panel& key) {
+    return [=](const Panel& key) {
       plot::Chart chart{.x_label = "epoch", .y_label = y_label, .integer_x = true};
-      std::size_t i = 0;
-      for (const Group& gg : an.groups) {
-        if (!in_panel(gg, key)) continue;
-        const Group* g = &gg;
+      for (const auto& [g, i] : panel_groups(key)) {
         std::vector<double> tm, ts, vm, vs;
         curve(*g, train, tm, ts);
         const std::string label = fmt::format("rate {}", g->rate);
@@ -318,7 +333,6 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
           chart.series.push_back({.label = label, .colour = plot::colour(i), .markers = markers, .x = axis(vm.size()),
                                   .y = vm, .band = vs});
         }
-        ++i;
       }
       chart.extra_legend.push_back({.label = "training", .dashed = true});
       if (has_val) chart.extra_legend.push_back({.label = "validation (band: ±1 std)"});
@@ -335,14 +349,12 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
     plot::Chart gap{.x_label = "epoch", .y_label = "accuracy gap", .integer_x = true, .zero_line = true,
                     .empty_message = "no validation data (--validation-split 0)"};
     if (!has_val) return gap;
-    std::size_t i = 0;
-    for (const Group& g : an.groups)
-      if (in_panel(g, key)) {
-        std::vector<double> m, s;
-        curve(g, [](const EpochRecord& e) { return e.gap(); }, m, s);
-        gap.series.push_back({.label = fmt::format("rate {}", g.rate), .colour = plot::colour(i++), .markers = m.size() <= 20,
-                              .x = axis(m.size()), .y = m, .band = s});
-      }
+    for (const auto& [g, i] : panel_groups(key)) {
+      std::vector<double> m, s;
+      curve(*g, [](const EpochRecord& e) { return e.gap(); }, m, s);
+      gap.series.push_back({.label = fmt::format("rate {}", g->rate), .colour = plot::colour(i),
+                            .markers = m.size() <= 20, .x = axis(m.size()), .y = m, .band = s});
+    }
     return gap;
   });
 
@@ -365,7 +377,7 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
     plot::Series s{.label = label, .colour = plot::colour(m), .markers = true};
     std::vector<const RateSummary*> pts;
     for (const RateSummary& r : an.rows)
-      if (r.group->max_norm == mn && r.group->variant == variant) pts.push_back(&r);
+      if (in_panel(*r.group, {mn, variant})) pts.push_back(&r);
     std::sort(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->group->rate < b->group->rate; });
     const double shift = (double(m) - double(lines - 1) / 2.0) * nudge;
     for (const RateSummary* r : pts) {

@@ -195,15 +195,25 @@ TEST_CASE("variants are parsed strictly, schedules in epochs", "[study][variants
 
 TEST_CASE("variants are an axis of the study: seed, max-norm, variant, rate; ids name the variant", "[study][variants]") {
   SweepConfig c = study(2, 4);
-  c.variants = parse_variants("dropout,dropout@early:1,spatial", 2);
+  c.variants = parse_variants("dropout,dropout@early:1,spatial,dropout@linear:0.2:1", 2);
   c.baseline_variant = "dropout";
+  // Rate 0 is one model (no dropout) for every variant but a linear ramp from above 0: run once per seed,
+  // under the first variant.
+  CHECK(rate0_owner(c) == "dropout");
+  CHECK_FALSE(shares_rate0(c, "dropout", 0));
+  CHECK(shares_rate0(c, "dropout@early:1", 0));
+  CHECK(shares_rate0(c, "spatial", 0));
+  CHECK_FALSE(shares_rate0(c, "spatial", 0.1));
+  CHECK_FALSE(shares_rate0(c, "dropout@linear:0.2:1", 0));
+  CHECK_FALSE(shares_rate0(study(2, 4), "", 0));
   const std::vector<RunRecord> all = planned_runs(c);
-  REQUIRE(all.size() == 3 * 2 * 4);
+  REQUIRE(all.size() == 6 * 4);
   CHECK(all[0].id == "variant=dropout,rate=0,max_norm=2,seed=1");
   CHECK(all[1].id == "variant=dropout,rate=0.1,max_norm=2,seed=1");
-  CHECK(all[2].id == "variant=dropout@early:1,rate=0,max_norm=2,seed=1");
+  CHECK(all[2].id == "variant=dropout@early:1,rate=0.1,max_norm=2,seed=1");
   CHECK(all[2].variant == "dropout@early:1");
-  CHECK(all[5].id == "variant=spatial,rate=0.1,max_norm=2,seed=1");
+  CHECK(all[3].id == "variant=spatial,rate=0.1,max_norm=2,seed=1");
+  CHECK(all[4].id == "variant=dropout@linear:0.2:1,rate=0,max_norm=2,seed=1");
   CHECK(all[6].id == "variant=dropout,rate=0,max_norm=2,seed=2");
   CHECK(run_id("", 0.5, 2, 3) == run_id(0.5, 2, 3));
   // Whole seeds per shard when the shard count divides the seeds.
@@ -212,7 +222,7 @@ TEST_CASE("variants are an axis of the study: seed, max-norm, variant, rate; ids
     std::set<std::string> variants;
     for (const RunRecord& r : shard_runs(c, {i, 4})) seeds.insert(r.seed), variants.insert(r.variant);
     CHECK(seeds == std::set<std::uint64_t>{c.seed + std::uint64_t(i - 1)});
-    CHECK(variants.size() == 3);
+    CHECK(variants.size() == 4);
   }
   // Canonical order: max-norm, variant, rate, seed.
   std::vector<RunRecord> runs = all;
@@ -221,9 +231,10 @@ TEST_CASE("variants are an axis of the study: seed, max-norm, variant, rate; ids
   CHECK(runs[0].id == "variant=dropout,rate=0,max_norm=2,seed=1");
   CHECK(runs[3].id == "variant=dropout,rate=0,max_norm=2,seed=4");
   CHECK(runs[4].id == "variant=dropout,rate=0.1,max_norm=2,seed=1");
-  CHECK(runs[8].id == "variant=dropout@early:1,rate=0,max_norm=2,seed=1");
+  CHECK(runs[8].id == "variant=dropout@early:1,rate=0.1,max_norm=2,seed=1");
   // The settings carry the variants (so that resume and merge refuse another axis); without them, nothing.
-  CHECK(settings_json(c).find(R"("variants":["dropout","dropout@early:1","spatial"],"baseline_variant":"dropout")") !=
+  CHECK(settings_json(c).find(R"("variants":["dropout","dropout@early:1","spatial","dropout@linear:0.2:1"],)"
+                             R"("baseline_variant":"dropout")") !=
         std::string::npos);
   CHECK(settings_json(study(2, 4)).find("variant") == std::string::npos);
   // A run line names the variant, its type and both forms of its schedule, and reads back.
@@ -232,6 +243,9 @@ TEST_CASE("variants are an axis of the study: seed, max-norm, variant, rate; ids
   const std::string line = run_line(r);
   CHECK(line.find(R"("variant":"dropout@early:1","dropout_type":"dropout","schedule_epochs":"early:1",)"
                   R"("schedule_steps":"early:4")") != std::string::npos);
+  // Without rate 0 every variant has all its rates.
+  c.rates = {0.1, 0.5};
+  CHECK(planned_runs(c).size() == 4 * 2 * 4);
   CHECK(run_line(finished(planned_runs(study(2, 4))[0], 0.5)).find("variant") == std::string::npos);
 }
 
@@ -247,14 +261,17 @@ TEST_CASE("merge: shards of a variants study, and a study with other variants re
   }
   MergeResult m = merge_studies(in);
   CHECK(m.unfinished.empty());
-  REQUIRE(m.study.runs.size() == 8);
+  REQUIRE(m.study.runs.size() == 6);  // rate 0 once per seed, under dropout
   CHECK(m.study.runs[0].id == "variant=dropout,rate=0,max_norm=2,seed=1");
-  CHECK(m.study.runs[4].id == "variant=dropout@late:1,rate=0,max_norm=2,seed=1");
+  CHECK(m.study.runs[4].id == "variant=dropout@late:1,rate=0.1,max_norm=2,seed=1");
   const std::string report = markdown_report(m.study);
   CHECK(report.find("| variant | rate | seeds |") != std::string::npos);
   CHECK(report.find("| dropout@late:1 | 0.1 |") != std::string::npos);
   CHECK(report.find("Paired by seed against the baseline, dropout, rate 0") != std::string::npos);
   CHECK(report.find("has the highest mean test accuracy") != std::string::npos);
+  CHECK(report.find("| dropout@late:1 | 0 |") == std::string::npos);
+  CHECK(report.find("it is trained once per seed, as dropout, rate 0") != std::string::npos);
+  CHECK(report.find("comparing 2 conditions with the baseline") != std::string::npos);
 
   SweepConfig other = c;
   other.variants = parse_variants("dropout,dropout@late:2", 2);
