@@ -1,6 +1,8 @@
 // study_records.cpp: runs.jsonl, the study's durable record. Line 1 is the header
 //   {"type": "header", "format": "dropnet-study/1", "settings": {...}, "provenance": {...}}
 // (a shard's header adds "shard": {"index": I, "count": N}) and every further line one finished run {"type": "run", "id": ..., "status": "ok"|"failed", ...}.
+// With a variants axis the settings add "variants", "baseline_variant" and "block_size", and each run "variant",
+// "dropout_type", "schedule_epochs" and "schedule_steps"; without one both are exactly as before it existed.
 // Numbers are written in the shortest form that reads back to the same double, so a report built from
 // the parsed records equals one built from the records in memory.
 #include <algorithm>
@@ -91,15 +93,25 @@ std::string run_id(double rate, double max_norm, std::uint64_t seed) {
   return fmt::format("rate={},max_norm={},seed={}", rate, max_norm, seed);
 }
 
+std::string run_id(const std::string& variant, double rate, double max_norm, std::uint64_t seed) {
+  return variant.empty() ? run_id(rate, max_norm, seed) : "variant=" + variant + "," + run_id(rate, max_norm, seed);
+}
+
 std::string settings_json(const SweepConfig& c) {
   std::vector<double> layers;
   for (std::size_t i : c.dropout_layers) layers.push_back(double(i + 1));
+  // The variants axis only when given, so that the settings of a study without it are as they were.
+  const std::string variants =
+      c.variants.empty() ? std::string()
+                         : fmt::format(R"("variants":{},"baseline_variant":{},"block_size":{},)",
+                                       list(c.variants, [](const Variant& v) { return str(v.text()); }),
+                                       str(c.baseline_variant), c.block_size);
   return fmt::format(
-      R"({{"model":"seed","rates":{},"max_norms":{},"vary_max_norm":{},"dropout_layers":{},"seeds":{},"seed":{},)"
+      R"({{"model":"seed",{}"rates":{},"max_norms":{},"vary_max_norm":{},"dropout_layers":{},"seeds":{},"seed":{},)"
       R"("epochs":{},"batch_size":{},"limit":{},"test_limit":{},"validation_split":{},)"
       R"("optimizer":{{"name":"adam","learning_rate":{}}},"device":{},"mc_samples":{},"baseline":{},"alpha":{},)"
       R"("data":{}}})",
-      nums(c.rates), nums(c.max_norms), c.vary_max_norm, nums(layers), c.seeds, c.seed, c.epochs, c.batch_size,
+      variants, nums(c.rates), nums(c.max_norms), c.vary_max_norm, nums(layers), c.seeds, c.seed, c.epochs, c.batch_size,
       c.limit < 0 ? "null" : std::to_string(c.limit), c.test_limit < 0 ? "null" : std::to_string(c.test_limit),
       num(c.validation_split), num(c.learning_rate), str(std::string(to_string(c.device))), c.mc_samples,
       num(c.baseline), num(c.alpha), str(c.data.string()));
@@ -125,11 +137,14 @@ std::string ShardSpec::text() const { return fmt::format("{}/{}", index, count);
 
 std::vector<RunRecord> planned_runs(const SweepConfig& c) {
   std::vector<RunRecord> runs;
+  const std::vector<std::string> variants = variant_axis(c);
   for (int s = 0; s < c.seeds; ++s)
     for (double mn : c.max_norms)
-      for (double rate : c.rates)
-        runs.push_back({.id = run_id(rate, mn, c.seed + std::uint64_t(s)), .rate = rate, .max_norm = mn,
-                        .seed_index = s, .seed = c.seed + std::uint64_t(s)});
+      for (const std::string& v : variants)
+        for (double rate : c.rates)
+          if (!shares_rate0(c, v, rate))
+            runs.push_back({.id = run_id(v, rate, mn, c.seed + std::uint64_t(s)), .variant = v, .rate = rate,
+                            .max_norm = mn, .seed_index = s, .seed = c.seed + std::uint64_t(s)});
   return runs;
 }
 
@@ -174,12 +189,20 @@ std::string run_line(const RunRecord& r) {
     return fmt::format(R"({{"epoch":{},"loss":{},"accuracy":{},"val_loss":{},"val_accuracy":{},"seconds":{}}})",
                        e.epoch, num(e.loss), num(e.accuracy), num(e.val_loss), num(e.val_accuracy), num(e.seconds));
   });
+  // The variant's fields only with a variants axis, so that the records of a study without it are as they were.
+  std::string variant;
+  if (!r.variant.empty()) {
+    const Variant v = variant_from_text(r.variant);
+    variant = fmt::format(R"("variant":{},"dropout_type":{},"schedule_epochs":{},"schedule_steps":{},)", str(r.variant),
+                          str(cli::to_string(v.type)), str(to_string(v.schedule)),
+                          r.schedule_steps.empty() ? "null" : str(r.schedule_steps));
+  }
   return fmt::format(
-      R"({{"type":"run","id":{},"status":"{}","failure":{},"rate":{},"max_norm":{},"seed_index":{},"seed":{},)"
+      R"({{"type":"run","id":{},"status":"{}","failure":{},{}"rate":{},"max_norm":{},"seed_index":{},"seed":{},)"
       R"("init_weights_fnv1a":{},"best_epoch":{},"test_loss":{},"test_accuracy":{},"best_test_loss":{},)"
       R"("best_test_accuracy":{},"standard":{},"mc":{},"wall_seconds":{},"train_seconds":{},)"
       R"("images_per_second":{},"peak_memory_mib":{},"epochs":{}}})",
-      str(r.id), r.ok ? "ok" : "failed", r.ok ? "null" : str(r.failure), num(r.rate), num(r.max_norm), r.seed_index,
+      str(r.id), r.ok ? "ok" : "failed", r.ok ? "null" : str(r.failure), variant, num(r.rate), num(r.max_norm), r.seed_index,
       r.seed, str(r.init_hash), r.best_epoch, num(r.test_loss), num(r.test_accuracy), num(r.best_test_loss),
       num(r.best_test_accuracy), prediction_json(r.standard), prediction_json(r.mc), num(r.wall_seconds),
       num(r.train_seconds), num(r.images_per_second), num(r.peak_memory_mib), epochs);
@@ -211,6 +234,22 @@ RunsFile read_runs_file(const std::filesystem::path& path, const SweepConfig& de
         rd.fail(fmt::format("format {} is not {}", rd.text(v, "format"), kStudyFormat));
       const json::Value& s = rd.at(v, "settings");
       SweepConfig& c = f.config;
+      c.variants.clear();
+      c.baseline_variant.clear();
+      c.block_size = SweepConfig{}.block_size;
+      if (const json::Value* vs = s.find("variants"); vs != nullptr) {
+        for (const json::Value& item : vs->items) {
+          if (item.kind != json::Value::Kind::String) rd.fail("\"variants\" holds a value that is not a string");
+          try {
+            c.variants.push_back(variant_from_text(item.text));
+          } catch (const DataError& e) {
+            rd.fail(e.what());
+          }
+        }
+        if (c.variants.empty()) rd.fail("\"variants\" is empty");
+        c.baseline_variant = rd.text(s, "baseline_variant");
+        c.block_size = std::int64_t(rd.number(s, "block_size"));
+      }
       c.rates = rd.numbers(s, "rates");
       c.max_norms = rd.numbers(s, "max_norms");
       c.vary_max_norm = rd.at(s, "vary_max_norm").boolean;
@@ -259,6 +298,11 @@ RunsFile read_runs_file(const std::filesystem::path& path, const SweepConfig& de
     r.id = rd.text(v, "id");
     r.ok = rd.text(v, "status") == "ok";
     if (!r.ok) r.failure = rd.text(v, "failure");
+    if (v.find("variant") != nullptr) {
+      r.variant = rd.text(v, "variant");
+      if (const json::Value* st = v.find("schedule_steps"); st != nullptr && st->kind == json::Value::Kind::String)
+        r.schedule_steps = st->text;
+    }
     r.rate = rd.number(v, "rate"), r.max_norm = rd.number(v, "max_norm");
     r.seed_index = int(rd.number(v, "seed_index"));
     r.seed = std::uint64_t(rd.number(v, "seed"));
@@ -273,7 +317,7 @@ RunsFile read_runs_file(const std::filesystem::path& path, const SweepConfig& de
     for (const json::Value& e : rd.at(v, "epochs").items)
       r.epochs.push_back({int(rd.number(e, "epoch")), rd.number(e, "loss"), rd.number(e, "accuracy"),
                           rd.number(e, "val_loss"), rd.number(e, "val_accuracy"), rd.number(e, "seconds")});
-    if (r.id != run_id(r.rate, r.max_norm, r.seed)) rd.fail(fmt::format("run id {} does not match its fields", r.id));
+    if (r.id != run_id(r.variant, r.rate, r.max_norm, r.seed)) rd.fail(fmt::format("run id {} does not match its fields", r.id));
     for (const RunRecord& other : f.runs)
       if (other.id == r.id) rd.fail(fmt::format("run {} is recorded twice", r.id));
     f.runs.push_back(std::move(r));
@@ -295,9 +339,13 @@ void sort_runs(const SweepConfig& c, std::vector<RunRecord>& runs) {
   auto index = [](const std::vector<double>& v, double x) {
     return std::size_t(std::find(v.begin(), v.end(), x) - v.begin());
   };
+  const std::vector<std::string> variants = variant_axis(c);
+  auto variant_index = [&](const std::string& v) {
+    return std::size_t(std::find(variants.begin(), variants.end(), v) - variants.begin());
+  };
   std::stable_sort(runs.begin(), runs.end(), [&](const RunRecord& a, const RunRecord& b) {
-    const auto ka = std::tuple(index(c.max_norms, a.max_norm), index(c.rates, a.rate), a.seed);
-    const auto kb = std::tuple(index(c.max_norms, b.max_norm), index(c.rates, b.rate), b.seed);
+    const auto ka = std::tuple(index(c.max_norms, a.max_norm), variant_index(a.variant), index(c.rates, a.rate), a.seed);
+    const auto kb = std::tuple(index(c.max_norms, b.max_norm), variant_index(b.variant), index(c.rates, b.rate), b.seed);
     return ka < kb;
   });
 }

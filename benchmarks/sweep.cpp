@@ -2,6 +2,7 @@
 //
 // Every check that can fail (flags, the output directory, the data, the model configuration) runs before
 // the first run trains, so a typo never costs a half-finished sweep.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -27,6 +28,20 @@ namespace dropnet::bench {
 const std::vector<cli::FlagSpec>& sweep_flags() {
   static const std::vector<cli::FlagSpec> specs = {
       {"rates", "R1,R2,...", "0,0.1,0.25,0.5,0.7", "Dropout rates to compare, each in [0, 1]."},
+      {"variants", "V1,V2,...", "",
+       fmt::format("Also vary the dropout type and schedule: the study becomes variants x rates, paired by seed like "
+                   "the rates. A variant is TYPE or TYPE@SCHEDULE; TYPE is {} (the layer in the seed model's Dropout "
+                   "positions); SCHEDULE, in epochs, is constant (the default), early:E (the rate for the first E "
+                   "epochs, then 0), late:E (0 for the first E epochs, then the rate) or linear:START:E (from START "
+                   "to the rate over the first E epochs), E from 1 to --epochs. The sweep turns epochs into optimizer "
+                   "steps: E x the batches of an epoch, ceil(training records after the validation split / "
+                   "--batch-size). E.g. dropout,spatial,gaussian,dropblock,dropout@early:3,dropout@late:3. "
+                   "Rate 0 is no dropout whatever the variant (but for linear:START:E with START > 0), so it is "
+                   "trained once per seed, under the first variant, and stands for every variant's rate 0. "
+                   "Default: no variants axis (plain Dropout, constant rate).", cli::kDropoutTypeNames)},
+      {"baseline-variant", "V", "", "With --variants: the variant the others are compared with (with --baseline's "
+                                    "rate). Default: the first of --variants."},
+      {"block-size", "N", "3", "DropBlock's block size (with a dropblock variant; the second block's maps are 6x6)."},
       {"dropout-layers", "all|I,J", "all",
        fmt::format("Which Dropout layers of the seed model take the rate, counted from 1 (the model has {}); "
                    "the others get rate 0.", cli::kSeedDropoutLayers)},
@@ -36,8 +51,9 @@ const std::vector<cli::FlagSpec>& sweep_flags() {
       {"seeds", "N", "5", "Runs per rate with model seeds seed, seed+1, ...; for one seed every rate starts from "
                           "the same weights and sees the same batches, so rates are compared paired by seed."},
       {"repeats", "N", "", "The same as --seeds (its old name)."},
-      {"baseline", "RATE", "", "The rate the others are compared with (paired t-test, Wilcoxon). Default: the "
-                               "first of --rates."},
+      {"baseline", "RATE", "", "The rate the others are compared with (paired t-test, Wilcoxon; with --variants, "
+                               "every other variant and rate is compared with --baseline-variant at this rate). "
+                               "Default: the first of --rates."},
       {"alpha", "A", "0.05", "Significance level of the tests; confidence intervals are 1 - A."},
       {"mc-samples", "T", "30", "Monte Carlo dropout passes on the test set per run (0: none)."},
       {"out", "DIR", "sweep-out", "Where runs.jsonl and the reports go."},
@@ -45,7 +61,7 @@ const std::vector<cli::FlagSpec>& sweep_flags() {
                             "flags as the first time, or none but --resume and --verbose."},
       {"retry-failed", "yes|no", "no", "With --resume: run again the runs recorded as failed (else they are kept "
                                        "as failed)."},
-      {"shard", "I/N", "", "Run only the I-th of N slices of the study's runs (seed by seed, then rate; contiguous, "
+      {"shard", "I/N", "", "Run only the I-th of N slices of the study's runs (seed by seed, then variant and rate; contiguous, "
                            "sizes differ by at most one) and write them to --out's runs.jsonl without a report; "
                            "exits 1 if one of them failed. 'dropnet-bench merge' puts the shards together."},
       {"epochs", "N", "55", "Training epochs of each run."},
@@ -144,10 +160,29 @@ std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> given_a
       throw cli::UsageError(fmt::format("--baseline {}: not one of --rates {}", flags.get_string("baseline"),
                                         flags.get_string("rates")));
   }
+  c.epochs = int(flags.get_int("epochs", 1, 1000000));
+  if (flags.given("variants")) {
+    c.variants = parse_variants(flags.get_string("variants"), c.epochs);
+    c.baseline_variant = c.variants.front().text();
+    if (flags.given("baseline-variant")) {
+      const Variant b = parse_variant(flags.get_string("baseline-variant"), c.epochs, "--baseline-variant");
+      if (std::find(c.variants.begin(), c.variants.end(), b) == c.variants.end())
+        throw cli::UsageError(fmt::format("--baseline-variant {}: not one of --variants {}",
+                                          flags.get_string("baseline-variant"), flags.get_string("variants")));
+      c.baseline_variant = b.text();
+    }
+  } else if (flags.given("baseline-variant")) {
+    throw cli::UsageError("--baseline-variant: only with --variants (without them every run is plain Dropout)");
+  }
+  c.block_size = flags.get_int("block-size", 1, 1 << 20);
+  if (flags.given("block-size") &&
+      std::none_of(c.variants.begin(), c.variants.end(), [](const Variant& v) { return v.type == cli::DropoutType::DropBlock; }))
+    throw cli::UsageError("--block-size: only DropBlock uses it; add a dropblock variant to --variants");
+  // A shared rate 0 (see rate0_owner) is compared as the condition that stands for it.
+  if (shares_rate0(c, c.baseline_variant, c.baseline)) c.baseline_variant = rate0_owner(c);
   c.alpha = flags.get_double("alpha");
   flags.require(c.alpha > 0 && c.alpha < 1, "alpha", "a significance level in (0, 1)");
   c.mc_samples = int(flags.get_int("mc-samples", 0, 100000));
-  c.epochs = int(flags.get_int("epochs", 1, 1000000));
   c.batch_size = int(flags.get_int("batch-size", 1, 1 << 20));
   if (flags.value("limit")) c.limit = flags.get_int("limit", 1, INT64_MAX);
   if (flags.value("test-limit")) c.test_limit = flags.get_int("test-limit", 1, INT64_MAX);
@@ -191,7 +226,7 @@ std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> given_a
   // With --resume alone the study's size is known only from its header: run_sweep checks the shard then.
   if (flags.given("shard"))
     c.shard = parse_shard(flags.get_string("shard"), only_resume ? std::size_t(-1)
-                                                                 : c.rates.size() * c.max_norms.size() * std::size_t(c.seeds));
+                                                                 : planned_runs(c).size());
   return c;
 }
 
@@ -225,8 +260,17 @@ std::string hash_data(const cifar10::Dataset& data) {
   return fmt::format("{:016x}", h);
 }
 
-cli::SeedModelConfig model_config(const SweepConfig& c, double rate, double max_norm) {
+// The seed model of one run. `batches`: the batches of an epoch, which turn a variant's schedule from epochs
+// into optimizer steps.
+cli::SeedModelConfig model_config(const SweepConfig& c, const std::string& variant, double rate, double max_norm,
+                                  std::uint64_t batches) {
   cli::SeedModelConfig m{.dropout = 0.0, .max_norm = max_norm};
+  if (!variant.empty()) {
+    const Variant v = variant_from_text(variant);
+    m.type = v.type;
+    m.schedule = v.in_steps(batches);
+    m.block_size = c.block_size;
+  }
   for (std::size_t i = 0; i < cli::kSeedDropoutLayers; ++i) m.layer_dropout[i] = 0.0;
   for (std::size_t i : c.dropout_layers) m.layer_dropout[i] = rate;
   return m;
@@ -285,18 +329,20 @@ PredictionRecord prediction_record(const metrics::PredictionMetrics& m, int pass
 // Trains and measures one run; throws on any failure (the caller records it).
 void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, const Tensor& y, const Tensor& xt,
                  const Tensor& yt, const std::vector<std::int32_t>& test_labels, SweepProgress& progress,
-                 const std::filesystem::path& best_path, const std::vector<RunRecord>& done) {
+                 const std::filesystem::path& best_path, const std::vector<RunRecord>& done, std::uint64_t batches) {
   if (const char* fail = std::getenv("DROPNET_BENCH_FAIL_RUN"); fail != nullptr && run.id == fail)
     throw Error("injected failure (DROPNET_BENCH_FAIL_RUN, a test hook)");
-  Sequential model = cli::build_seed_model(model_config(config, run.rate, run.max_norm));
+  const cli::SeedModelConfig mc = model_config(config, run.variant, run.rate, run.max_norm, batches);
+  Sequential model = cli::build_seed_model(mc);
   model.compile({.optimizer = Adam{.learning_rate = config.learning_rate}, .device = config.device, .seed = run.seed});
   run.init_hash = hash_initial_weights(model);
   // Same seed => same initial weights, whatever the rate or max-norm: the premise of the paired comparison.
   for (const RunRecord& other : done)
     if (other.seed == run.seed && other.ok && other.init_hash != run.init_hash)
-      throw Error(fmt::format("initial weights differ between rate {} and rate {} for seed {}: the library no longer "
-                              "derives layer seeds from the model seed and position alone", other.rate, run.rate,
-                              run.seed));
+      throw Error(fmt::format("initial weights differ between {} and {} for seed {}: the library no longer "
+                              "derives layer seeds from the model seed and position alone",
+                              condition_name(config, other.variant, other.rate, other.max_norm),
+                              condition_name(config, run.variant, run.rate, run.max_norm), run.seed));
   TerminateOnNaN nan_guard;
   ModelCheckpoint best(best_path, {.save_best_only = true, .save_weights_only = true});
   std::vector<Callback*> callbacks = {&progress, &nan_guard};
@@ -310,14 +356,18 @@ void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, con
   if (!std::isfinite(test.loss)) throw Error(fmt::format("the test loss is {}", test.loss));
 
   // Weight-scaling inference, then Monte Carlo dropout (masks from the model's Philox stream, so a run's
-  // passes are reproducible). Without dropout every pass is the same: one pass stands for all.
+  // passes are reproducible). Without dropout every pass is the same: one pass stands for all. The passes use
+  // the rate the schedule gives after the last training step (early dropout: 0).
   constexpr std::size_t k = cifar10::kClasses;
   const std::vector<float> pf = model.predict(xt, {.batch_size = config.batch_size}).to_vector();
   const std::vector<double> p(pf.begin(), pf.end());
   run.standard = prediction_record(metrics::summarize(p, test_labels, k), 1);
   if (config.mc_samples > 0) {
+    const std::uint64_t trained = batches * std::uint64_t(config.epochs);
+    const bool rate_at_end = !(mc.schedule.kind == DropoutSchedule::Kind::Early && mc.schedule.steps <= trained) &&
+                             !(mc.schedule.kind == DropoutSchedule::Kind::Late && mc.schedule.steps > trained);
     bool any_dropout = false;
-    for (std::size_t i : config.dropout_layers) any_dropout |= run.rate > 0 && i < cli::kSeedDropoutLayers;
+    for (std::size_t i : config.dropout_layers) any_dropout |= run.rate > 0 && rate_at_end && i < cli::kSeedDropoutLayers;
     const int passes = any_dropout ? config.mc_samples : 1;
     metrics::McAccumulator acc(test_labels.size(), k);
     for (int t = 0; t < passes; ++t)
@@ -349,9 +399,9 @@ int run_sweep(std::span<const std::string> args) {
   const std::optional<SweepConfig> parsed = parse_sweep_args(args, resume, only_resume);
   if (!parsed) {
     fmt::print("usage: dropnet-bench sweep [flags]\n\nA dropout study: trains the seed model once per (dropout rate, "
-               "seed) from the same initial weights and data order for each seed, measures accuracy, loss and "
-               "calibration (with and without Monte Carlo dropout), and reports means, confidence intervals and "
-               "paired tests against a baseline rate. Every finished run is written at once to runs.jsonl; "
+               "seed), or per (variant, rate, seed) with --variants, from the same initial weights and data order for "
+               "each seed, measures accuracy, loss and calibration (with and without Monte Carlo dropout), and "
+               "reports means, confidence intervals and paired tests against a baseline rate (and variant). Every finished run is written at once to runs.jsonl; "
                "--resume continues an interrupted study.\n\nflags:\n{}\n  --concurrent              "
                "(not implemented yet: train all rates at once on separate CUDA streams)\n",
                cli::format_flag_help(sweep_flags()));
@@ -393,8 +443,10 @@ int run_sweep(std::span<const std::string> args) {
 
   // Everything that can fail, before any training.
   check_writable(config.out);
-  for (double mn : config.max_norms)  // the builder checks rates and max-norms with the library's wording
-    for (double rate : config.rates) (void)cli::build_seed_model(model_config(config, rate, mn));
+  // The builder checks rates, max-norms and variants (a type this build lacks) with the library's wording.
+  for (double mn : config.max_norms)
+    for (const std::string& v : variant_axis(config))
+      for (double rate : config.rates) (void)cli::build_seed_model(model_config(config, v, rate, mn, 1));
   const auto load_start = std::chrono::steady_clock::now();
   cifar10::Dataset data = cifar10::load(config.data, {.train_limit = config.limit, .test_limit = config.test_limit});
 
@@ -450,6 +502,9 @@ int run_sweep(std::span<const std::string> args) {
                  for (const RunRecord& r : mine) ids += (ids.empty() ? "" : "; ") + r.id;
                  return ids;
                }());
+  const std::uint64_t batches = batches_per_epoch(prov.train_samples, config.batch_size);
+  if (!config.variants.empty())
+    for (RunRecord& run : todo) run.schedule_steps = to_string(variant_from_text(run.variant).in_steps(batches));
   const int epochs_total = int(todo.size()) * config.epochs;
   int epochs_done = 0, run_index = int(done.size());
   const std::filesystem::path best_path = config.out / ".best-weights.safetensors";
@@ -457,14 +512,15 @@ int run_sweep(std::span<const std::string> args) {
   for (RunRecord& run : todo) {
     ++run_index;
     const auto run_start = std::chrono::steady_clock::now();
-    const std::string label = fmt::format("run {}/{} rate {}{} seed {}", run_index, total_runs, run.rate,
+    const std::string label = fmt::format("run {}/{} {}rate {}{} seed {}", run_index, total_runs,
+                                          run.variant.empty() ? "" : run.variant + " ", run.rate,
                                           config.vary_max_norm ? " max-norm " + max_norm_text(run.max_norm) : "",
                                           run.seed);
     double train_seconds = 0;
     SweepProgress progress(run, label, config.epochs, epochs_done, epochs_total, sweep_start, train_seconds);
     const int epochs_before = epochs_done;
     try {
-      execute_run(config, run, x, y, xt, yt, test_labels, progress, best_path, done);
+      execute_run(config, run, x, y, xt, yt, test_labels, progress, best_path, done, batches);
       run.train_seconds = train_seconds;
       run.images_per_second = double(prov.train_samples) * config.epochs / train_seconds;
       run.peak_memory_mib = config.device == Device::CPU ? peak_rss_mib() : kNaN;

@@ -1,8 +1,11 @@
-// sweep.hpp: the dropout study (`dropnet-bench sweep`): its settings, the record of one (rate, max-norm,
-// seed) run, and the three parts that use them:
+// sweep.hpp: the dropout study (`dropnet-bench sweep`): its settings, the record of one (variant, rate,
+// max-norm, seed) run, and the parts that use them:
+//   study_variants.cpp the variants axis (--variants): dropout type and schedule, parsed and named
 //   sweep.cpp          runs the study: trains and measures each run and appends its record to runs.jsonl
 //   study_records.cpp  runs.jsonl: one header line (settings + provenance) and one self-describing JSON line
 //                      per finished run, keyed by a stable run id; written atomically after every run
+//   study_analysis.cpp the analysis behind the reports: groups by condition, summaries over seeds, paired tests
+//                      against the baseline, the conclusion sentences (study_analysis.hpp, internal)
 //   sweep_report.cpp   the reports: a pure function of the settings and the set of finished run records
 //                      (sorted by max-norm, rate and seed as the settings list them, never by completion),
 //                      so a resumed study, or a merge of shards, gives byte-identical reports.
@@ -10,10 +13,11 @@
 //                      (`dropnet-bench merge`): checks that shards belong to one study, lists missing runs
 //   slurm.cpp          `dropnet-bench slurm`: a job array over the shards and a dependent merge job
 //
-// Every run of seed index s uses the model seed settings.seed + s, so runs that differ only in rate or
-// max-norm start from the same initial weights and see the same shuffle order (layer seeds come from the
-// model seed and the layer position); sweep.cpp checks the first by hashing the initial weights. This
-// makes the comparison of two rates paired by seed.
+// Every run of seed index s uses the model seed settings.seed + s, so runs that differ only in variant, rate
+// or max-norm start from the same initial weights and see the same shuffle order (layer seeds come from the
+// model seed and the layer position, and the variants put their layer in the same positions); sweep.cpp
+// checks the first by hashing the initial weights. This makes the comparison of two conditions paired by
+// seed.
 #pragma once
 
 #include <cstdint>
@@ -25,7 +29,9 @@
 #include <vector>
 
 #include "programs/args.hpp"
+#include "programs/seed_model.hpp"
 #include "dropnet/device.hpp"
+#include "dropnet/layers.hpp"
 
 namespace dropnet::bench {
 
@@ -42,7 +48,23 @@ struct ShardSpec {
   bool operator==(const ShardSpec&) const = default;
 };
 
+// One value of the variants axis (--variants TYPE or TYPE@SCHEDULE): which layer of the dropout family
+// stands in the seed model's Dropout positions, and how its rate changes over training. The schedule's
+// count is in EPOCHS here (as the user gives it); the sweep turns it into optimizer steps per run.
+struct Variant {
+  cli::DropoutType type = cli::DropoutType::Standard;
+  DropoutSchedule schedule{};                 // steps: epochs (see in_steps)
+  // "dropout", "spatial", "dropout@early:3", "dropout@linear:0.1:5" (a constant schedule is left out).
+  std::string text() const;
+  // The schedule in optimizer steps: its epoch count times the batches of one epoch.
+  DropoutSchedule in_steps(std::uint64_t batches_per_epoch) const;
+  bool operator==(const Variant&) const = default;
+};
+
 struct SweepConfig {
+  std::vector<Variant> variants;              // empty: no variants axis (every run is plain Dropout, constant)
+  std::string baseline_variant;               // with variants: the text of the one the others are compared with
+  std::int64_t block_size = 3;                // DropBlock2D's block size (a setting only with variants)
   std::vector<double> rates;
   std::vector<double> max_norms;              // one entry (--max-norm) unless --max-norms was given
   bool vary_max_norm = false;                 // --max-norms given: the outputs carry a max_norm column
@@ -98,8 +120,11 @@ struct PredictionRecord {
 
 struct RunRecord {
   std::string id;                             // "rate=0.25,max_norm=2,seed=3": stable across shards and resumes
+                                              // (with variants: "variant=spatial,rate=0.25,max_norm=2,seed=3")
   bool ok = true;
   std::string failure;                        // why, when !ok
+  std::string variant;                        // Variant::text(); empty without a variants axis
+  std::string schedule_steps;                 // with variants: the schedule the layers got, in optimizer steps
   double rate = 0, max_norm = 0;
   int seed_index = 0;
   std::uint64_t seed = 0;
@@ -121,8 +146,33 @@ struct Study {
   std::vector<RunRecord> runs;                // finished runs (ok or failed), in canonical order
 };
 
+// ---- study_variants.cpp ----
+// TYPE or TYPE@SCHEDULE (TYPE: dropout, spatial, gaussian, alpha, dropblock; SCHEDULE: constant, early:E,
+// late:E, linear:START:E with E epochs from 1 to `epochs`). Throws cli::UsageError naming `flag`'s text.
+Variant parse_variant(const std::string& text, int epochs, const std::string& flag = "--variants");
+// A comma-separated list of variants; throws cli::UsageError for an empty or unknown entry or a duplicate.
+std::vector<Variant> parse_variants(const std::string& text, int epochs);
+// The variant axis as the runs see it: the variants' texts, or {""} without a variants axis.
+std::vector<std::string> variant_axis(const SweepConfig& c);
+// Rate 0 is one model, without dropout, for every variant whose schedule stays at 0 then (all but
+// linear:START:E with START > 0), so the study trains it once per seed, under the first such variant (its
+// "owner"; empty: none), and every other such variant's rate 0 is that condition, not a run of its own.
+std::string rate0_owner(const SweepConfig& c);
+// Whether (variant, rate) is such a shared rate 0 of a variant other than the owner: not run, not reported
+// apart.
+bool shares_rate0(const SweepConfig& c, const std::string& variant, double rate);
+// The variant of a text as recorded (parse_variant without the epoch bound); throws DataError.
+Variant variant_from_text(const std::string& text);
+// The name of a condition in reports: "rate 0.5", "spatial, rate 0.5", "dropout@early:3, rate 0.5", with
+// " (max-norm 2)" when the max-norm varies.
+std::string condition_name(const SweepConfig& c, const std::string& variant, double rate, double max_norm);
+// The batches (optimizer steps) of one training epoch: ceil(train_samples / batch_size).
+std::uint64_t batches_per_epoch(std::int64_t train_samples, int batch_size);
+
 // ---- study_records.cpp ----
 std::string run_id(double rate, double max_norm, std::uint64_t seed);
+// With a variant (empty: the form above).
+std::string run_id(const std::string& variant, double rate, double max_norm, std::uint64_t seed);
 std::string settings_json(const SweepConfig& c);           // canonical, one line
 std::string provenance_json(const Provenance& p, bool with_command);
 std::string header_line(const SweepConfig& c, const Provenance& p);  // with c.shard when active
@@ -139,11 +189,12 @@ RunsFile read_runs_file(const std::filesystem::path& path, const SweepConfig& de
 // Writes the header and the runs, atomically (io::write_file_atomic).
 void write_runs_file(const std::filesystem::path& path, const SweepConfig& c, const Provenance& p,
                      const std::vector<RunRecord>& runs);
-// Sorts runs into canonical order: max-norm, then rate as the settings list them, then seed.
+// Sorts runs into canonical order: max-norm, then variant, then rate as the settings list them, then seed.
 void sort_runs(const SweepConfig& c, std::vector<RunRecord>& runs);
 
-// Every run of the study in the order a sweep executes them: seed by seed, then max-norm, then rate (id,
-// rate, max_norm, seed_index and seed filled in).
+// Every run of the study in the order a sweep executes them: seed by seed, then max-norm, then variant, then
+// rate, leaving out the shared rates 0 (shares_rate0) (id, variant, rate, max_norm, seed_index and seed
+// filled in).
 std::vector<RunRecord> planned_runs(const SweepConfig& c);
 // The runs of one shard: the contiguous slice [floor((I-1)T/N), floor(IT/N)) of planned_runs (T runs), so the
 // N slices partition the study, differ in size by at most one, and hold whole seeds when N divides the seeds.

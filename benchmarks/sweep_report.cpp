@@ -3,7 +3,9 @@
 // later, give byte-identical files. Files: report.md (also on stdout), sweep.csv (one row per run and
 // epoch, Keras' CSVLogger columns), runs.csv (one row per run), sweep.json (everything), accuracy.svg,
 // loss.svg (mean ± 1 std band over seeds), gap.svg, test_accuracy.svg (95% t intervals),
-// reliability_*.svg (one per rate) and report.html (all of it in one page).
+// reliability_*.svg (one per condition) and report.html (all of it in one page). The numbers come from
+// study_analysis.cpp. With --variants a variant column (or label) joins the rate everywhere; without it
+// every file is byte for byte what it was before the variants axis existed.
 // Conventions: CSV and JSON count epochs from 0; the tables and plots from 1. Missing values: NA in CSV,
 // null in JSON, n/a in tables.
 #include <algorithm>
@@ -14,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "study_analysis.hpp"
 #include "study_stats.hpp"
 #include "io/atomic_file.hpp"
 #include "programs/svg_plot.hpp"
@@ -23,12 +26,14 @@ namespace dropnet::bench {
 namespace {
 
 using stats::Summary;
+using analysis::Analysis;
+using analysis::Group;
+using analysis::Paired;
+using analysis::RateSummary;
+using analysis::analyse;
+using analysis::pval;
 
 std::string num(double v, int decimals) { return std::isfinite(v) ? fmt::format("{:.{}f}", v, decimals) : "n/a"; }
-std::string pval(double p) {
-  if (!std::isfinite(p)) return "n/a";
-  return p < 0.0001 ? "<0.0001" : fmt::format("{:.4f}", p);
-}
 std::string csv_value(double v) { return std::isfinite(v) ? fmt::format("{}", v) : "NA"; }
 std::string jnum(double v) { return std::isfinite(v) ? fmt::format("{}", v) : "null"; }
 
@@ -72,139 +77,6 @@ std::string signed_ci(const Summary& s, int d) {
   return fmt::format("{:+.{}f} [{:+.{}f}, {:+.{}f}]", s.mean, d, s.ci_low, d, s.ci_high, d);
 }
 
-// ---- the analysis: groups, per-rate summaries, paired comparisons ----
-
-struct Group {
-  double rate = 0, max_norm = 0;
-  std::vector<const RunRecord*> ok, failed;
-};
-
-struct RateSummary {
-  const Group* group;
-  Summary test_acc, test_loss, best_acc, best_loss, best_epoch, train_acc, val_acc, gap;
-  Summary std_nll, std_brier, std_ece, std_entropy, std_auroc;
-  Summary mc_acc, mc_nll, mc_brier, mc_ece, mc_entropy, mc_mi, mc_auroc;
-};
-
-struct Paired {
-  double rate = 0, max_norm = 0;
-  stats::PairedTest acc, loss;
-};
-
-struct Analysis {
-  std::vector<Group> groups;
-  std::vector<RateSummary> rows;
-  std::vector<Paired> paired;
-  std::vector<std::string> conclusions;  // one per max-norm
-};
-
-Summary over(const Group& g, double (*f)(const RunRecord&), double alpha) {
-  std::vector<double> v;
-  for (const RunRecord* r : g.ok) v.push_back(f(*r));
-  return stats::describe(v, alpha);
-}
-
-std::string rate_name(const SweepConfig& c, double rate, double mn) {
-  return c.vary_max_norm ? fmt::format("rate {} (max-norm {})", rate, max_norm_text(mn)) : fmt::format("rate {}", rate);
-}
-
-Analysis analyse(const Study& st) {
-  const SweepConfig& c = st.config;
-  const double a = c.alpha;
-  Analysis an;
-  for (double mn : c.max_norms)
-    for (double rate : c.rates) {
-      Group g{.rate = rate, .max_norm = mn};
-      for (const RunRecord& r : st.runs)
-        if (r.rate == rate && r.max_norm == mn) (r.ok ? g.ok : g.failed).push_back(&r);
-      an.groups.push_back(std::move(g));
-    }
-  for (const Group& g : an.groups) {
-    RateSummary s{.group = &g};
-    s.test_acc = over(g, [](const RunRecord& r) { return r.test_accuracy; }, a);
-    s.test_loss = over(g, [](const RunRecord& r) { return r.test_loss; }, a);
-    s.best_acc = over(g, [](const RunRecord& r) { return r.best_test_accuracy; }, a);
-    s.best_loss = over(g, [](const RunRecord& r) { return r.best_test_loss; }, a);
-    s.best_epoch = over(g, [](const RunRecord& r) { return r.best_epoch < 0 ? kNaN : double(r.best_epoch + 1); }, a);
-    s.train_acc = over(g, [](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().accuracy; }, a);
-    s.val_acc = over(g, [](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().val_accuracy; }, a);
-    s.gap = over(g, [](const RunRecord& r) { return r.final_gap(); }, a);
-    s.std_nll = over(g, [](const RunRecord& r) { return r.standard.nll; }, a);
-    s.std_brier = over(g, [](const RunRecord& r) { return r.standard.brier; }, a);
-    s.std_ece = over(g, [](const RunRecord& r) { return r.standard.ece; }, a);
-    s.std_entropy = over(g, [](const RunRecord& r) { return r.standard.entropy; }, a);
-    s.std_auroc = over(g, [](const RunRecord& r) { return r.standard.auroc_entropy; }, a);
-    s.mc_acc = over(g, [](const RunRecord& r) { return r.mc.accuracy; }, a);
-    s.mc_nll = over(g, [](const RunRecord& r) { return r.mc.nll; }, a);
-    s.mc_brier = over(g, [](const RunRecord& r) { return r.mc.brier; }, a);
-    s.mc_ece = over(g, [](const RunRecord& r) { return r.mc.ece; }, a);
-    s.mc_entropy = over(g, [](const RunRecord& r) { return r.mc.entropy; }, a);
-    s.mc_mi = over(g, [](const RunRecord& r) { return r.mc.mutual_information; }, a);
-    s.mc_auroc = over(g, [](const RunRecord& r) { return r.mc.auroc_entropy; }, a);
-    an.rows.push_back(s);
-  }
-  // Paired by seed against the baseline rate, within each max-norm.
-  for (double mn : c.max_norms) {
-    const Group* base = nullptr;
-    for (const Group& g : an.groups)
-      if (g.max_norm == mn && g.rate == c.baseline) base = &g;
-    for (const Group& g : an.groups) {
-      if (g.max_norm != mn || g.rate == c.baseline || base == nullptr) continue;
-      std::vector<double> da, dl;
-      for (const RunRecord* r : g.ok)
-        for (const RunRecord* b : base->ok)
-          if (b->seed == r->seed) da.push_back(r->test_accuracy - b->test_accuracy), dl.push_back(r->test_loss - b->test_loss);
-      an.paired.push_back({g.rate, mn, stats::paired_test(da, a), stats::paired_test(dl, a)});
-    }
-  }
-  // The conclusion: which rate has the highest mean test accuracy, and whether the data support it.
-  for (double mn : c.max_norms) {
-    const RateSummary* best = nullptr;
-    const RateSummary* runner_up = nullptr;
-    for (const RateSummary& s : an.rows) {
-      if (s.group->max_norm != mn || !std::isfinite(s.test_acc.mean)) continue;
-      if (best == nullptr || s.test_acc.mean > best->test_acc.mean) runner_up = best, best = &s;
-      else if (runner_up == nullptr || s.test_acc.mean > runner_up->test_acc.mean) runner_up = &s;
-    }
-    const std::string where = c.vary_max_norm ? fmt::format("With max-norm {}, r", max_norm_text(mn)) : "R";
-    if (best == nullptr) {
-      an.conclusions.push_back(where.substr(0, where.size() - 1) + (c.vary_max_norm ? "n" : "N") +
-                               "o run finished, so there is nothing to compare.");
-      continue;
-    }
-    std::string s = fmt::format("{}ate {} has the highest mean test accuracy ({:.4f}, {} seed{})", where,
-                                best->group->rate, best->test_acc.mean, best->test_acc.n, best->test_acc.n == 1 ? "" : "s");
-    // Compare it with the baseline, or, when it is the baseline, with the next best rate.
-    const bool is_base = best->group->rate == c.baseline;
-    const RateSummary* other = is_base ? runner_up : nullptr;
-    const Paired* pt = nullptr;
-    for (const Paired& p : an.paired)
-      if (p.max_norm == mn && p.rate == (is_base ? (other ? other->group->rate : kNaN) : best->group->rate)) pt = &p;
-    if (pt == nullptr || pt->acc.difference.n < 2 || !std::isfinite(pt->acc.p_t)) {
-      if (is_base && other == nullptr) s += "; it is the only rate.";
-      else if (pt != nullptr && pt->acc.difference.n >= 2)
-        s += fmt::format("; its paired differences from rate {} are the same on all {} seeds, so no t-test is "
-                         "possible.", is_base ? other->group->rate : c.baseline, pt->acc.difference.n);
-      else
-        s += fmt::format("; with {} paired seed(s) no confidence interval or test is possible, so the ranking may "
-                         "be seed noise.", pt ? pt->acc.difference.n : 0);
-    } else {
-      const Summary& d = pt->acc.difference;
-      const bool sig = pt->acc.p_t < c.alpha;
-      const double sign = is_base ? -1.0 : 1.0;  // difference of the best minus the rate it is compared with
-      s += fmt::format("; against {} rate {}, the paired difference over {} seeds is {:+.4f} (95% CI [{:+.4f}, "
-                       "{:+.4f}], paired t-test p = {}), {} at α = {}",
-                       is_base ? "the next best" : "the baseline", is_base ? other->group->rate : c.baseline, d.n,
-                       sign * d.mean, sign > 0 ? d.ci_low : -d.ci_high, sign > 0 ? d.ci_high : -d.ci_low,
-                       pval(pt->acc.p_t), sig ? "significant" : "not significant", c.alpha);
-      s += sig ? "." : fmt::format(": these data do not show that rate {} is better than rate {}.", best->group->rate,
-                                   is_base ? other->group->rate : c.baseline);
-    }
-    an.conclusions.push_back(s);
-  }
-  return an;
-}
-
 // ---- tables shared by Markdown and HTML ----
 
 struct Table {
@@ -214,58 +86,82 @@ struct Table {
   std::vector<std::string> notes;
 };
 
-std::string first_column(const SweepConfig& c, const Group& g) {
-  return c.vary_max_norm ? fmt::format("{} / {}", g.rate, max_norm_text(g.max_norm)) : fmt::format("{}", g.rate);
+// The columns that name a condition: [variant,] rate [/ max-norm].
+std::vector<std::string> key_header(const SweepConfig& c) {
+  std::vector<std::string> h;
+  if (!c.variants.empty()) h.push_back("variant");
+  h.push_back(c.vary_max_norm ? "rate / max-norm" : "rate");
+  return h;
+}
+std::vector<std::string> key_cells(const SweepConfig& c, const std::string& variant, double rate, double mn) {
+  std::vector<std::string> k;
+  if (!c.variants.empty()) k.push_back(variant);
+  k.push_back(c.vary_max_norm ? fmt::format("{} / {}", rate, max_norm_text(mn)) : fmt::format("{}", rate));
+  return k;
+}
+std::vector<std::string> joined(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
 std::vector<Table> tables(const Study& st, const Analysis& an) {
   const SweepConfig& c = st.config;
-  const std::string rate_head = c.vary_max_norm ? "rate / max-norm" : "rate";
+  const std::vector<std::string> key = key_header(c);
   const int level = int(std::lround((1 - c.alpha) * 100));
   std::vector<Table> out;
 
   Table acc{.title = "Accuracy and loss on the test set"};
-  acc.header = {rate_head, "seeds", fmt::format("test acc (mean ± std [{}% CI])", level),
-                fmt::format("test loss (mean ± std [{}% CI])", level), "test acc at best val epoch", "best epoch",
-                "final train acc", "final val acc", "gap"};
+  acc.header = joined(key, {"seeds", fmt::format("test acc (mean ± std [{}% CI])", level),
+                            fmt::format("test loss (mean ± std [{}% CI])", level), "test acc at best val epoch",
+                            "best epoch", "final train acc", "final val acc", "gap"});
   for (const RateSummary& s : an.rows)
-    acc.rows.push_back({first_column(c, *s.group),
+    acc.rows.push_back(joined(key_cells(c, s.group->variant, s.group->rate, s.group->max_norm), {
                         s.group->failed.empty() ? std::to_string(s.group->ok.size())
                                                 : fmt::format("{} ({} failed)", s.group->ok.size(), s.group->failed.size()),
                         mean_ci(s.test_acc, 4), mean_ci(s.test_loss, 4), mean_pm(s.best_acc, 4), mean_pm(s.best_epoch, 1),
-                        mean_pm(s.train_acc, 4), mean_pm(s.val_acc, 4), mean_pm(s.gap, 4)});
+                        mean_pm(s.train_acc, 4), mean_pm(s.val_acc, 4), mean_pm(s.gap, 4)}));
   acc.notes.push_back(fmt::format("Test figures after the last epoch ({} epochs), inference without dropout (weight "
                                   "scaling). Mean ± sample standard deviation over seeds [Student-t {}% confidence "
                                   "interval of the mean].", c.epochs, level));
+  if (const std::string owner = rate0_owner(c); !owner.empty() && c.variants.size() > 1 &&
+      std::find(c.rates.begin(), c.rates.end(), 0.0) != c.rates.end())
+    acc.notes.push_back(fmt::format("Rate 0 is the seed model without dropout whatever the variant (except a linear "
+                                    "schedule that starts above 0), so it is trained once per seed, as {}, rate 0, "
+                                    "and stands for every variant's rate 0 in the tables and plots.", owner));
   acc.notes.push_back("test acc at best val epoch: the test accuracy of the weights of the epoch with the lowest "
                       "val_loss (best epoch, counted from 1). final train acc: the last epoch's running mean with "
                       "dropout active (Keras' `accuracy`); gap = final train acc − final val acc.");
   out.push_back(acc);
 
-  Table paired{.title = fmt::format("Paired by seed against the baseline, rate {}", c.baseline)};
-  paired.header = {rate_head, "pairs", fmt::format("Δ test acc [{}% CI]", level), "t-test p", "Wilcoxon p",
-                   fmt::format("Δ test loss [{}% CI]", level), "t-test p (loss)"};
+  const bool variants = !c.variants.empty();
+  Table paired{.title = variants ? fmt::format("Paired by seed against the baseline, {}, rate {}", c.baseline_variant,
+                                               c.baseline)
+                                 : fmt::format("Paired by seed against the baseline, rate {}", c.baseline)};
+  paired.header = joined(key, {"pairs", fmt::format("Δ test acc [{}% CI]", level), "t-test p", "Wilcoxon p",
+                               fmt::format("Δ test loss [{}% CI]", level), "t-test p (loss)"});
   for (const Paired& p : an.paired)
-    paired.rows.push_back({c.vary_max_norm ? fmt::format("{} / {}", p.rate, max_norm_text(p.max_norm)) : fmt::format("{}", p.rate),
+    paired.rows.push_back(joined(key_cells(c, p.variant, p.rate, p.max_norm), {
                            std::to_string(p.acc.difference.n), signed_ci(p.acc.difference, 4), pval(p.acc.p_t),
                            pval(p.acc.p_wilcoxon) + (p.acc.wilcoxon_exact ? "" : " (normal approx.)"),
-                           signed_ci(p.loss.difference, 4), pval(p.loss.p_t)});
+                           signed_ci(p.loss.difference, 4), pval(p.loss.p_t)}));
   paired.notes.push_back(fmt::format(
-      "Δ = rate − baseline on the same seed (same initial weights and batches). Two-sided paired t-test "
+      "Δ = {} − baseline on the same seed (same initial weights and batches). Two-sided paired t-test "
       "(df = pairs − 1) and Wilcoxon signed-rank test (exact for up to 25 pairs without ties; with 5 pairs its "
-      "smallest possible p is 0.0625). α = {}; the p-values are not corrected for comparing {} rates with the "
-      "baseline.", c.alpha, c.rates.size() - 1));
+      "smallest possible p is 0.0625). α = {}; the p-values are not corrected for comparing {} {} with the "
+      "baseline.", variants ? "condition" : "rate", c.alpha,
+      an.groups.size() / c.max_norms.size() - 1, variants ? "conditions" : "rates"));
   out.push_back(paired);
 
   Table cal{.title = fmt::format("Uncertainty and calibration on the test set{}",
                                  c.mc_samples > 0 ? fmt::format(" (Monte Carlo dropout: {} passes)", c.mc_samples) : "")};
-  cal.header = {rate_head, "NLL", "Brier", "ECE", "entropy", "AUROC"};
+  cal.header = joined(key, {"NLL", "Brier", "ECE", "entropy", "AUROC"});
   if (c.mc_samples > 0)
     for (const char* h : {"MC acc", "MC NLL", "MC Brier", "MC ECE", "MC entropy", "MC mutual info", "MC AUROC"})
       cal.header.push_back(h);
   for (const RateSummary& s : an.rows) {
-    std::vector<std::string> row = {first_column(c, *s.group), mean_pm(s.std_nll, 4), mean_pm(s.std_brier, 4),
-                                    mean_pm(s.std_ece, 4), mean_pm(s.std_entropy, 4), mean_pm(s.std_auroc, 4)};
+    std::vector<std::string> row = joined(key_cells(c, s.group->variant, s.group->rate, s.group->max_norm),
+                                          {mean_pm(s.std_nll, 4), mean_pm(s.std_brier, 4), mean_pm(s.std_ece, 4),
+                                           mean_pm(s.std_entropy, 4), mean_pm(s.std_auroc, 4)});
     if (c.mc_samples > 0)
       for (const Summary* m : {&s.mc_acc, &s.mc_nll, &s.mc_brier, &s.mc_ece, &s.mc_entropy, &s.mc_mi, &s.mc_auroc})
         row.push_back(mean_pm(*m, 4));
@@ -279,9 +175,32 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
     cal.notes.push_back(fmt::format("MC: the mean of {} passes with dropout active (masks from the model's Philox "
                                     "stream, reproducible); mutual information = H(mean p) − mean H(p), the "
                                     "model-uncertainty part of the entropy. Rate 0 has no dropout, so its MC figures "
-                                    "are one deterministic pass and its mutual information is 0.", c.mc_samples));
+                                    "are one deterministic pass and its mutual information is 0.{}", c.mc_samples,
+                                    variants ? " The passes use the rate the schedule gives after the last training "
+                                               "step, so early dropout (rate 0 by then) is one deterministic pass too."
+                                             : ""));
   out.push_back(cal);
   return out;
+}
+
+// With variants: what they are and how their schedules ran (epochs of so many optimizer steps).
+std::string variants_sentence(const Study& st) {
+  const SweepConfig& c = st.config;
+  if (c.variants.empty()) return "";
+  std::string names;
+  bool scheduled = false, dropblock = false;
+  for (const Variant& v : c.variants) {
+    names += (names.empty() ? "" : ", ") + v.text();
+    scheduled |= v.schedule.kind != DropoutSchedule::Kind::Constant;
+    dropblock |= v.type == cli::DropoutType::DropBlock;
+  }
+  std::string s = fmt::format(" Variants (dropout type[@schedule]): {}; baseline {} at rate {}.", names,
+                              c.baseline_variant, c.baseline);
+  if (scheduled)
+    s += fmt::format(" Schedules count epochs of {} optimizer steps (batches).",
+                     batches_per_epoch(st.provenance.train_samples, c.batch_size));
+  if (dropblock) s += fmt::format(" DropBlock block size {}.", c.block_size);
+  return s;
 }
 
 std::string settings_line(const Study& st) {
@@ -294,7 +213,7 @@ std::string settings_line(const Study& st) {
       c.epochs == 1 ? "" : "s", c.batch_size, c.learning_rate, c.seed, c.seed + std::uint64_t(c.seeds) - 1,
       [&] { std::string l; for (std::size_t i : c.dropout_layers) l += (l.empty() ? "" : ",") + std::to_string(i + 1); return l; }(),
       c.vary_max_norm ? "" : fmt::format(", max-norm {}", max_norm_text(c.max_norms[0])),
-      p.dropnet_version, p.git_commit, p.threads, p.threads == 1 ? "" : "s");
+      p.dropnet_version, p.git_commit, p.threads, p.threads == 1 ? "" : "s") + variants_sentence(st);
 }
 
 std::vector<std::string> failure_lines(const Study& st) {
@@ -305,7 +224,7 @@ std::vector<std::string> failure_lines(const Study& st) {
 }
 
 std::string missing_line(const Study& st) {
-  const std::size_t want = st.config.rates.size() * st.config.max_norms.size() * std::size_t(st.config.seeds);
+  const std::size_t want = planned_runs(st.config).size();
   return st.runs.size() < want ? fmt::format("{} of {} runs are recorded; the others have not run yet.",
                                              st.runs.size(), want)
                                : std::string();
@@ -325,9 +244,16 @@ void curve(const Group& g, double (*field)(const EpochRecord&), std::vector<doub
   }
 }
 
+// reliability_rate0.5.svg; with variants reliability_dropout-early-3_rate0.5.svg (':' and '@' become '-').
 std::string reliability_file(const SweepConfig& c, const Group& g) {
-  return c.vary_max_norm ? fmt::format("reliability_rate{}_maxnorm{}.svg", g.rate, g.max_norm)
-                         : fmt::format("reliability_rate{}.svg", g.rate);
+  std::string variant;
+  if (!g.variant.empty()) {
+    variant = g.variant + "_";
+    std::replace(variant.begin(), variant.end(), ':', '-');
+    std::replace(variant.begin(), variant.end(), '@', '-');
+  }
+  return c.vary_max_norm ? fmt::format("reliability_{}rate{}_maxnorm{}.svg", variant, g.rate, g.max_norm)
+                         : fmt::format("reliability_{}rate{}.svg", variant, g.rate);
 }
 
 std::vector<std::string> plot_files(const Study& st, const Analysis& an) {
@@ -345,9 +271,32 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
     for (std::size_t e = 0; e < n; ++e) x[e] = double(e + 1);
     return x;
   };
+  // The curves: one panel per max-norm and variant (side by side, on one y range), one line per rate, coloured
+  // by the rate's place in --rates in every panel.
+  struct Panel {
+    double max_norm;
+    std::string variant;
+  };
+  std::vector<Panel> panel_keys;
+  for (double mn : c.max_norms)
+    for (const std::string& v : variant_axis(c)) panel_keys.push_back({mn, v});
+  // A variant's panel shows the shared rate 0 (rate0_owner) as its own.
+  const std::string owner = rate0_owner(c);
+  auto in_panel = [&](const Group& g, const Panel& p) {
+    return g.max_norm == p.max_norm &&
+           (g.variant == p.variant || (g.rate == 0 && g.variant == owner && shares_rate0(c, p.variant, 0)));
+  };
+  // The panel's groups in the order of --rates, each with the colour of its rate.
+  auto panel_groups = [&](const Panel& p) {
+    std::vector<std::pair<const Group*, std::size_t>> out;
+    for (std::size_t ri = 0; ri < c.rates.size(); ++ri)
+      for (const Group& g : an.groups)
+        if (g.rate == c.rates[ri] && in_panel(g, p)) out.emplace_back(&g, ri);
+    return out;
+  };
   auto write_figure = [&](const char* file, const std::string& title, auto make_panel) {
     std::vector<plot::Chart> panels;
-    for (double mn : c.max_norms) panels.push_back(make_panel(mn));
+    for (const Panel& key : panel_keys) panels.push_back(make_panel(key));
     double lo = INFINITY, hi = -INFINITY;
     for (const plot::Chart& p : panels)
       for (const plot::Series& s : p.series)
@@ -360,21 +309,22 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
       panels[0].title = title + note;
       io::write_file_atomic(out / file, plot::render_svg(panels[0]));
     } else {
-      for (std::size_t i = 0; i < panels.size(); ++i) panels[i].title = "max-norm " + max_norm_text(c.max_norms[i]);
+      for (std::size_t i = 0; i < panels.size(); ++i) {
+        const Panel& key = panel_keys[i];
+        const std::string mn = "max-norm " + max_norm_text(key.max_norm);
+        panels[i].title = key.variant.empty() ? mn : c.vary_max_norm ? key.variant + ", " + mn : key.variant;
+      }
       io::write_file_atomic(out / file, plot::render_svg(panels, title + note, 600, 420));
     }
   };
   // Training dashed (mean), validation solid with a ±1 std band.
   auto curves = [&](const std::string& y_label, double (*train)(const EpochRecord&), double (*val)(const EpochRecord&)) {
-    return [=, &c, &an](double mn) {
+    return [=](const Panel& key) {
       plot::Chart chart{.x_label = "epoch", .y_label = y_label, .integer_x = true};
-      for (std::size_t i = 0; i < c.rates.size(); ++i) {
-        const Group* g = nullptr;
-        for (const Group& gg : an.groups)
-          if (gg.rate == c.rates[i] && gg.max_norm == mn) g = &gg;
+      for (const auto& [g, i] : panel_groups(key)) {
         std::vector<double> tm, ts, vm, vs;
         curve(*g, train, tm, ts);
-        const std::string label = fmt::format("rate {}", c.rates[i]);
+        const std::string label = fmt::format("rate {}", g->rate);
         const bool markers = tm.size() <= 20;
         chart.series.push_back({.label = has_val ? "" : label, .colour = plot::colour(i), .dashed = true,
                                 .markers = markers, .x = axis(tm.size()), .y = tm, .band = has_val ? std::vector<double>{} : ts});
@@ -395,22 +345,20 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
   write_figure("loss.svg", "Loss by dropout rate",
                curves("categorical cross-entropy", [](const EpochRecord& e) { return e.loss; },
                       [](const EpochRecord& e) { return e.val_loss; }));
-  write_figure("gap.svg", "Generalization gap (train − validation accuracy)", [&](double mn) {
+  write_figure("gap.svg", "Generalization gap (train − validation accuracy)", [&](const Panel& key) {
     plot::Chart gap{.x_label = "epoch", .y_label = "accuracy gap", .integer_x = true, .zero_line = true,
                     .empty_message = "no validation data (--validation-split 0)"};
     if (!has_val) return gap;
-    for (std::size_t i = 0; i < c.rates.size(); ++i)
-      for (const Group& g : an.groups)
-        if (g.rate == c.rates[i] && g.max_norm == mn) {
-          std::vector<double> m, s;
-          curve(g, [](const EpochRecord& e) { return e.gap(); }, m, s);
-          gap.series.push_back({.label = fmt::format("rate {}", c.rates[i]), .colour = plot::colour(i),
-                                .markers = m.size() <= 20, .x = axis(m.size()), .y = m, .band = s});
-        }
+    for (const auto& [g, i] : panel_groups(key)) {
+      std::vector<double> m, s;
+      curve(*g, [](const EpochRecord& e) { return e.gap(); }, m, s);
+      gap.series.push_back({.label = fmt::format("rate {}", g->rate), .colour = plot::colour(i),
+                            .markers = m.size() <= 20, .x = axis(m.size()), .y = m, .band = s});
+    }
     return gap;
   });
 
-  // Final test accuracy against the rate with t intervals, one line per max-norm.
+  // Final test accuracy against the rate with t intervals, one line per max-norm (and variant).
   const int level = int(std::lround((1 - c.alpha) * 100));
   plot::Chart test{.title = "Test accuracy against dropout rate", .x_label = "dropout rate",
                    .y_label = c.seeds > 1 ? fmt::format("test accuracy (mean, {}% CI, {} seeds)", level, c.seeds)
@@ -419,14 +367,19 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
   test.x_min = *lo - 0.05;
   test.x_max = *hi + 0.05;
   const double nudge = (test.x_max - test.x_min) * 0.008;
-  for (std::size_t m = 0; m < c.max_norms.size(); ++m) {
-    plot::Series s{.label = c.vary_max_norm ? "max-norm " + max_norm_text(c.max_norms[m]) : "",
-                   .colour = plot::colour(m), .markers = true};
+  const std::vector<std::string> variants = variant_axis(c);
+  const std::size_t lines = c.max_norms.size() * variants.size();
+  for (std::size_t m = 0; m < lines; ++m) {
+    const double mn = c.max_norms[m / variants.size()];
+    const std::string& variant = variants[m % variants.size()];
+    std::string label = variant;
+    if (c.vary_max_norm) label += (label.empty() ? "" : ", ") + ("max-norm " + max_norm_text(mn));
+    plot::Series s{.label = label, .colour = plot::colour(m), .markers = true};
     std::vector<const RateSummary*> pts;
     for (const RateSummary& r : an.rows)
-      if (r.group->max_norm == c.max_norms[m]) pts.push_back(&r);
+      if (in_panel(*r.group, {mn, variant})) pts.push_back(&r);
     std::sort(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->group->rate < b->group->rate; });
-    const double shift = (double(m) - double(c.max_norms.size() - 1) / 2.0) * nudge;
+    const double shift = (double(m) - double(lines - 1) / 2.0) * nudge;
     for (const RateSummary* r : pts) {
       s.x.push_back(r->group->rate + shift);
       s.y.push_back(r->test_acc.mean);
@@ -438,7 +391,8 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
 
   // Reliability diagrams: the bins pooled over seeds (count-weighted), weight scaling and MC dropout.
   for (const Group& g : an.groups) {
-    plot::Chart ch{.title = fmt::format("Reliability, {} ({} seed{} pooled)", rate_name(c, g.rate, g.max_norm),
+    plot::Chart ch{.title = fmt::format("Reliability, {} ({} seed{} pooled)",
+                                        condition_name(c, g.variant, g.rate, g.max_norm),
                                         g.ok.size(), g.ok.size() == 1 ? "" : "s"),
                    .x_label = "confidence (max probability)", .y_label = "accuracy", .y_min = 0, .y_max = 1,
                    .x_min = 0, .x_max = 1};
@@ -491,20 +445,31 @@ std::string markdown_table(const Table& t) {
 }
 
 void write_csvs(const Study& st, const std::filesystem::path& out) {
-  std::string csv = "epoch,accuracy,loss,val_accuracy,val_loss,rate,max_norm,repeat,seed\n";
+  // With variants, a variant column before the rate (and in runs.csv the variant's type and schedules).
+  const bool variants = !st.config.variants.empty();
+  std::string csv = fmt::format("epoch,accuracy,loss,val_accuracy,val_loss,{}rate,max_norm,repeat,seed\n",
+                                variants ? "variant," : "");
   for (const RunRecord& r : st.runs)
     for (const EpochRecord& e : r.epochs)
-      csv += fmt::format("{},{},{},{},{},{},{},{},{}\n", e.epoch, csv_value(e.accuracy), csv_value(e.loss),
-                         csv_value(e.val_accuracy), csv_value(e.val_loss), r.rate, r.max_norm, r.seed_index, r.seed);
+      csv += fmt::format("{},{},{},{},{},{}{},{},{},{}\n", e.epoch, csv_value(e.accuracy), csv_value(e.loss),
+                         csv_value(e.val_accuracy), csv_value(e.val_loss), variants ? r.variant + "," : "", r.rate,
+                         r.max_norm, r.seed_index, r.seed);
   io::write_file_atomic(out / "sweep.csv", csv);
-  std::string runs = "id,status,rate,max_norm,seed,test_accuracy,test_loss,best_epoch,best_test_accuracy,"
+  std::string runs = std::string("id,status,") + (variants ? "variant,dropout_type,schedule_epochs,schedule_steps," : "") +
+                     "rate,max_norm,seed,test_accuracy,test_loss,best_epoch,best_test_accuracy,"
                      "best_test_loss,nll,brier,ece,entropy,auroc_entropy,mc_passes,mc_accuracy,mc_nll,mc_brier,mc_ece,"
                      "mc_entropy,mc_mutual_information,mc_auroc_entropy,failure\n";
   for (const RunRecord& r : st.runs) {
     std::string failure = r.failure;
     std::replace(failure.begin(), failure.end(), '"', '\'');
-    runs += fmt::format("\"{}\",{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.id,
-                        r.ok ? "ok" : "failed", r.rate, r.max_norm, r.seed, csv_value(r.test_accuracy),
+    std::string variant;
+    if (variants) {
+      const Variant v = variant_from_text(r.variant);
+      variant = fmt::format("{},{},{},{},", r.variant, cli::to_string(v.type), to_string(v.schedule),
+                            r.schedule_steps.empty() ? "NA" : r.schedule_steps);
+    }
+    runs += fmt::format("\"{}\",{},{}{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", r.id,
+                        r.ok ? "ok" : "failed", variant, r.rate, r.max_norm, r.seed, csv_value(r.test_accuracy),
                         csv_value(r.test_loss), r.best_epoch < 0 ? "NA" : std::to_string(r.best_epoch),
                         csv_value(r.best_test_accuracy), csv_value(r.best_test_loss), csv_value(r.standard.nll),
                         csv_value(r.standard.brier), csv_value(r.standard.ece), csv_value(r.standard.entropy),
@@ -535,8 +500,10 @@ void write_json(const Study& st, const Analysis& an, const std::filesystem::path
   o += "],\n  \"summary\": [\n";
   for (std::size_t i = 0; i < an.rows.size(); ++i) {
     const RateSummary& s = an.rows[i];
-    o += fmt::format("    {{\"rate\": {}, \"max_norm\": {}, \"runs_ok\": {}, \"runs_failed\": {},\n", s.group->rate,
-                     s.group->max_norm, s.group->ok.size(), s.group->failed.size());
+    const std::string variant =
+        s.group->variant.empty() ? "" : fmt::format("\"variant\": {}, ", json_string(s.group->variant));
+    o += fmt::format("    {{{}\"rate\": {}, \"max_norm\": {}, \"runs_ok\": {}, \"runs_failed\": {},\n", variant,
+                     s.group->rate, s.group->max_norm, s.group->ok.size(), s.group->failed.size());
     std::vector<std::pair<const char*, const Summary*>> fields = {
         {"test_accuracy", &s.test_acc}, {"test_loss", &s.test_loss}, {"best_val_epoch_test_accuracy", &s.best_acc},
         {"best_val_epoch_test_loss", &s.best_loss}, {"best_epoch", &s.best_epoch},
@@ -553,8 +520,11 @@ void write_json(const Study& st, const Analysis& an, const std::filesystem::path
   o += "  ],\n  \"paired\": [\n";
   for (std::size_t i = 0; i < an.paired.size(); ++i) {
     const Paired& p = an.paired[i];
-    o += fmt::format("    {{\"rate\": {}, \"max_norm\": {}, \"baseline\": {}, \"test_accuracy\": {}, \"test_loss\": {}}}{}\n",
-                     p.rate, p.max_norm, st.config.baseline, paired_json(p.acc), paired_json(p.loss),
+    const std::string variant =
+        p.variant.empty() ? "" : fmt::format("\"variant\": {}, \"baseline_variant\": {}, ", json_string(p.variant),
+                                             json_string(st.config.baseline_variant));
+    o += fmt::format("    {{{}\"rate\": {}, \"max_norm\": {}, \"baseline\": {}, \"test_accuracy\": {}, \"test_loss\": {}}}{}\n",
+                     variant, p.rate, p.max_norm, st.config.baseline, paired_json(p.acc), paired_json(p.loss),
                      i + 1 < an.paired.size() ? "," : "");
   }
   o += "  ],\n  \"runs\": [\n";

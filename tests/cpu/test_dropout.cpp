@@ -152,3 +152,26 @@ TEST_CASE("the integer keep threshold decides exactly as the float keep rule", "
       REQUIRE(kernels::dropout_keep(x, keep_prob) == (x < t));
   }
 }
+
+TEST_CASE("Dropout layer at rate 0 or 1 under a schedule: the op runs with the slot's rate", "[dropout]") {
+  // Late dropout of a layer at rate 0 (and early dropout at rate 1) calls the op, which reads the current
+  // rate from the slot; the layer's own rate 0 or 1 must not be refused there.
+  const Tensor x = testing::random_tensor({2, 8}, 5, 0.5, 1.5);
+  Tensor y({2, 8});
+  Dropout late_zero(0.0, {.seed = 3, .schedule = DropoutSchedule::late(2)});
+  late_zero.build({8}, 0);
+  backend::StepSlot zero_slot{0, 1, 0.0f, {0.0f, 0.0f, 2, 2}};
+  RunContext train_zero{cpu(), true, &zero_slot};
+  REQUIRE_NOTHROW(late_zero.forward(x, y, train_zero));
+  CHECK(y.to_vector() == x.to_vector());
+
+  Dropout early_one(1.0, {.seed = 3, .schedule = DropoutSchedule::early(1)});
+  early_one.build({8}, 0);
+  backend::StepSlot one_slot{0, 1, 1.0f, {1.0f, 0.0f, 1, 1}};
+  RunContext train_one{cpu(), true, &one_slot};
+  early_one.forward(x, y, train_one);
+  for (float v : y.to_vector()) CHECK(v == 0.0f);
+  one_slot.step = 1, one_slot.rate = 0.0f;  // after the first step: rate 0, the identity
+  early_one.forward(x, y, train_one);
+  CHECK(y.to_vector() == x.to_vector());
+}

@@ -149,3 +149,135 @@ TEST_CASE("merge: shards put back together, unfinished runs listed", "[study][me
     CHECK_THROWS_WITH(merge_studies(in), Catch::Contains("different initial weights"));
   }
 }
+
+// ---- the variants axis (--variants TYPE[@SCHEDULE],...) ----
+
+TEST_CASE("variants are parsed strictly, schedules in epochs", "[study][variants]") {
+  using dropnet::DropoutSchedule;
+  using dropnet::cli::DropoutType;
+  const std::vector<Variant> v = parse_variants("dropout,spatial,gaussian,alpha,dropblock,dropout@early:3,"
+                                                "standard@late:2,dropout@linear:0.25:5,alpha@late:5", 5);
+  REQUIRE(v.size() == 9);
+  CHECK(v[0] == Variant{});
+  CHECK(v[1].type == DropoutType::Spatial);
+  CHECK(v[4].type == DropoutType::DropBlock);
+  CHECK(v[5].schedule == DropoutSchedule::early(3));
+  CHECK(v[6] == Variant{.schedule = DropoutSchedule::late(2)});
+  CHECK(v[7].schedule == DropoutSchedule::linear(0.25, 5));
+  CHECK(v[8] == Variant{.type = DropoutType::Alpha, .schedule = DropoutSchedule::late(5)});
+  CHECK(parse_variant("spatial@constant", 5) == Variant{.type = DropoutType::Spatial});
+  std::vector<std::string> names;
+  for (const Variant& x : v) names.push_back(x.text());
+  CHECK(names == std::vector<std::string>{"dropout", "spatial", "gaussian", "alpha", "dropblock", "dropout@early:3",
+                                          "dropout@late:2", "dropout@linear:0.25:5", "alpha@late:5"});
+  // Epochs become optimizer steps: E x the batches of an epoch.
+  CHECK(v[5].in_steps(40) == DropoutSchedule::early(120));
+  CHECK(v[7].in_steps(4) == DropoutSchedule::linear(0.25, 20));
+  CHECK(v[0].in_steps(40) == DropoutSchedule::constant());
+  CHECK(batches_per_epoch(160, 50) == 4);
+  CHECK(batches_per_epoch(150, 50) == 3);
+  // The recorded text reads back without the epoch bound.
+  for (const Variant& x : v) CHECK(variant_from_text(x.text()) == x);
+  CHECK_THROWS_AS(variant_from_text("nope"), dropnet::DataError);
+
+  using dropnet::cli::UsageError;
+  CHECK_THROWS_WITH(parse_variants("dropout,spatail", 5), Catch::Contains("unknown dropout type 'spatail'"));
+  CHECK_THROWS_WITH(parse_variants("dropout@sometimes:2", 5), Catch::Contains("schedule 'sometimes:2': unknown form"));
+  CHECK_THROWS_WITH(parse_variants("dropout@early:6", 5), Catch::Contains("6 epochs is more than --epochs 5"));
+  CHECK_THROWS_WITH(parse_variants("dropout@late:0", 5), Catch::Contains("at least 1 epoch"));
+  CHECK_THROWS_WITH(parse_variants("dropout@linear:1.5:2", 5), Catch::Contains("START must be a rate from 0 to 1"));
+  CHECK_THROWS_WITH(parse_variants("dropout,dropout@constant", 5), Catch::Contains("dropout is listed twice"));
+  CHECK_THROWS_WITH(parse_variants("spatial,,dropout", 5), Catch::Contains("an empty entry"));
+  for (const char* bad : {"", "@early:2", "dropout@", "dropout@early", "dropout@early:x", "dropout@early:-1",
+                          "dropout@early:2:3", "dropout@linear:0.5", "dropout@late:+2"})
+    CHECK_THROWS_AS(parse_variants(bad, 5), UsageError);
+}
+
+TEST_CASE("variants are an axis of the study: seed, max-norm, variant, rate; ids name the variant", "[study][variants]") {
+  SweepConfig c = study(2, 4);
+  c.variants = parse_variants("dropout,dropout@early:1,spatial,dropout@linear:0.2:1", 2);
+  c.baseline_variant = "dropout";
+  // Rate 0 is one model (no dropout) for every variant but a linear ramp from above 0: run once per seed,
+  // under the first variant.
+  CHECK(rate0_owner(c) == "dropout");
+  CHECK_FALSE(shares_rate0(c, "dropout", 0));
+  CHECK(shares_rate0(c, "dropout@early:1", 0));
+  CHECK(shares_rate0(c, "spatial", 0));
+  CHECK_FALSE(shares_rate0(c, "spatial", 0.1));
+  CHECK_FALSE(shares_rate0(c, "dropout@linear:0.2:1", 0));
+  CHECK_FALSE(shares_rate0(study(2, 4), "", 0));
+  const std::vector<RunRecord> all = planned_runs(c);
+  REQUIRE(all.size() == 6 * 4);
+  CHECK(all[0].id == "variant=dropout,rate=0,max_norm=2,seed=1");
+  CHECK(all[1].id == "variant=dropout,rate=0.1,max_norm=2,seed=1");
+  CHECK(all[2].id == "variant=dropout@early:1,rate=0.1,max_norm=2,seed=1");
+  CHECK(all[2].variant == "dropout@early:1");
+  CHECK(all[3].id == "variant=spatial,rate=0.1,max_norm=2,seed=1");
+  CHECK(all[4].id == "variant=dropout@linear:0.2:1,rate=0,max_norm=2,seed=1");
+  CHECK(all[6].id == "variant=dropout,rate=0,max_norm=2,seed=2");
+  CHECK(run_id("", 0.5, 2, 3) == run_id(0.5, 2, 3));
+  // Whole seeds per shard when the shard count divides the seeds.
+  for (int i = 1; i <= 4; ++i) {
+    std::set<std::uint64_t> seeds;
+    std::set<std::string> variants;
+    for (const RunRecord& r : shard_runs(c, {i, 4})) seeds.insert(r.seed), variants.insert(r.variant);
+    CHECK(seeds == std::set<std::uint64_t>{c.seed + std::uint64_t(i - 1)});
+    CHECK(variants.size() == 4);
+  }
+  // Canonical order: max-norm, variant, rate, seed.
+  std::vector<RunRecord> runs = all;
+  std::reverse(runs.begin(), runs.end());
+  sort_runs(c, runs);
+  CHECK(runs[0].id == "variant=dropout,rate=0,max_norm=2,seed=1");
+  CHECK(runs[3].id == "variant=dropout,rate=0,max_norm=2,seed=4");
+  CHECK(runs[4].id == "variant=dropout,rate=0.1,max_norm=2,seed=1");
+  CHECK(runs[8].id == "variant=dropout@early:1,rate=0.1,max_norm=2,seed=1");
+  // The settings carry the variants (so that resume and merge refuse another axis); without them, nothing.
+  CHECK(settings_json(c).find(R"("variants":["dropout","dropout@early:1","spatial","dropout@linear:0.2:1"],)"
+                             R"("baseline_variant":"dropout")") !=
+        std::string::npos);
+  CHECK(settings_json(study(2, 4)).find("variant") == std::string::npos);
+  // A run line names the variant, its type and both forms of its schedule, and reads back.
+  RunRecord r = finished(all[2], 0.5);
+  r.schedule_steps = "early:4";
+  const std::string line = run_line(r);
+  CHECK(line.find(R"("variant":"dropout@early:1","dropout_type":"dropout","schedule_epochs":"early:1",)"
+                  R"("schedule_steps":"early:4")") != std::string::npos);
+  // Without rate 0 every variant has all its rates.
+  c.rates = {0.1, 0.5};
+  CHECK(planned_runs(c).size() == 4 * 2 * 4);
+  CHECK(run_line(finished(planned_runs(study(2, 4))[0], 0.5)).find("variant") == std::string::npos);
+}
+
+TEST_CASE("merge: shards of a variants study, and a study with other variants refused", "[study][variants][merge]") {
+  SweepConfig c = study(2, 2);
+  c.variants = parse_variants("dropout,dropout@late:1", 2);
+  c.baseline_variant = "dropout";
+  std::vector<MergeInput> in;
+  for (int i = 1; i <= 2; ++i) {
+    std::vector<RunRecord> runs;
+    for (const RunRecord& r : shard_runs(c, {i, 2})) runs.push_back(finished(r, 0.1 * i));
+    in.push_back(shard_input(c, i, 2, runs));
+  }
+  MergeResult m = merge_studies(in);
+  CHECK(m.unfinished.empty());
+  REQUIRE(m.study.runs.size() == 6);  // rate 0 once per seed, under dropout
+  CHECK(m.study.runs[0].id == "variant=dropout,rate=0,max_norm=2,seed=1");
+  CHECK(m.study.runs[4].id == "variant=dropout@late:1,rate=0.1,max_norm=2,seed=1");
+  const std::string report = markdown_report(m.study);
+  CHECK(report.find("| variant | rate | seeds |") != std::string::npos);
+  CHECK(report.find("| dropout@late:1 | 0.1 |") != std::string::npos);
+  CHECK(report.find("Paired by seed against the baseline, dropout, rate 0") != std::string::npos);
+  CHECK(report.find("has the highest mean test accuracy") != std::string::npos);
+  CHECK(report.find("| dropout@late:1 | 0 |") == std::string::npos);
+  CHECK(report.find("it is trained once per seed, as dropout, rate 0") != std::string::npos);
+  CHECK(report.find("comparing 2 conditions with the baseline") != std::string::npos);
+
+  SweepConfig other = c;
+  other.variants = parse_variants("dropout,dropout@late:2", 2);
+  in[1].file.settings = settings_json(other);
+  CHECK_THROWS_WITH(merge_studies(in), Catch::Contains("\"variants\" is"));
+  in[1].file.settings = settings_json(c);
+  in[1].file.runs[0].init_hash = "other";
+  CHECK_THROWS_WITH(merge_studies(in), Catch::Contains("different initial weights"));
+}

@@ -1,0 +1,139 @@
+// study_analysis.cpp: the analysis of a dropout study (study_analysis.hpp).
+#include "study_analysis.hpp"
+
+#include <cmath>
+
+#include <fmt/format.h>
+
+namespace dropnet::bench::analysis {
+namespace {
+
+using stats::Summary;
+
+Summary over(const Group& g, double (*f)(const RunRecord&), double alpha) {
+  std::vector<double> v;
+  for (const RunRecord* r : g.ok) v.push_back(f(*r));
+  return stats::describe(v, alpha);
+}
+
+// A condition in a sentence: "rate 0.5", or "spatial at rate 0.5" with variants.
+std::string in_words(const std::string& variant, double rate) {
+  return variant.empty() ? fmt::format("rate {}", rate) : fmt::format("{} at rate {}", variant, rate);
+}
+
+}  // namespace
+
+Analysis analyse(const Study& st) {
+  const SweepConfig& c = st.config;
+  const double a = c.alpha;
+  Analysis an;
+  for (double mn : c.max_norms)
+    for (const std::string& v : variant_axis(c))
+      for (double rate : c.rates) {
+        if (shares_rate0(c, v, rate)) continue;  // the owner's rate 0 stands for it
+        Group g{.variant = v, .rate = rate, .max_norm = mn};
+        for (const RunRecord& r : st.runs)
+          if (r.variant == v && r.rate == rate && r.max_norm == mn) (r.ok ? g.ok : g.failed).push_back(&r);
+        an.groups.push_back(std::move(g));
+      }
+  for (const Group& g : an.groups) {
+    RateSummary s{.group = &g};
+    s.test_acc = over(g, [](const RunRecord& r) { return r.test_accuracy; }, a);
+    s.test_loss = over(g, [](const RunRecord& r) { return r.test_loss; }, a);
+    s.best_acc = over(g, [](const RunRecord& r) { return r.best_test_accuracy; }, a);
+    s.best_loss = over(g, [](const RunRecord& r) { return r.best_test_loss; }, a);
+    s.best_epoch = over(g, [](const RunRecord& r) { return r.best_epoch < 0 ? kNaN : double(r.best_epoch + 1); }, a);
+    s.train_acc = over(g, [](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().accuracy; }, a);
+    s.val_acc = over(g, [](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().val_accuracy; }, a);
+    s.gap = over(g, [](const RunRecord& r) { return r.final_gap(); }, a);
+    s.std_nll = over(g, [](const RunRecord& r) { return r.standard.nll; }, a);
+    s.std_brier = over(g, [](const RunRecord& r) { return r.standard.brier; }, a);
+    s.std_ece = over(g, [](const RunRecord& r) { return r.standard.ece; }, a);
+    s.std_entropy = over(g, [](const RunRecord& r) { return r.standard.entropy; }, a);
+    s.std_auroc = over(g, [](const RunRecord& r) { return r.standard.auroc_entropy; }, a);
+    s.mc_acc = over(g, [](const RunRecord& r) { return r.mc.accuracy; }, a);
+    s.mc_nll = over(g, [](const RunRecord& r) { return r.mc.nll; }, a);
+    s.mc_brier = over(g, [](const RunRecord& r) { return r.mc.brier; }, a);
+    s.mc_ece = over(g, [](const RunRecord& r) { return r.mc.ece; }, a);
+    s.mc_entropy = over(g, [](const RunRecord& r) { return r.mc.entropy; }, a);
+    s.mc_mi = over(g, [](const RunRecord& r) { return r.mc.mutual_information; }, a);
+    s.mc_auroc = over(g, [](const RunRecord& r) { return r.mc.auroc_entropy; }, a);
+    an.rows.push_back(s);
+  }
+  // Paired by seed against the baseline rate (and variant), within each max-norm.
+  auto is_baseline = [&](const Group& g) { return g.rate == c.baseline && g.variant == c.baseline_variant; };
+  for (double mn : c.max_norms) {
+    const Group* base = nullptr;
+    for (const Group& g : an.groups)
+      if (g.max_norm == mn && is_baseline(g)) base = &g;
+    for (const Group& g : an.groups) {
+      if (g.max_norm != mn || is_baseline(g) || base == nullptr) continue;
+      std::vector<double> da, dl;
+      for (const RunRecord* r : g.ok)
+        for (const RunRecord* b : base->ok)
+          if (b->seed == r->seed) da.push_back(r->test_accuracy - b->test_accuracy), dl.push_back(r->test_loss - b->test_loss);
+      an.paired.push_back({g.variant, g.rate, mn, stats::paired_test(da, a), stats::paired_test(dl, a)});
+    }
+  }
+  // The conclusion: which rate (condition) has the highest mean test accuracy, and whether the data support it.
+  const bool variants = !c.variants.empty();
+  const std::string baseline_words = in_words(c.baseline_variant, c.baseline);
+  for (double mn : c.max_norms) {
+    const RateSummary* best = nullptr;
+    const RateSummary* runner_up = nullptr;
+    for (const RateSummary& s : an.rows) {
+      if (s.group->max_norm != mn || !std::isfinite(s.test_acc.mean)) continue;
+      if (best == nullptr || s.test_acc.mean > best->test_acc.mean) runner_up = best, best = &s;
+      else if (runner_up == nullptr || s.test_acc.mean > runner_up->test_acc.mean) runner_up = &s;
+    }
+    const std::string where = c.vary_max_norm ? fmt::format("With max-norm {}, r", max_norm_text(mn)) : "R";
+    if (best == nullptr) {
+      an.conclusions.push_back(where.substr(0, where.size() - 1) + (c.vary_max_norm ? "n" : "N") +
+                               "o run finished, so there is nothing to compare.");
+      continue;
+    }
+    const std::string best_words = in_words(best->group->variant, best->group->rate);
+    const std::string subject =
+        variants ? fmt::format("{}ondition {}", where.substr(0, where.size() - 1) + (c.vary_max_norm ? "c" : "C"), best_words)
+                 : fmt::format("{}ate {}", where, best->group->rate);
+    std::string s = fmt::format("{} has the highest mean test accuracy ({:.4f}, {} seed{})", subject,
+                                best->test_acc.mean, best->test_acc.n, best->test_acc.n == 1 ? "" : "s");
+    // Compare it with the baseline, or, when it is the baseline, with the next best rate (condition).
+    const bool is_base = is_baseline(*best->group);
+    const RateSummary* other = is_base ? runner_up : nullptr;
+    const Group* versus = is_base ? (other ? other->group : nullptr) : best->group;
+    const std::string other_words = is_base ? (other ? in_words(other->group->variant, other->group->rate) : "")
+                                            : baseline_words;
+    const Paired* pt = nullptr;
+    for (const Paired& p : an.paired)
+      if (versus != nullptr && p.max_norm == mn && p.rate == versus->rate && p.variant == versus->variant) pt = &p;
+    if (pt == nullptr || pt->acc.difference.n < 2 || !std::isfinite(pt->acc.p_t)) {
+      if (is_base && other == nullptr) s += variants ? "; it is the only condition." : "; it is the only rate.";
+      else if (pt != nullptr && pt->acc.difference.n >= 2)
+        s += fmt::format("; its paired differences from {} are the same on all {} seeds, so no t-test is "
+                         "possible.", other_words, pt->acc.difference.n);
+      else
+        s += fmt::format("; with {} paired seed(s) no confidence interval or test is possible, so the ranking may "
+                         "be seed noise.", pt ? pt->acc.difference.n : 0);
+    } else {
+      const Summary& d = pt->acc.difference;
+      const bool sig = pt->acc.p_t < c.alpha;
+      const double sign = is_base ? -1.0 : 1.0;  // difference of the best minus the rate it is compared with
+      s += fmt::format("; against {}{} {}, the paired difference over {} seeds is {:+.4f} (95% CI [{:+.4f}, "
+                       "{:+.4f}], paired t-test p = {}), {} at α = {}",
+                       is_base ? "the next best" : "the baseline", variants ? "," : "", other_words, d.n,
+                       sign * d.mean, sign > 0 ? d.ci_low : -d.ci_high, sign > 0 ? d.ci_high : -d.ci_low,
+                       pval(pt->acc.p_t), sig ? "significant" : "not significant", c.alpha);
+      s += sig ? "." : fmt::format(": these data do not show that {} is better than {}.", best_words, other_words);
+    }
+    an.conclusions.push_back(s);
+  }
+  return an;
+}
+
+std::string pval(double p) {
+  if (!std::isfinite(p)) return "n/a";
+  return p < 0.0001 ? "<0.0001" : fmt::format("{:.4f}", p);
+}
+
+}  // namespace dropnet::bench::analysis
