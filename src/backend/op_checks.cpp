@@ -120,11 +120,10 @@ void dropout(Device device, const Tensor& in, const Tensor& out, const DropoutCa
   for (std::size_t d = 0; d < shape.size(); ++d)
     if (mask[d] != shape[d] && mask[d] != 1)
       fail("dropout mask shape " + to_string(mask) + " does not broadcast to the input " + to_string(shape));
-  // With a slot the op reads the rate there when it runs; under a schedule the layer's rate may be 0 or 1
-  // (late or early dropout of a layer at rate 0), which the kernels handle (dropout_rate_edge).
-  if (call.slot != nullptr ? !(call.rate >= 0.0f && call.rate <= 1.0f) : !(call.rate > 0.0f && call.rate < 1.0f))
-    fail(std::string("the dropout op needs a rate in ") + (call.slot != nullptr ? "[0, 1]" : "(0, 1)") + ", got " +
-         std::to_string(call.rate));
+  // 0 and 1 are allowed: under a schedule the rate the op reads may be either (late or early dropout), and
+  // the kernels handle both (dropout_rate_edge: the identity, zeros).
+  if (!(call.rate >= 0.0f && call.rate <= 1.0f))
+    fail("the dropout op needs a rate in [0, 1], got " + std::to_string(call.rate));
 }
 
 void softmax_cross_entropy(Device device, const Tensor& z, const Tensor& t, const Tensor* dz, const Tensor& stats) {
