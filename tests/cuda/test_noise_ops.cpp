@@ -102,7 +102,7 @@ TEST_CASE("noise ops on the CUDA backend: 2^20 normals are the CPU's, and a reco
   zeros.fill(0.0f);
   const Tensor zd = zeros.to(Device::CUDA);
   backend::StepSlot host_slot{9, 1, 1.0f, kernels::constant_rate(1.0f)};
-  const DeviceSlot slot(host_slot);
+  DeviceSlot slot(host_slot);
   backend::NoiseCall cpu_call{Kind::GaussianNoise, 31337, 0, 1.0f, shape, {}};
   cpu_call.slot = &host_slot;
   backend::NoiseCall gpu_call = cpu_call;
