@@ -138,7 +138,7 @@ TEST_CASE("noise layers: seeds as Dropout's, and seed_generator() reports seed, 
   CHECK(AlphaDropout(0.2, {.noise_shape = {std::nullopt, 1, std::nullopt}}).mask_shape({4, 2, 3}) == Shape{4, 1, 3});
 }
 
-TEST_CASE("noise layers: identity at inference and rate 0; GaussianDropout's rate 1 the identity, AlphaDropout's zeros", "[noise]") {
+TEST_CASE("noise layers: identity at inference and rate 0, GaussianDropout's rate 1 the identity, AlphaDropout's zeros", "[noise]") {
   const Tensor x = testing::random_tensor({3, 2, 5}, 4);
   backend::StepSlot slot{0, 1, 0.5f, kernels::constant_rate(0.5f)};
   RunContext infer{cpu(), false, &slot}, train{cpu(), true, &slot};
@@ -243,7 +243,7 @@ TEST_CASE("AlphaDropout keeps exactly the elements Dropout keeps at the same see
   }
 }
 
-TEST_CASE("noise ops: forward is the per-element definition; backward regenerates the same draws", "[noise]") {
+TEST_CASE("noise ops: forward is the per-element definition and backward regenerates the same draws", "[noise]") {
   const Shape shape{3, 7, 5};
   const std::int64_t n = element_count(shape);
   const Tensor x = testing::random_tensor(shape, 41, 0.5, 2.0), dy = testing::random_tensor(shape, 42);

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <limits>
+#include <numbers>
 #include <string>
 #include <vector>
 
@@ -64,7 +65,7 @@ double phi(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
 
 }  // namespace
 
-TEST_CASE("normal_math: ln of the mantissa is within 2 ulp of double over every float in [sqrt(1/2), sqrt(2))", "[normal]") {
+TEST_CASE("normal_math: ln of the mantissa is within 2 ulp of double over every float from sqrt(1/2) to sqrt(2)", "[normal]") {
   ErrorStats s;
   std::int64_t count = 0;
   const float lo = 0.70710677f, hi = 1.4142135f;  // first float >= sqrt(1/2), first float >= sqrt(2)
@@ -99,7 +100,7 @@ TEST_CASE("normal_math: sin and cos of the quarter angle are within 2 ulp of dou
   ErrorStats s, c;
   double max_abs = 0;
   for (std::uint32_t b = 0; b < (1u << 23); ++b) {
-    const double x = (2.0 * b + 1.0) * 0x1p-24, angle = x * M_PI / 2.0;
+    const double x = (2.0 * b + 1.0) * 0x1p-24, angle = x * std::numbers::pi / 2.0;
     const kernels::SinCos got = kernels::normal_sincos_quarter(b);
     s.add(got.sin, std::sin(angle), x);
     c.add(got.cos, std::cos(angle), x);
@@ -120,7 +121,7 @@ TEST_CASE("normal_math: the quadrants and the pair are Box-Muller's to float acc
     const std::uint32_t w0 = b.w[0], w1 = b.w[1];
     // theta = 2 pi u2 with u2 = (q + x) / 4, x = (2 b + 1) 2^-24: the words' own angle.
     const double u2 = (double(w1 >> 30) + (2.0 * double((w1 >> 7) & 0x7FFFFFu) + 1.0) * 0x1p-24) / 4.0;
-    const double theta = 2.0 * M_PI * u2;
+    const double theta = 2.0 * std::numbers::pi * u2;
     const kernels::SinCos t = kernels::normal_sincos_word(w1);
     worst_angle = std::max({worst_angle, std::abs(t.cos - std::cos(theta)), std::abs(t.sin - std::sin(theta))});
     const double r = std::sqrt(-2.0 * log_uniform_exact(w0));
