@@ -67,6 +67,23 @@ struct DropoutLaunch : DropoutBroadcast {
 };
 void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void* stream);
 
+// ---- noise.cu ------------------------------------------------------------------------------------
+
+// One GaussianDropout, GaussianNoise or AlphaDropout pass (kernels/noise_math.hpp): forward x -> y, or
+// backward dy -> dx (`backward`). `kind` is a kernels::NoiseKind; the broadcast base is AlphaDropout's mask
+// (noise_shape), `broadcast` false for the other kinds. With `slot` (device memory: the layer's StepSlot) the
+// step and the rate (GaussianNoise: the stddev) are read there by the kernel when it runs.
+struct NoiseLaunch : DropoutBroadcast {
+  int kind;
+  bool backward;
+  std::uint64_t seed;
+  std::uint64_t step;          // without a slot
+  float rate;                  // without a slot
+  const StepSlot* slot = nullptr;
+  std::int64_t count;          // input elements
+};
+void launch_noise(const float* in, float* out, const NoiseLaunch& call, void* stream);
+
 // ---- adam.cu -------------------------------------------------------------------------------------
 
 // Keras' Adam over `count` contiguous parameters in one launch.

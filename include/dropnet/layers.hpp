@@ -256,6 +256,83 @@ class DROPNET_EXPORT Dropout : public Layer {
   std::uint64_t seed_ = 0;
 };
 
+// keras.layers.GaussianDropout(rate): during training multiplies each element by its own draw of
+// Normal(mean 1, stddev sqrt(rate / (1 - rate))); the identity in inference, at rate 0 and, unlike Keras 3
+// (which raises ZeroDivisionError when called in training), at rate 1 (tf.keras 2's `0 < rate < 1` rule: the
+// stddev is infinite there). With a schedule (RandomLayerOptions::schedule) the rate of each step is the
+// schedule's. The draws of the n-th training call are a pure function of (seed, n, element index)
+// (Philox4x32-10 and a Box–Muller transform built from correctly rounded operations only,
+// kernels/normal_math.hpp), bit-identical on the CPU and the GPU. Any input shape; output shape = input
+// shape; no weights. Throws InvalidArgument for a rate outside [0, 1] or an invalid schedule (constructor).
+class DROPNET_EXPORT GaussianDropout : public Layer {
+ public:
+  explicit GaussianDropout(double rate, RandomLayerOptions options = {});
+  std::string type() const override { return "GaussianDropout"; }
+  std::string name_stem() const override { return "gaussian_dropout"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  std::optional<SeedGenerator> seed_generator() const noexcept override;
+
+  double rate() const noexcept { return rate_; }
+  std::uint64_t seed() const noexcept { return seed_; }
+
+ private:
+  double rate_;
+  RandomLayerOptions options_;
+  std::uint64_t seed_ = 0;
+};
+
+// keras.layers.GaussianNoise(stddev): during training adds stddev * n to each element, n ~ Normal(0, 1) drawn
+// as GaussianDropout's; the identity in inference or when stddev == 0. The schedule schedules the stddev.
+// Any input shape; output shape = input shape; no weights. Throws InvalidArgument for a stddev outside
+// [0, 1] (Keras' check) or an invalid schedule (constructor).
+class DROPNET_EXPORT GaussianNoise : public Layer {
+ public:
+  explicit GaussianNoise(double stddev, RandomLayerOptions options = {});
+  std::string type() const override { return "GaussianNoise"; }
+  std::string name_stem() const override { return "gaussian_noise"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  std::optional<SeedGenerator> seed_generator() const noexcept override;
+
+  double stddev() const noexcept { return stddev_; }
+  std::uint64_t seed() const noexcept { return seed_; }
+
+ private:
+  double stddev_;
+  RandomLayerOptions options_;
+  std::uint64_t seed_ = 0;
+};
+
+// keras.layers.AlphaDropout(rate, noise_shape): self-normalising dropout for SELU networks. During training
+// each mask element is kept with probability 1 - rate (the keep rule and masks of Dropout with the same
+// seed, step and rate), and y = a * (kept ? x : alpha_p) + b with alpha_p = -1.6732632... * 1.0507009...,
+// a = ((1 - rate) (1 + rate alpha_p^2))^-1/2, b = -a alpha_p rate, which keeps a standard normal input's
+// mean 0 and variance 1. The identity in inference or at rate 0; zeros at rate 1 (the limit of the formula;
+// Keras 3 raises ZeroDivisionError there). noise_shape and the exceptions thrown are Dropout's.
+class DROPNET_EXPORT AlphaDropout : public Layer {
+ public:
+  explicit AlphaDropout(double rate, DropoutOptions options = {});
+  std::string type() const override { return "AlphaDropout"; }
+  std::string name_stem() const override { return "alpha_dropout"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  std::optional<SeedGenerator> seed_generator() const noexcept override;
+
+  double rate() const noexcept { return rate_; }
+  std::uint64_t seed() const noexcept { return seed_; }
+  // The concrete mask shape (batch included) for an input of `input_shape` (batch included).
+  Shape mask_shape(const Shape& input_shape) const;
+
+ private:
+  double rate_;
+  DropoutOptions options_;
+  std::uint64_t seed_ = 0;
+};
+
 // keras.layers.Flatten: (H, W, C) -> (H * W * C), row-major (channels_last order, as Keras). Any input
 // shape (its element count); no weights.
 class DROPNET_EXPORT Flatten : public Layer {

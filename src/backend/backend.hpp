@@ -80,6 +80,23 @@ struct DropoutCall {
   const StepSlot* slot = nullptr;
 };
 
+// One call of the Gaussian-noise family (GaussianDropout, GaussianNoise, AlphaDropout); see
+// kernels/noise_math.hpp for each kind's formula and kernels/normal_math.hpp for the normal draws. `rate` is
+// GaussianNoise's stddev. Only AlphaDropout takes a mask shape (its noise_shape, broadcast as Dropout's);
+// the others draw one normal per input element (mask_shape empty or the input's shape).
+struct NoiseCall {
+  enum class Kind { GaussianDropout, GaussianNoise, AlphaDropout };
+  Kind kind;
+  std::uint64_t seed;
+  std::uint64_t step;              // the draws' step, unless `slot` is given
+  float rate;                      // unless `slot` is given; 0 (and for the dropouts 1) need no draw
+  Shape input_shape;               // batch included
+  Shape mask_shape;                // AlphaDropout's; empty: the input's shape
+  // The layer's slot of the step state (this backend's memory): the op reads the step and the rate there
+  // when it runs.
+  const StepSlot* slot = nullptr;
+};
+
 // One Adam call: the step's constants, and optionally where its alpha (the only value that changes from
 // step to step) is read instead: alpha_by_batch[state->batch], a table fit fills once per epoch with
 // kernels::adam_step() of each of the epoch's steps, so both ways give the same bits.
@@ -164,6 +181,11 @@ class Backend {
   virtual void dropout_forward(const Tensor& x, Tensor& y, const DropoutCall& call) = 0;
   // Regenerates the mask of the forward with the same call: dx = dy * mask / (1 - rate).
   virtual void dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) = 0;
+
+  // The Gaussian-noise family: forward x -> y; backward dy -> dx from the same draws, regenerated
+  // (GaussianDropout dx = dy * g, GaussianNoise dx = dy, AlphaDropout dx = dy * a * kept).
+  virtual void noise_forward(const Tensor& x, Tensor& y, const NoiseCall& call) = 0;
+  virtual void noise_backward(const Tensor& dy, Tensor& dx, const NoiseCall& call) = 0;
 
   // Softmax cross-entropy from logits z (N, C) and targets t (N, C), rows of t summing to 1:
   //   loss_i = logsumexp(z_i) - sum_j t_ij z_ij,   correct_i = argmax z_i == argmax t_i

@@ -1,6 +1,7 @@
 // op_checks.cpp: see op_checks.hpp.
 #include "backend/op_checks.hpp"
 
+#include <cmath>
 #include <string>
 
 #include "dropnet/errors.hpp"
@@ -124,6 +125,33 @@ void dropout(Device device, const Tensor& in, const Tensor& out, const DropoutCa
   // the kernels handle both (dropout_rate_edge: the identity, zeros).
   if (!(call.rate >= 0.0f && call.rate <= 1.0f))
     fail("the dropout op needs a rate in [0, 1], got " + std::to_string(call.rate));
+}
+
+void noise(Device device, const Tensor& in, const Tensor& out, const NoiseCall& call, bool backward) {
+  const bool additive = call.kind == NoiseCall::Kind::GaussianNoise;
+  const char* layer = additive ? "GaussianNoise"
+                      : call.kind == NoiseCall::Kind::GaussianDropout ? "GaussianDropout" : "AlphaDropout";
+  tensor_of(device, in, out.size(), backward ? "noise output gradient" : "noise input");
+  on_device(device, out, backward ? "noise input gradient" : "noise output");
+  const Shape& shape = call.input_shape;
+  const Shape& mask = call.mask_shape.empty() ? shape : call.mask_shape;
+  if (shape.size() > static_cast<std::size_t>(kernels::kDropoutMaxRank))
+    fail(std::string(layer) + " supports inputs of rank up to 8, got " + to_string(shape));
+  if (element_count(shape) != in.size())
+    fail(std::string(layer) + " input shape " + to_string(shape) + " does not match the tensor's " +
+         std::to_string(in.size()) + " elements");
+  if (mask != shape && call.kind != NoiseCall::Kind::AlphaDropout)
+    fail(std::string(layer) + " draws one value per element; it takes no mask shape, got " + to_string(mask));
+  if (mask.size() != shape.size())
+    fail(std::string(layer) + " mask shape " + to_string(mask) + " does not have the rank of the input " +
+         to_string(shape));
+  for (std::size_t d = 0; d < shape.size(); ++d)
+    if (mask[d] != shape[d] && mask[d] != 1)
+      fail(std::string(layer) + " mask shape " + to_string(mask) + " does not broadcast to the input " +
+           to_string(shape));
+  if (call.slot == nullptr && !(call.rate >= 0.0f && (additive ? std::isfinite(call.rate) : call.rate <= 1.0f)))
+    fail(std::string(layer) + " op needs " + (additive ? "a finite stddev >= 0" : "a rate in [0, 1]") + ", got " +
+         std::to_string(call.rate));
 }
 
 void softmax_cross_entropy(Device device, const Tensor& z, const Tensor& t, const Tensor* dz, const Tensor& stats) {

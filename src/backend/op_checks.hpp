@@ -47,6 +47,10 @@ void activation_backward(Device device, const Tensor& y, const Tensor& dy, const
 // forward: in = x, out = y; backward: in = dy, out = dx. Also the call: a rate in (0, 1), an input shape
 // of the tensor's size and rank <= 8, and a mask shape that broadcasts to it.
 void dropout(Device device, const Tensor& in, const Tensor& out, const DropoutCall& call, bool backward);
+// The Gaussian-noise family (forward: in = x, out = y; backward: in = dy, out = dx): an input shape of the
+// tensor's size and rank <= 8, a mask shape (AlphaDropout only; empty means the input's) that broadcasts to
+// it, and, without a slot, a rate in [0, 1] (GaussianNoise: a finite stddev >= 0).
+void noise(Device device, const Tensor& in, const Tensor& out, const NoiseCall& call, bool backward);
 void softmax_cross_entropy(Device device, const Tensor& z, const Tensor& t, const Tensor* dz, const Tensor& stats);
 // A kernel of rank <= 8, axes inside it.
 void maxnorm(const MaxNormCall& call);

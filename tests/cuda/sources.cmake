@@ -5,6 +5,7 @@ set(DROPNET_CUDA_TEST_SOURCES
   test_layer_ops.cpp
   test_training_ops.cpp
   test_curand_mask.cpp
+  test_noise_ops.cpp
   test_model_training.cpp
   test_seed_model_probe.cpp
   test_step_graph.cpp

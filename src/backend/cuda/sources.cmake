@@ -11,12 +11,14 @@ set(DROPNET_CUDA_HOST_SOURCES
   backend/cuda/dense_cublas.cpp
   backend/cuda/cuda_backend.cpp
   backend/cuda/cuda_ops.cpp
+  backend/cuda/noise_ops.cpp
   backend/cuda/cuda_entry.cpp
   backend/cuda/graph.cpp)
 list(TRANSFORM DROPNET_CUDA_HOST_SOURCES PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/)
 set(DROPNET_CUDA_KERNEL_SOURCES
   elementwise.cu
   dropout.cu
+  noise.cu
   adam.cu
   maxnorm.cu
   softmax_xent.cu
@@ -36,6 +38,9 @@ if(DROPNET_WITH_CUDA)
   # once where the CPU backend's float code rounds twice; -fmad=false makes the GPU's Adam the CPU's bit for
   # bit. The kernel is bound by memory, so the two extra roundings cost nothing measurable.
   set_source_files_properties(${PROJECT_SOURCE_DIR}/kernels/adam.cu PROPERTIES COMPILE_OPTIONS -fmad=false)
+  # The normal draws (kernels/normal_math.hpp) likewise: every multiply-add there is an explicit fmaf, and
+  # -fmad=false keeps nvcc from fusing anything else, so the GPU's normals are the CPU's bit for bit.
+  set_source_files_properties(${PROJECT_SOURCE_DIR}/kernels/noise.cu PROPERTIES COMPILE_OPTIONS -fmad=false)
 endif()
 
 # Adds the CUDA backend (host sources and nvcc-compiled kernels) to `target`.
