@@ -20,6 +20,8 @@ namespace {
 std::unique_ptr<Layer> dropout_layer(const SeedModelConfig& c, double rate) {
   switch (c.type) {
     case DropoutType::Standard: return std::make_unique<Dropout>(rate, DropoutOptions{.schedule = c.schedule});
+    case DropoutType::Gaussian: return std::make_unique<GaussianDropout>(rate, RandomLayerOptions{.schedule = c.schedule});
+    case DropoutType::Alpha: return std::make_unique<AlphaDropout>(rate, DropoutOptions{.schedule = c.schedule});
     default: break;
   }
   throw InvalidArgument(fmt::format("seed model: dropout type {} is not available in this build", to_string(c.type)));
