@@ -68,8 +68,10 @@ void Sequential::compile(const CompileOptions& options) {
 
   m.options = options;
   m.device = options.device.value_or(cuda_available() ? Device::CUDA : Device::CPU);
-  m.backend = &backend::backend_for(m.device);
-  m.backend->set_deterministic(options.deterministic);
+  // The model's own backend context; it replaces the old one (of an earlier compile) with the step state below.
+  std::unique_ptr<backend::Backend> context = backend::make_backend(
+      m.device, {.deterministic = options.deterministic, .allow_tf32 = options.allow_tf32,
+                 .workspace_limit = options.workspace_limit});
   m.seed = options.seed ? *options.seed : std::random_device{}() | (std::uint64_t(std::random_device{}()) << 32);
 
   // Build: each layer's seed depends on the model seed and the layer's position only, so the same
@@ -112,6 +114,7 @@ void Sequential::compile(const CompileOptions& options) {
       advances.push_back(gen->draws ? 1u : 0u);
     }
   }
+  m.backend = std::move(context);
   m.state = backend::StepState(*m.backend, advances);
   m.progress = {};
   m.capacity = 0;
@@ -207,7 +210,7 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
   Tensor dlogits = output_grads[last].rows(0, n);
   {
     DROPNET_NVTX_RANGE("loss (softmax cross-entropy)");
-    stats.fill(0.0f);
+    backend->fill(stats.data(), static_cast<std::size_t>(stats.size()), 0.0f);
     // Keras' loss is the mean over the batch, so each row's gradient carries 1 / n.
     backend->softmax_cross_entropy(logits, labels, update ? &dlogits : nullptr, 1.0f / float(n), stats);
   }
@@ -309,6 +312,10 @@ std::int64_t Sequential::count_params() const {
 }
 bool Sequential::compiled() const noexcept { return impl_->compiled; }
 Device Sequential::device() const { impl_->require_compiled("device()"); return impl_->device; }
+backend::Backend& ModelInternals::backend(const Sequential& model) {
+  model.impl_->require_compiled("backend()");
+  return *model.impl_->backend;
+}
 std::uint64_t Sequential::seed() const { impl_->require_compiled("seed()"); return impl_->seed; }
 std::int64_t Sequential::iterations() const {
   if (!impl_->compiled) return 0;

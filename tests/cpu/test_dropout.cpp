@@ -16,7 +16,11 @@ using namespace dropnet;
 
 namespace {
 
-backend::Backend& cpu() { return backend::backend_for(Device::CPU); }
+// A CPU backend context of its own for the op tests (models make theirs at compile).
+backend::Backend& cpu() {
+  static const std::unique_ptr<backend::Backend> context = backend::make_backend(Device::CPU);
+  return *context;
+}
 
 std::vector<float> apply(const Tensor& x, std::uint64_t seed, std::uint64_t step, float rate, Shape mask = {}) {
   Tensor y(x.shape());

@@ -18,7 +18,11 @@ using namespace dropnet;
 
 namespace {
 
-backend::Backend& cpu() { return backend::backend_for(Device::CPU); }
+// A CPU backend context of its own for the op tests (models make theirs at compile).
+backend::Backend& cpu() {
+  static const std::unique_ptr<backend::Backend> context = backend::make_backend(Device::CPU);
+  return *context;
+}
 
 // A warp of 32 lanes, each with its own value, reduced by the kernels' loop
 // `for (o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(~0u, v, o)`, every lane at once.
