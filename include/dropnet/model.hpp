@@ -7,6 +7,7 @@
 //   dropnet::History h = model.fit(x, y, {.batch_size = 250, .epochs = 55, .validation_split = 0.2});
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <map>
