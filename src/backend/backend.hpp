@@ -4,8 +4,8 @@
 //
 // A backend is a context, not a global: each compiled model owns one (Sequential::Impl::backend), made by
 // make_backend() for its device with its settings (BackendSettings, from CompileOptions). On the GPU it is
-// a stream with its cuDNN/cuBLAS handles, scratch and algorithm choices; two models never share one unless
-// a caller passes the same object to both. Memory itself is not the backend's: tensors allocate, copy and
+// a stream with its cuDNN/cuBLAS handles, scratch and algorithm choices; it also owns the model's step state
+// (step_state()). Two models never share one unless a caller passes the same object to both. Memory itself is not the backend's: tensors allocate, copy and
 // fill through the memory layer (backend/memory.hpp), which knows nothing of ops.
 //
 // Conventions: images NHWC; Conv2D kernels (KH, KW, C, K) and Dense kernels (IN, OUT), Keras layouts,
@@ -129,9 +129,14 @@ struct BackendSettings {
   std::size_t workspace_limit = std::size_t{64} << 20;
 };
 
+class StepState;
+
 class Backend {
  public:
-  virtual ~Backend() = default;
+  Backend();
+  virtual ~Backend();
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
   virtual Device device() const noexcept = 0;
   // The settings it was created with.
   virtual const BackendSettings& settings() const noexcept = 0;
@@ -150,6 +155,12 @@ class Backend {
     wait();
   }
   std::uint64_t host_waits() const noexcept { return host_waits_; }
+
+  // The step state of the model this context runs (StepState, below), in this backend's memory: one per
+  // backend context, owned by it, laid out by the model at compile (set_step_state). Until then it has no
+  // slots and reads as zeros.
+  StepState& step_state() noexcept { return *step_state_; }
+  void set_step_state(StepState state);
 
   // y = conv(x, w) + b; b may be null (the activation is a separate op).
   virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
@@ -218,6 +229,7 @@ class Backend {
 
  private:
   std::uint64_t host_waits_ = 0;
+  std::unique_ptr<StepState> step_state_;  // never null
 };
 
 // A model's step state in its backend's memory (kernels/step_state.hpp), laid out when the model is

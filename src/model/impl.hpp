@@ -30,9 +30,10 @@ struct Sequential::Impl {
   // its destructor waits for its stream).
   std::unique_ptr<backend::Backend> backend;
   // The step state (iteration, batch, metric sums, one slot per stochastic layer) in the backend's memory
-  // only: state.read() takes the host's copy when it is needed (progress ticks, epoch ends, checkpoints).
+  // only, owned by the backend context (Backend::step_state; laid out by compile): state().read() takes the
+  // host's copy when it is needed (progress ticks, epoch ends, checkpoints). After compile only.
+  backend::StepState& state() const { return backend->step_state(); }
   // slot_of[i] is layer i's slot, or -1 for a layer without a seed generator.
-  mutable backend::StepState state;
   std::vector<std::int64_t> slot_of;
 
   // Every weight, gradient and Adam moment lives in one flat buffer each, so that Adam is one call.

@@ -115,7 +115,7 @@ void Sequential::compile(const CompileOptions& options) {
     }
   }
   m.backend = std::move(context);
-  m.state = backend::StepState(*m.backend, advances);
+  m.backend->set_step_state(backend::StepState(*m.backend, advances));
   m.progress = {};
   m.capacity = 0;
   m.stats = Tensor({2}, m.device);
@@ -200,7 +200,7 @@ void Sequential::Impl::forward(std::int64_t n, RunContext& ctx) {
 }
 
 const backend::StepSlot* Sequential::Impl::slot(std::size_t i) const {
-  return slot_of[i] < 0 ? nullptr : state.slots() + slot_of[i];
+  return slot_of[i] < 0 ? nullptr : state().slots() + slot_of[i];
 }
 
 void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend::AdamCall* update) {
@@ -260,7 +260,7 @@ std::vector<float> Sequential::Impl::epoch_alphas(std::int64_t steps, std::int64
 
 void Sequential::Impl::issue_fit_step(FitPlan& plan, std::int64_t batch_size, std::int64_t n) {
   DROPNET_NVTX_RANGE("step");
-  backend::StepHeader* header = state.header();
+  backend::StepHeader* header = state().header();
   Tensor bx = batch_x.rows(0, n), by = batch_y.rows(0, n);
   {
     DROPNET_NVTX_RANGE("gather batch");
@@ -271,7 +271,7 @@ void Sequential::Impl::issue_fit_step(FitPlan& plan, std::int64_t batch_size, st
   // Adam's constants do not depend on the step but alpha, which the op reads from the epoch's table.
   const backend::AdamCall update(adam_step(1), plan.alpha_by_batch(), header);
   issue_loss(n, ctx, &update);
-  backend->advance_step(header, state.slots(), {.optimizer_step = true, .batch_stats = stats.data(), .rows = n});
+  backend->advance_step(header, state().slots(), {.optimizer_step = true, .batch_stats = stats.data(), .rows = n});
 }
 
 Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
@@ -283,13 +283,13 @@ Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
   m.ensure_capacity(n);
   DROPNET_NVTX_RANGE("step (train_on_batch)");
   // train_on_batch reads its result back anyway; it reads the iteration (Adam's t - 1) first.
-  const std::uint64_t iteration = m.state.read().header.iteration;
+  const std::uint64_t iteration = m.state().read().header.iteration;
   m.gather_range(x, &y, 0, n);
   RunContext ctx{*m.backend, true};
   m.forward(n, ctx);
   const backend::AdamCall update(m.adam_step(static_cast<std::int64_t>(iteration) + 1));
   m.issue_loss(n, ctx, &update);
-  m.backend->advance_step(m.state.header(), m.state.slots(), {.optimizer_step = true});
+  m.backend->advance_step(m.state().header(), m.state().slots(), {.optimizer_step = true});
   const auto [loss, correct] = m.read_stats();
   return {{"loss", loss / double(n)}, {"accuracy", correct / double(n)}};
 }
@@ -319,7 +319,7 @@ backend::Backend& ModelInternals::backend(const Sequential& model) {
 std::uint64_t Sequential::seed() const { impl_->require_compiled("seed()"); return impl_->seed; }
 std::int64_t Sequential::iterations() const {
   if (!impl_->compiled) return 0;
-  return static_cast<std::int64_t>(impl_->state.read().header.iteration);
+  return static_cast<std::int64_t>(impl_->state().read().header.iteration);
 }
 const Adam& Sequential::optimizer() const { return impl_->options.optimizer; }
 const std::string& Sequential::step_mode() const noexcept { return impl_->step_mode; }
