@@ -49,7 +49,8 @@ int run_kernels(std::span<const std::string> args) {
   const int repeats = int(flags.get_int("repeats", 1, 100000));
   const int warmup = int(flags.get_int("warmup", 0, 100000));
 
-  backend::Backend& be = backend::backend_for(device);
+  const std::unique_ptr<backend::Backend> context = backend::make_backend(device);
+  backend::Backend& be = *context;
   fmt::print("device: {}\n", describe(device));
   fmt::print("tensor: {} floats ({:.0f} MiB); warm-up {}, median of {}\n\n", n, double(n) * 4 / (1 << 20), warmup,
              repeats);
@@ -68,7 +69,7 @@ int run_kernels(std::span<const std::string> args) {
   const bool cpu = device == Device::CPU;
   rows.push_back({cpu ? "copy (memcpy)" : "copy (device to device)", median_seconds(warmup, repeats, [&] {
                     if (cpu) std::memcpy(b.data(), a.data(), std::size_t(n) * sizeof(float));
-                    else backend::copy(b.data(), device, a.data(), device, std::size_t(n));
+                    else be.copy(b.data(), a.data(), std::size_t(n));
                     be.synchronize();
                   }), 2 * N * f});
 

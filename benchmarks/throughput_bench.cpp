@@ -26,6 +26,7 @@
 #include "dropnet/dropnet.hpp"
 #include "kernels/adam_math.hpp"
 #include "layers/layer_util.hpp"
+#include "model/impl.hpp"
 
 namespace dropnet::bench {
 namespace {
@@ -152,7 +153,8 @@ int run_throughput(std::span<const std::string> args) {
   SgemmReference blas;
   if (device == Device::CPU) blas = sgemm_reference(gemm_size);
 
-  backend::Backend& be = backend::backend_for(device);
+  // The model's own backend context: the per-layer profile below issues its ops there, as fit does.
+  backend::Backend& be = ModelInternals::backend(model);
   // Asking for every batch's logs makes fit read each batch's running loss back before the next, so the
   // time between two batch ends is one whole step, finished on any device.
   struct StepClock : Callback {
@@ -217,7 +219,7 @@ int run_throughput(std::span<const std::string> args) {
     });
   Tensor dz = grads[L - 1];
   const double loss_s = median_seconds(1, steps, [&] {
-    stats.fill(0.0f);
+    be.fill(stats.data(), 2, 0.0f);
     be.softmax_cross_entropy(model.layer(L - 1).logits().rows(0, batch), y, &dz, 1.0f / float(batch), stats);
     be.synchronize();
   });

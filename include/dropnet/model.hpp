@@ -7,6 +7,7 @@
 //   dropnet::History h = model.fit(x, y, {.batch_size = 250, .epochs = 55, .validation_split = 0.2});
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -54,9 +55,20 @@ struct CompileOptions {
   // Seeds weight initialisation, unseeded dropout layers and shuffling. Default: a random seed
   // (as Keras without set_random_seed); seed() tells which was used.
   std::optional<std::uint64_t> seed;
+  // Each compile() makes the model its own backend context for `device` with the settings below (on the
+  // GPU: its own stream, cuDNN/cuBLAS handles and algorithm choices), so models compiled with different
+  // settings do not change each other.
+  //
   // Only reproducible algorithms: on the GPU, cuDNN's deterministic convolution and pooling algorithms
   // (slower); the same inputs then give the same bits on every run. The CPU backend always is.
   bool deterministic = false;
+  // On the GPU, TF32 tensor cores for float32 convolutions and GEMMs (faster on Ampere and later GPUs, with
+  // about 10 mantissa bits per product). Off by default, for reproducibility: results then stay within
+  // 1e-5 relative of float32. No effect on the CPU.
+  bool allow_tf32 = false;
+  // On the GPU, the most memory one cuDNN convolution algorithm may use as workspace, in bytes (algorithms
+  // that need more are not considered). No effect on the CPU.
+  std::size_t workspace_limit = std::size_t{64} << 20;
   // On the GPU, fit records its training step once as a CUDA graph (after a first, ordinary step) and
   // replays it for every further full batch, which saves the launch overhead of ~40 kernels per step. The
   // results are the same bits either way. No effect on the CPU.
@@ -173,6 +185,7 @@ class DROPNET_EXPORT Sequential {
   std::unique_ptr<Impl> impl_;
   friend struct CheckpointAccess;  // checkpoint.cpp: optimizer state and fit progress
   friend class StepRecorder;       // step_recorder.cpp: runs (and on the GPU records) fit's training steps
+  friend struct ModelInternals;    // model/impl.hpp: the model's backend context, for tests and benchmarks
 };
 
 }  // namespace dropnet

@@ -2,6 +2,12 @@
 // here; the CPU backend (backend/cpu/) and the CUDA backend (backend/cuda/) implement the same signatures,
 // and layers never ask which one runs them. All tensors passed to a backend live on its device.
 //
+// A backend is a context, not a global: each compiled model owns one (Sequential::Impl::backend), made by
+// make_backend() for its device with its settings (BackendSettings, from CompileOptions). On the GPU it is
+// a stream with its cuDNN/cuBLAS handles, scratch and algorithm choices; it also owns the model's step state
+// (step_state()). Two models never share one unless a caller passes the same object to both. Memory itself is not the backend's: tensors allocate, copy and
+// fill through the memory layer (backend/memory.hpp), which knows nothing of ops.
+//
 // Conventions: images NHWC; Conv2D kernels (KH, KW, C, K) and Dense kernels (IN, OUT), Keras layouts,
 // row-major. Backward functions overwrite (never accumulate into) their outputs.
 #pragma once
@@ -136,15 +142,37 @@ struct MaxNormCall {
   float max_value;
 };
 
+// What a backend is created with (make_backend); fixed for its life, so that two models' backends never
+// change each other's numerics. CompileOptions carries them.
+struct BackendSettings {
+  // Only reproducible algorithms: on the GPU cuDNN's deterministic convolution algorithms (chosen by
+  // heuristics rather than timing) and deterministic max-pooling backward. The CPU backend always is.
+  bool deterministic = false;
+  // TF32 tensor cores for float32 convolutions and GEMMs on the GPU (about 10 mantissa bits per product).
+  // Off by default, for reproducibility: float32 results then stay within 1e-5 relative of the CPU's.
+  bool allow_tf32 = false;
+  // The most device memory one cuDNN algorithm may use as workspace (it counts in the peak memory).
+  std::size_t workspace_limit = std::size_t{64} << 20;
+};
+
+class StepState;
+
 class Backend {
  public:
-  virtual ~Backend() = default;
+  Backend();
+  virtual ~Backend();
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
   virtual Device device() const noexcept = 0;
+  // The settings it was created with.
+  virtual const BackendSettings& settings() const noexcept = 0;
 
-  // Memory in this backend's address space.
-  virtual float* allocate(std::size_t count) = 0;
-  virtual void deallocate(float* ptr) noexcept = 0;
+  // Fills and device-to-device copies of this backend's memory, queued in order with its ops (on the GPU:
+  // on its stream, so that a recorded step records them). Tensors' own fill()/copy_from() go through the
+  // memory layer instead, outside of any step. copy: `count` floats, both pointers on this device, not
+  // overlapping (unless equal).
   virtual void fill(float* ptr, std::size_t count, float value) = 0;
+  virtual void copy(float* dst, const float* src, std::size_t count) = 0;
   // Waits until every op issued so far has finished (a no-op on the CPU). Every host read of the step
   // state goes through here, and the waits are counted: fit waits only at progress ticks, epoch ends and
   // checkpoints (tests/cpu/test_fit_step.cpp counts them over an epoch).
@@ -153,9 +181,12 @@ class Backend {
     wait();
   }
   std::uint64_t host_waits() const noexcept { return host_waits_; }
-  // Restricts the backend to reproducible algorithms (the CPU backend always is).
-  virtual void set_deterministic(bool) {}
 
+  // The step state of the model this context runs (StepState, below), in this backend's memory: one per
+  // backend context, owned by it, laid out by the model at compile (set_step_state). Until then it has no
+  // slots and reads as zeros.
+  StepState& step_state() noexcept { return *step_state_; }
+  void set_step_state(StepState state);
 
   // y = conv(x, w) + b; b may be null (the activation is a separate op).
   virtual void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
@@ -229,6 +260,7 @@ class Backend {
 
  private:
   std::uint64_t host_waits_ = 0;
+  std::unique_ptr<StepState> step_state_;  // never null
 };
 
 // A model's step state in its backend's memory (kernels/step_state.hpp), laid out when the model is
@@ -256,10 +288,9 @@ class StepState {
   std::vector<SlotLayout> layout_;
 };
 
-// The backend for `device`; throws DeviceUnavailable for CUDA when cuda_available() is false.
-Backend& backend_for(Device device);
-
-// Copies `count` floats between any two devices.
-void copy(float* dst, Device dst_device, const float* src, Device src_device, std::size_t count);
+// A new backend for `device` with `settings` (backend/factory.cpp, the only place that chooses between the
+// CPU and CUDA backends). Throws DeviceUnavailable for CUDA when cuda_available() is false or the build has
+// no CUDA, DeviceError when the GPU's stream or handles cannot be set up.
+std::unique_ptr<Backend> make_backend(Device device, const BackendSettings& settings = {});
 
 }  // namespace dropnet::backend

@@ -1,6 +1,6 @@
 // device_array.hpp: a typed array in one device's memory, for storage that is not floats (row indices,
 // image bytes, class bytes, the step state). Tensors are float arrays with shapes; this is the plain
-// buffer beside them, so no float tensor is used as raw memory. Copies to and from the host are
+// buffer beside them, so no float tensor is used as raw memory. Both sit on the memory layer (memory.hpp). Copies to and from the host are
 // synchronous (they wait for the work queued before them on the GPU).
 #pragma once
 
@@ -9,16 +9,10 @@
 #include <span>
 #include <type_traits>
 
+#include "backend/memory.hpp"
 #include "dropnet/device.hpp"
 
 namespace dropnet::backend {
-
-// Raw memory on a device: what Tensor storage and DeviceArray use (backend/memory.cpp).
-namespace memory {
-void* allocate(Device device, std::size_t bytes);
-void release(Device device, void* ptr) noexcept;
-void copy(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
-}  // namespace memory
 
 template <typename T>
 class DeviceArray {

@@ -6,6 +6,11 @@
 
 namespace dropnet::backend {
 
+// The backend context owns its model's step state (backend.hpp); StepState is complete here.
+Backend::Backend() : step_state_(std::make_unique<StepState>()) {}
+Backend::~Backend() = default;
+void Backend::set_step_state(StepState state) { *step_state_ = std::move(state); }
+
 namespace {
 
 // The slots of `layout` at `iteration`, with the given steps.

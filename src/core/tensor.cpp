@@ -5,7 +5,7 @@
 
 #include <fmt/format.h>
 
-#include "backend/backend.hpp"
+#include "backend/memory.hpp"
 #include "dropnet/errors.hpp"
 
 namespace dropnet {
@@ -29,14 +29,12 @@ std::string to_string(const Shape& shape) {
   return s + ")";
 }
 
-// Owns one allocation on one device and returns it to that device's backend.
+// Owns one allocation on one device, from the memory layer (backend/memory.hpp), and returns it there.
 struct Tensor::Storage {
   Storage(Device d, std::size_t n) : device(d), count(n) {
-    if (n) ptr = backend::backend_for(d).allocate(n);
+    if (n) ptr = static_cast<float*>(backend::memory::allocate(d, n * sizeof(float)));
   }
-  ~Storage() {
-    if (ptr) backend::backend_for(device).deallocate(ptr);
-  }
+  ~Storage() { backend::memory::release(device, ptr); }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
   Device device;
@@ -47,7 +45,7 @@ struct Tensor::Storage {
 Tensor::Tensor(Shape shape, Device device)
     : shape_(std::move(shape)), size_(element_count(shape_)), device_(device) {
   storage_ = std::make_shared<Storage>(device, static_cast<std::size_t>(size_));
-  if (size_) backend::backend_for(device).fill(storage_->ptr, static_cast<std::size_t>(size_), 0.0f);
+  if (size_) backend::memory::fill(storage_->ptr, device, static_cast<std::size_t>(size_), 0.0f);
 }
 
 Tensor Tensor::from_vector(Shape shape, std::vector<float> values) {
@@ -94,17 +92,17 @@ void Tensor::copy_from(const Tensor& src) {
     throw InvalidArgument(fmt::format("copy_from: source {} has {} elements, destination {} has {}",
                                       to_string(src.shape()), src.size(), to_string(shape_), size_));
   if (size_ == 0 || src.data() == data()) return;
-  backend::copy(data(), device_, src.data(), src.device(), static_cast<std::size_t>(size_));
+  backend::memory::copy(data(), device_, src.data(), src.device(), static_cast<std::size_t>(size_) * sizeof(float));
 }
 
 std::vector<float> Tensor::to_vector() const {
   std::vector<float> v(static_cast<std::size_t>(size_));
-  if (size_) backend::copy(v.data(), Device::CPU, data(), device_, v.size());
+  if (size_) backend::memory::copy(v.data(), Device::CPU, data(), device_, v.size() * sizeof(float));
   return v;
 }
 
 void Tensor::fill(float value) {
-  if (size_) backend::backend_for(device_).fill(data(), static_cast<std::size_t>(size_), value);
+  if (size_) backend::memory::fill(data(), device_, static_cast<std::size_t>(size_), value);
 }
 
 Tensor Tensor::reshaped(Shape shape) const {

@@ -16,8 +16,8 @@ void Activation::backward(const Tensor&, const Tensor& y, const Tensor& dy, Tens
   if (dx != nullptr) ctx.backend.activation_backward(kind_, y, dy, *dx);
 }
 
-void Activation::backward_from_logits(const Tensor&, const Tensor& dz, Tensor* dx, RunContext&) {
-  if (dx != nullptr) dx->copy_from(dz);
+void Activation::backward_from_logits(const Tensor&, const Tensor& dz, Tensor* dx, RunContext& ctx) {
+  if (dx != nullptr) layer_util::copy(ctx, *dx, dz);
 }
 
 }  // namespace dropnet

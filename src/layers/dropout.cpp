@@ -72,11 +72,11 @@ Shape Dropout::mask_shape(const Shape& input_shape) const {
 
 void Dropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
   if (!ctx.training || layer_util::fixed_rate(rate_, options_.schedule, 0.0)) {
-    y.copy_from(x);
+    layer_util::copy(ctx, y, x);
     return;
   }
   if (layer_util::fixed_rate(rate_, options_.schedule, 1.0)) {
-    y.fill(0.0f);
+    layer_util::fill(ctx, y, 0.0f);
     return;
   }
   ctx.backend.dropout_forward(x, y, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));
@@ -85,9 +85,9 @@ void Dropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
 void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
   if (dx == nullptr) return;
   if (!ctx.training || layer_util::fixed_rate(rate_, options_.schedule, 0.0)) {
-    dx->copy_from(dy);
+    layer_util::copy(ctx, *dx, dy);
   } else if (layer_util::fixed_rate(rate_, options_.schedule, 1.0)) {
-    dx->fill(0.0f);
+    layer_util::fill(ctx, *dx, 0.0f);
   } else {
     ctx.backend.dropout_backward(dy, *dx, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));
   }

@@ -6,10 +6,10 @@ namespace dropnet {
 
 Shape Flatten::build(const Shape& in, std::uint64_t) { return finish_build(in, {element_count(in)}); }
 
-void Flatten::forward(const Tensor& x, Tensor& y, RunContext&) { y.copy_from(x); }
+void Flatten::forward(const Tensor& x, Tensor& y, RunContext& ctx) { layer_util::copy(ctx, y, x); }
 
-void Flatten::backward(const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx, RunContext&) {
-  if (dx != nullptr) dx->copy_from(dy);
+void Flatten::backward(const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
+  if (dx != nullptr) layer_util::copy(ctx, *dx, dy);
 }
 
 }  // namespace dropnet

@@ -99,6 +99,28 @@ std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream) {
 
 Tensor batch_view(Tensor& buffer, std::int64_t batch) { return buffer.rows(0, batch); }
 
+namespace {
+void check_on_backend(const RunContext& ctx, const Tensor& t, const char* what) {
+  if (!t.empty() && t.device() != ctx.backend.device())
+    throw InvalidArgument(fmt::format("{}: a {} tensor for the model's {} backend", what, to_string(t.device()),
+                                      to_string(ctx.backend.device())));
+}
+}  // namespace
+
+void copy(RunContext& ctx, Tensor& dst, const Tensor& src) {
+  if (src.size() != dst.size())
+    throw InvalidArgument(fmt::format("copy: source {} has {} elements, destination {} has {}",
+                                      to_string(src.shape()), src.size(), to_string(dst.shape()), dst.size()));
+  check_on_backend(ctx, src, "copy");
+  check_on_backend(ctx, dst, "copy");
+  ctx.backend.copy(dst.data(), src.data(), static_cast<std::size_t>(dst.size()));
+}
+
+void fill(RunContext& ctx, Tensor& dst, float value) {
+  check_on_backend(ctx, dst, "fill");
+  ctx.backend.fill(dst.data(), static_cast<std::size_t>(dst.size()), value);
+}
+
 void allocate_activation(ActivationKind kind, const Shape& out, Device device, Tensor& z, Tensor& dz) {
   z = kind == ActivationKind::Softmax ? Tensor(out, device) : Tensor();
   dz = kind != ActivationKind::Linear ? Tensor(out, device) : Tensor();

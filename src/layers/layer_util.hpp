@@ -39,6 +39,11 @@ inline bool fixed_rate(double rate, const DropoutSchedule& s, double value) {
 }
 // The first `batch` rows of a scratch buffer sized for the largest batch.
 Tensor batch_view(Tensor& buffer, std::int64_t batch);
+// dst = src and dst = value through the model's backend: queued in order with the step's other ops (on the
+// GPU on the backend's stream, so a recorded step records them), unlike Tensor::copy_from and Tensor::fill.
+// Both tensors live on the backend's device; copy throws InvalidArgument for different element counts.
+void copy(RunContext& ctx, Tensor& dst, const Tensor& src);
+void fill(RunContext& ctx, Tensor& dst, float value);
 
 // The activation stage shared by Conv2D and Dense, y = act(z) with z = the layer's linear part.
 // Scratch: `z` (the logits) only for softmax, which keeps them for the loss; `dz` for any nonlinear

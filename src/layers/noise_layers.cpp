@@ -32,15 +32,15 @@ backend::NoiseCall make_call(Kind kind, std::uint64_t seed, double rate, const S
 // The forward of the three layers: `edge` is 1 where the layer skips the op and passes x through, 0 where
 // it gives zeros (a constant rate no draw decides, as Keras skips it), -1 where the op runs.
 void run_forward(int edge, const Tensor& x, Tensor& y, RunContext& ctx, const backend::NoiseCall* call) {
-  if (!ctx.training || edge == 1) y.copy_from(x);
-  else if (edge == 0) y.fill(0.0f);
+  if (!ctx.training || edge == 1) layer_util::copy(ctx, y, x);
+  else if (edge == 0) layer_util::fill(ctx, y, 0.0f);
   else ctx.backend.noise_forward(x, y, *call);
 }
 
 void run_backward(int edge, const Tensor& dy, Tensor* dx, RunContext& ctx, const backend::NoiseCall* call) {
   if (dx == nullptr) return;
-  if (!ctx.training || edge == 1) dx->copy_from(dy);
-  else if (edge == 0) dx->fill(0.0f);
+  if (!ctx.training || edge == 1) layer_util::copy(ctx, *dx, dy);
+  else if (edge == 0) layer_util::fill(ctx, *dx, 0.0f);
   else ctx.backend.noise_backward(dy, *dx, *call);
 }
 

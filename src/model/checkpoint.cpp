@@ -282,7 +282,7 @@ TrainingState training_state(const Sequential& model) {
   s.history = m.progress.history;
   s.seed = m.seed;
   if (m.compiled) {  // one read of the step state
-    const backend::StepHeader h = m.state.read().header;
+    const backend::StepHeader h = m.state().read().header;
     s.iterations = static_cast<std::int64_t>(h.iteration);
     if (m.progress.mid_epoch) {
       s.step = h.batch;
@@ -339,7 +339,7 @@ void save_checkpoint(const Sequential& model, const fs::path& path, const Traini
     w.add_f32("optimizer/" + wt.name + "/m", wt.param->shape, mv);
     w.add_f32("optimizer/" + wt.name + "/v", wt.param->shape, vv);
   }
-  const backend::StepSnapshot steps = m.state.read();
+  const backend::StepSnapshot steps = m.state().read();
   add_i64_scalar(w, "optimizer/iterations", static_cast<std::int64_t>(steps.header.iteration));
   for (const Generator& g : generators(m)) {
     const std::int64_t gen[2] = {std::bit_cast<std::int64_t>(g.seed), static_cast<std::int64_t>(steps.slots[g.slot].step)};
@@ -432,14 +432,14 @@ TrainingState detail::load_checkpoint_from(Sequential& model, const SafetensorsF
     copy_into(m.adam_m.rows(w->offset, w->offset + w->size), {w->size}, floats(f, *mv.first));
     copy_into(m.adam_v.rows(w->offset, w->offset + w->size), {w->size}, floats(f, *mv.second));
   }
-  backend::StepSnapshot restored = m.state.read();
+  backend::StepSnapshot restored = m.state().read();
   for (const auto& [slot, step] : steps) restored.slots[slot].step = static_cast<std::uint64_t>(step);
   restored.header.iteration = static_cast<std::uint64_t>(state.iterations);
   restored.header.batch = state.step;
   restored.header.loss_sum = state.totals.loss_sum;
   restored.header.correct = state.totals.correct;
   restored.header.seen = state.totals.seen;
-  m.state.write(restored);
+  m.state().write(restored);
   m.progress.epoch = state.epoch;
   m.progress.mid_epoch = state.step > 0;
   m.progress.history = state.history;

@@ -111,7 +111,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     const std::vector<std::int64_t> order = epoch_order(split_at, m.seed, epoch, o.shuffle);
     // The epoch starts with the device idle: one read of the step state (the iteration, for Adam's alpha
     // table) and one write (the first batch and the sums carried in), both at the epoch's start.
-    backend::StepSnapshot state = m.state.read();
+    backend::StepSnapshot state = m.state().read();
     std::int64_t first_step = 0;
     state.header.batch = 0;
     state.header.loss_sum = state.header.correct = 0.0;
@@ -123,7 +123,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
       state.header.correct = o.initial_totals.correct;
       state.header.seen = o.initial_totals.seen;
     }
-    m.state.write(state);
+    m.state().write(state);
     m.progress.mid_epoch = first_step > 0;
     auto running = [](const backend::StepHeader& h) {
       return Totals{h.loss_sum, h.correct, h.seen}.logs();
@@ -139,7 +139,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
       // device, and callbacks get empty logs.
       Logs batch_logs;
       if (step + 1 == steps || bar.due(step + 1) || wants_batch_logs) {
-        logs = running(m.state.read().header);
+        logs = running(m.state().read().header);
         batch_logs = logs;
         bar.update(step + 1, logs);
       }
@@ -208,7 +208,7 @@ Tensor Sequential::predict(const Tensor& x, const PredictOptions& o) {
     m.forward(end - begin, ctx);
     // Monte Carlo dropout: every stochastic layer drew a mask, so their steps move on.
     if (o.dropout)
-      m.backend->advance_step(m.state.header(), m.state.slots(), {.optimizer_step = false});
+      m.backend->advance_step(m.state().header(), m.state().slots(), {.optimizer_step = false});
     Tensor dst = result.rows(begin, end);
     dst.copy_from(m.outputs.back().rows(0, end - begin));
   }

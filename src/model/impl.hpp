@@ -24,11 +24,16 @@ struct Sequential::Impl {
   CompileOptions options;
   Device device = Device::CPU;
   std::uint64_t seed = 0;
-  backend::Backend* backend = nullptr;
+  // The model's own backend context, made by compile() for `device` with the options' settings
+  // (backend::make_backend); every op of the model, its fills and device copies in a step included, is
+  // issued on it. Declared before everything that its ops use, so that it is destroyed after them (on the GPU
+  // its destructor waits for its stream).
+  std::unique_ptr<backend::Backend> backend;
   // The step state (iteration, batch, metric sums, one slot per stochastic layer) in the backend's memory
-  // only: state.read() takes the host's copy when it is needed (progress ticks, epoch ends, checkpoints).
+  // only, owned by the backend context (Backend::step_state; laid out by compile): state().read() takes the
+  // host's copy when it is needed (progress ticks, epoch ends, checkpoints). After compile only.
+  backend::StepState& state() const { return backend->step_state(); }
   // slot_of[i] is layer i's slot, or -1 for a layer without a seed generator.
-  mutable backend::StepState state;
   std::vector<std::int64_t> slot_of;
 
   // Every weight, gradient and Adam moment lives in one flat buffer each, so that Adam is one call.
@@ -91,6 +96,12 @@ struct Sequential::Impl {
 
   void require_compiled(const char* what) const;
   void check_data(const Tensor& x, const Tensor* y, const char* what) const;
+};
+
+// The model's internals that tests and benchmarks reach (a friend of Sequential; not public API).
+struct ModelInternals {
+  // The model's backend context (InvalidArgument before compile()).
+  static backend::Backend& backend(const Sequential& model);
 };
 
 }  // namespace dropnet

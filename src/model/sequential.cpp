@@ -68,8 +68,10 @@ void Sequential::compile(const CompileOptions& options) {
 
   m.options = options;
   m.device = options.device.value_or(cuda_available() ? Device::CUDA : Device::CPU);
-  m.backend = &backend::backend_for(m.device);
-  m.backend->set_deterministic(options.deterministic);
+  // The model's own backend context; it replaces the old one (of an earlier compile) with the step state below.
+  std::unique_ptr<backend::Backend> context = backend::make_backend(
+      m.device, {.deterministic = options.deterministic, .allow_tf32 = options.allow_tf32,
+                 .workspace_limit = options.workspace_limit});
   m.seed = options.seed ? *options.seed : std::random_device{}() | (std::uint64_t(std::random_device{}()) << 32);
 
   // Build: each layer's seed depends on the model seed and the layer's position only, so the same
@@ -112,7 +114,8 @@ void Sequential::compile(const CompileOptions& options) {
       layout.push_back({gen->draws ? 1u : 0u, layer_util::rate_schedule(gen->rate, gen->schedule)});
     }
   }
-  m.state = backend::StepState(*m.backend, layout);
+  m.backend = std::move(context);
+  m.backend->set_step_state(backend::StepState(*m.backend, layout));
   m.progress = {};
   m.capacity = 0;
   m.stats = Tensor({2}, m.device);
@@ -197,7 +200,7 @@ void Sequential::Impl::forward(std::int64_t n, RunContext& ctx) {
 }
 
 const backend::StepSlot* Sequential::Impl::slot(std::size_t i) const {
-  return slot_of[i] < 0 ? nullptr : state.slots() + slot_of[i];
+  return slot_of[i] < 0 ? nullptr : state().slots() + slot_of[i];
 }
 
 void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend::AdamCall* update) {
@@ -207,7 +210,7 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
   Tensor dlogits = output_grads[last].rows(0, n);
   {
     DROPNET_NVTX_RANGE("loss (softmax cross-entropy)");
-    stats.fill(0.0f);
+    backend->fill(stats.data(), static_cast<std::size_t>(stats.size()), 0.0f);
     // Keras' loss is the mean over the batch, so each row's gradient carries 1 / n.
     backend->softmax_cross_entropy(logits, labels, update ? &dlogits : nullptr, 1.0f / float(n), stats);
   }
@@ -257,7 +260,7 @@ std::vector<float> Sequential::Impl::epoch_alphas(std::int64_t steps, std::int64
 
 void Sequential::Impl::issue_fit_step(FitPlan& plan, std::int64_t batch_size, std::int64_t n) {
   DROPNET_NVTX_RANGE("step");
-  backend::StepHeader* header = state.header();
+  backend::StepHeader* header = state().header();
   Tensor bx = batch_x.rows(0, n), by = batch_y.rows(0, n);
   {
     DROPNET_NVTX_RANGE("gather batch");
@@ -268,7 +271,7 @@ void Sequential::Impl::issue_fit_step(FitPlan& plan, std::int64_t batch_size, st
   // Adam's constants do not depend on the step but alpha, which the op reads from the epoch's table.
   const backend::AdamCall update(adam_step(1), plan.alpha_by_batch(), header);
   issue_loss(n, ctx, &update);
-  backend->advance_step(header, state.slots(), {.optimizer_step = true, .batch_stats = stats.data(), .rows = n});
+  backend->advance_step(header, state().slots(), {.optimizer_step = true, .batch_stats = stats.data(), .rows = n});
 }
 
 Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
@@ -280,13 +283,13 @@ Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
   m.ensure_capacity(n);
   DROPNET_NVTX_RANGE("step (train_on_batch)");
   // train_on_batch reads its result back anyway; it reads the iteration (Adam's t - 1) first.
-  const std::uint64_t iteration = m.state.read().header.iteration;
+  const std::uint64_t iteration = m.state().read().header.iteration;
   m.gather_range(x, &y, 0, n);
   RunContext ctx{*m.backend, true};
   m.forward(n, ctx);
   const backend::AdamCall update(m.adam_step(static_cast<std::int64_t>(iteration) + 1));
   m.issue_loss(n, ctx, &update);
-  m.backend->advance_step(m.state.header(), m.state.slots(), {.optimizer_step = true});
+  m.backend->advance_step(m.state().header(), m.state().slots(), {.optimizer_step = true});
   const auto [loss, correct] = m.read_stats();
   return {{"loss", loss / double(n)}, {"accuracy", correct / double(n)}};
 }
@@ -309,10 +312,14 @@ std::int64_t Sequential::count_params() const {
 }
 bool Sequential::compiled() const noexcept { return impl_->compiled; }
 Device Sequential::device() const { impl_->require_compiled("device()"); return impl_->device; }
+backend::Backend& ModelInternals::backend(const Sequential& model) {
+  model.impl_->require_compiled("backend()");
+  return *model.impl_->backend;
+}
 std::uint64_t Sequential::seed() const { impl_->require_compiled("seed()"); return impl_->seed; }
 std::int64_t Sequential::iterations() const {
   if (!impl_->compiled) return 0;
-  return static_cast<std::int64_t>(impl_->state.read().header.iteration);
+  return static_cast<std::int64_t>(impl_->state().read().header.iteration);
 }
 const Adam& Sequential::optimizer() const { return impl_->options.optimizer; }
 const std::string& Sequential::step_mode() const noexcept { return impl_->step_mode; }

@@ -52,7 +52,8 @@ std::vector<float> naive_conv(const std::vector<float>& x, const std::vector<flo
 }  // namespace
 
 TEST_CASE("Conv2D forward matches a naive loop", "[conv]") {
-  auto& cpu = backend::backend_for(Device::CPU);
+  const auto context = backend::make_backend(Device::CPU);
+  auto& cpu = *context;
   struct Case { std::int64_t n, h, w, c, kh, kw, k, s; const char* padding; };
   const Case cases[] = {{2, 9, 7, 3, 3, 3, 5, 1, "valid"}, {3, 8, 8, 4, 3, 3, 6, 2, "same"},
                         {1, 7, 10, 2, 2, 3, 3, 2, "valid"}, {2, 5, 6, 3, 5, 5, 2, 1, "same"},
@@ -76,7 +77,8 @@ TEST_CASE("Conv2D forward matches a naive loop", "[conv]") {
 }
 
 TEST_CASE("MaxPooling2D forward matches a naive loop", "[pool]") {
-  auto& cpu = backend::backend_for(Device::CPU);
+  const auto context = backend::make_backend(Device::CPU);
+  auto& cpu = *context;
   struct Case { std::int64_t p, s; const char* padding; };
   for (const Case& c : {Case{2, 2, "valid"}, Case{3, 2, "same"}, Case{2, 1, "valid"}, Case{3, 3, "same"}}) {
     const std::int64_t n = 2, h = 7, w = 9, ch = 4;

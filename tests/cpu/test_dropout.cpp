@@ -10,13 +10,14 @@
 #include "dropnet/errors.hpp"
 #include "dropnet/layers.hpp"
 #include "support/matchers.hpp"
+#include "support/cpu_backend.hpp"
 #include "support/testing.hpp"
 
 using namespace dropnet;
 
 namespace {
 
-backend::Backend& cpu() { return backend::backend_for(Device::CPU); }
+backend::Backend& cpu() { return testing::cpu_backend(); }
 
 std::vector<float> apply(const Tensor& x, std::uint64_t seed, std::uint64_t step, float rate, Shape mask = {}) {
   Tensor y(x.shape());

@@ -100,7 +100,11 @@ void expect_close(const std::string& kase, const std::string& quantity, const Te
   expect_close(kase, quantity, got.to_vector(), want.values, tol);
 }
 
-dropnet::backend::Backend& cpu() { return dropnet::backend::backend_for(Device::CPU); }
+// A CPU backend context of its own for the op tests (models make theirs at compile).
+dropnet::backend::Backend& cpu() {
+  static const std::unique_ptr<dropnet::backend::Backend> context = dropnet::backend::make_backend(Device::CPU);
+  return *context;
+}
 
 // Outside a compiled model a layer's gradients have no storage (compile points them into the model's
 // arena); give each parameter its own host tensor.

@@ -20,12 +20,14 @@
 #include "dropnet/layers.hpp"
 #include "kernels/noise_math.hpp"
 #include "layers/run_context.hpp"
+#include "support/cpu_backend.hpp"
 #include "tests/support/npy.hpp"
 
 using namespace dropnet;
 using Kind = backend::NoiseCall::Kind;
 
 namespace {
+
 
 constexpr std::int64_t kN = std::int64_t(1) << 22;  // as the generator's N
 
@@ -79,7 +81,7 @@ void compare(const std::string& kase, const char* what, double dropnet, double k
 
 std::vector<float> run_op(Kind kind, const Tensor& x, std::uint64_t seed, float rate, Shape mask = {}) {
   Tensor y(x.shape());
-  backend::backend_for(Device::CPU).noise_forward(x, y, {kind, seed, 0, rate, x.shape(), std::move(mask)});
+  testing::cpu_backend().noise_forward(x, y, {kind, seed, 0, rate, x.shape(), std::move(mask)});
   return y.to_vector();
 }
 
@@ -90,7 +92,7 @@ void check_inference(Layer& layer, const std::string& kase) {
   layer.build(Shape(shape.begin() + 1, shape.end()), 0);
   const Tensor xt = Tensor::from_vector(shape, x.as_float());
   Tensor y(shape);
-  RunContext infer{backend::backend_for(Device::CPU), false};
+  RunContext infer{testing::cpu_backend(), false};
   layer.forward(xt, y, infer);
   CHECK(y.to_vector() == want.as_float());
 }

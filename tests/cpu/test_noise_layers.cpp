@@ -22,6 +22,7 @@
 #include "layers/run_context.hpp"
 #include "support/matchers.hpp"
 #include "support/temp_dir.hpp"
+#include "support/cpu_backend.hpp"
 #include "support/testing.hpp"
 
 using namespace dropnet;
@@ -30,7 +31,7 @@ using Kind = backend::NoiseCall::Kind;
 
 namespace {
 
-backend::Backend& cpu() { return backend::backend_for(Device::CPU); }
+backend::Backend& cpu() { return testing::cpu_backend(); }
 
 std::vector<float> op(Kind kind, const Tensor& in, std::uint64_t seed, std::uint64_t step, float rate,
                       bool backward = false, Shape mask = {}) {

@@ -15,6 +15,7 @@
 
 #include "backend/backend.hpp"
 #include "kernels/normal_math.hpp"
+#include "support/cpu_backend.hpp"
 
 using namespace dropnet;
 
@@ -55,7 +56,7 @@ struct ErrorStats {
 std::vector<float> draws(std::uint64_t seed, std::uint64_t step, std::int64_t n) {
   Tensor zeros({n}), y({n});
   zeros.fill(0.0f);
-  backend::backend_for(Device::CPU).noise_forward(
+  testing::cpu_backend().noise_forward(
       zeros, y, {backend::NoiseCall::Kind::GaussianNoise, seed, step, 1.0f, {n}, {}});
   return y.to_vector();
 }

@@ -13,7 +13,11 @@
 using namespace dropnet;
 
 namespace {
-backend::Backend& cpu() { return backend::backend_for(Device::CPU); }
+// A CPU backend context of its own for the op tests (models make theirs at compile).
+backend::Backend& cpu() {
+  static const std::unique_ptr<backend::Backend> context = backend::make_backend(Device::CPU);
+  return *context;
+}
 }  // namespace
 
 TEST_CASE("MaxNorm on a Dense kernel, axis 0: one norm per unit", "[maxnorm]") {

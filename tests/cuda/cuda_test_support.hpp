@@ -10,20 +10,30 @@
 #include <cstring>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "backend/backend.hpp"
 #include "backend/cuda/cuda_backend.hpp"
+#include "dropnet/errors.hpp"
 #include "dropnet/tensor.hpp"
 #include "support/testing.hpp"
 
 namespace dropnet::cuda_testing {
 
-inline backend::Backend& cpu() { return backend::backend_for(Device::CPU); }
+// The op tests' backend contexts, one per device, made on first use (models make their own at compile).
+inline backend::Backend& cpu() {
+  static const std::unique_ptr<backend::Backend> context = backend::make_backend(Device::CPU);
+  return *context;
+}
 inline backend::cuda::CudaBackend& gpu() {
-  return dynamic_cast<backend::cuda::CudaBackend&>(backend::backend_for(Device::CUDA));
+  static const std::unique_ptr<backend::cuda::CudaBackend> context = [] {
+    if (!cuda_available()) throw DeviceUnavailable("no CUDA GPU is visible");
+    return std::make_unique<backend::cuda::CudaBackend>();
+  }();
+  return *context;
 }
 
 // Uniform values in [lo, hi), the same on every run (Philox stream `seed`).
@@ -32,9 +42,10 @@ inline Tensor host_random(Shape shape, std::uint64_t seed, double lo = -1.0, dou
 }
 
 // A CUDA tensor of `shape` filled with NaN: whatever the op leaves unwritten shows up in the comparison.
+// Filled through the memory layer (the legacy default stream), so it is ordered with every backend's stream.
 inline Tensor device_sentinel(const Shape& shape) {
   Tensor t(shape, Device::CUDA);
-  gpu().fill(t.data(), static_cast<std::size_t>(t.size()), std::numeric_limits<float>::quiet_NaN());
+  t.fill(std::numeric_limits<float>::quiet_NaN());
   return t;
 }
 

@@ -30,7 +30,7 @@ std::string describe(const ConvCase& p) {
          (p.same ? " same" : " valid") + (p.bias ? " bias" : " no bias");
 }
 
-void check_conv(const ConvCase& p, std::uint64_t seed) {
+void check_conv(const ConvCase& p, std::uint64_t seed, backend::Backend& be = gpu()) {
   const backend::ConvGeometry g = conv_geometry(p);
   const Tensor x = host_random({g.n, g.h, g.w, g.c}, seed);
   const Tensor w = host_random({g.kh, g.kw, g.c, g.k}, seed + 1, -0.5, 0.5);
@@ -41,20 +41,23 @@ void check_conv(const ConvCase& p, std::uint64_t seed) {
   Tensor y_ref({g.n, g.oh, g.ow, g.k});
   cpu().conv2d_forward(x, w, p.bias ? &b : nullptr, y_ref, g);
   Tensor y = device_sentinel({g.n, g.oh, g.ow, g.k});
-  gpu().conv2d_forward(xd, wd, p.bias ? &bd : nullptr, y, g);
+  be.conv2d_forward(xd, wd, p.bias ? &bd : nullptr, y, g);
+  be.synchronize();
   expect_close(y, y_ref, "conv2d forward, " + describe(p));
 
   Tensor dx_ref(x.shape()), dw_ref(w.shape()), db_ref(b.shape());
   cpu().conv2d_backward(x, w, dy, &dx_ref, dw_ref, p.bias ? &db_ref : nullptr, g);
   Tensor dx = device_sentinel(x.shape()), dw = device_sentinel(w.shape()), db = device_sentinel(b.shape());
-  gpu().conv2d_backward(xd, wd, dyd, &dx, dw, p.bias ? &db : nullptr, g);
+  be.conv2d_backward(xd, wd, dyd, &dx, dw, p.bias ? &db : nullptr, g);
+  be.synchronize();
   expect_close(dx, dx_ref, "conv2d dx, " + describe(p));
   expect_close(dw, dw_ref, "conv2d dw, " + describe(p));
   if (p.bias) expect_close(db, db_ref, "conv2d db, " + describe(p));
 
   // The first layer passes no dx.
   Tensor dw2 = device_sentinel(w.shape());
-  gpu().conv2d_backward(xd, wd, dyd, nullptr, dw2, nullptr, g);
+  be.conv2d_backward(xd, wd, dyd, nullptr, dw2, nullptr, g);
+  be.synchronize();
   expect_close(dw2, dw_ref, "conv2d dw without dx, " + describe(p));
 }
 
@@ -77,9 +80,12 @@ TEST_CASE("conv2d matches the CPU backend", "[cuda][conv]") {
 }
 
 TEST_CASE("conv2d in deterministic mode is bit-reproducible and still matches the CPU", "[cuda][conv]") {
-  gpu().set_deterministic(true);
+  // A context of its own with the setting: the shared test backend keeps its own.
+  backend::cuda::CudaBackend det({.deterministic = true});
+  REQUIRE(det.deterministic());
+  REQUIRE_FALSE(gpu().deterministic());
   const ConvCase p{4, 15, 13, 8, 3, 3, 16, 1, 1, false, true};
-  check_conv(p, 7);
+  check_conv(p, 7, det);
   const backend::ConvGeometry g = conv_geometry(p);
   const Tensor x = host_random({g.n, g.h, g.w, g.c}, 1).to(Device::CUDA);
   const Tensor w = host_random({g.kh, g.kw, g.c, g.k}, 2).to(Device::CUDA);
@@ -87,14 +93,15 @@ TEST_CASE("conv2d in deterministic mode is bit-reproducible and still matches th
   std::vector<float> first;
   for (int run = 0; run < 3; ++run) {
     Tensor dx = device_sentinel(x.shape()), dw = device_sentinel(w.shape()), db = device_sentinel({g.k});
-    gpu().conv2d_backward(x, w, dy, &dx, dw, &db, g);
+    det.conv2d_backward(x, w, dy, &dx, dw, &db, g);
+    det.synchronize();
     std::vector<float> all = host_values(dx);
     for (float v : host_values(dw)) all.push_back(v);
     for (float v : host_values(db)) all.push_back(v);
     if (run == 0) first = all;
     else expect_identical(all, first, "deterministic conv2d backward, run " + std::to_string(run));
   }
-  gpu().set_deterministic(false);
+  CHECK_FALSE(gpu().deterministic());
 }
 
 TEST_CASE("maxpool2d matches the CPU backend", "[cuda][pool]") {

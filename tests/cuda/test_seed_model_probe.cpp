@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "model/impl.hpp"
 #include "programs/seed_model.hpp"
 #include "cuda_test_support.hpp"
 
@@ -20,9 +21,10 @@ using namespace dropnet::cuda_testing;
 
 TEST_CASE("seed model training step: peak device memory and images/s", "[.probe]") {
   const std::int64_t batch = 250;
-  backend::cuda::CudaBackend& be = gpu();
   Sequential model = cli::build_seed_model({});
   model.compile({.device = Device::CUDA, .seed = 1});
+  // The model's own backend context: its scratch, and the device's tensor memory.
+  auto& be = dynamic_cast<backend::cuda::CudaBackend&>(ModelInternals::backend(model));
   const Tensor x = host_random({batch, 32, 32, 3}, 1, 0.0, 1.0).to(Device::CUDA);
   std::vector<float> ys(static_cast<std::size_t>(batch * 10), 0.0f);
   for (std::int64_t i = 0; i < batch; ++i) ys[static_cast<std::size_t>(i * 10 + (i * 7) % 10)] = 1.0f;

@@ -306,7 +306,8 @@ TEST_CASE("a recorded step replays with fresh counters each time", "[cuda][step]
   auto step = [&] {
     gpu().fill(bx.data(), static_cast<std::size_t>(bx.size()), std::numeric_limits<float>::quiet_NaN());
     gpu().gather_batch(data, order_d.as<std::int64_t>(), counters, batch_size, bx, by);
-    copy.copy_from(bx);  // a device-to-device Tensor copy: recorded on the stream too
+    // A device-to-device copy through the backend (as Flatten's): recorded on the stream too.
+    gpu().copy(copy.data(), bx.data(), static_cast<std::size_t>(bx.size()));
     gpu().advance_step(counters, nullptr, {});
   };
   step();  // the uncaptured first step, as fit does
@@ -346,7 +347,7 @@ TEST_CASE("a recording keeps the scratch memory it was recorded with", "[cuda][s
   const Tensor original = w.to(Device::CUDA);
   Tensor wd(shape, Device::CUDA);
   auto step = [&] {
-    wd.copy_from(original);
+    gpu().copy(wd.data(), original.data(), static_cast<std::size_t>(wd.size()));
     gpu().maxnorm(wd.data(), call);
   };
   step();
@@ -417,6 +418,24 @@ TEST_CASE("a failed recording throws DeviceError and leaves the backend usable",
   SECTION("the step reads a tensor on the host") {
     CHECK_THROWS_AS(gpu().capture([&] { (void)bx.to_vector(); }), DeviceError);
     still_usable("a device-to-host copy");
+  }
+  SECTION("the step copies or fills through the memory layer instead of its backend") {
+    // Tensor::copy_from and Tensor::fill run on the legacy default stream, outside the recorded stream.
+    Tensor other({4, h.x_row}, Device::CUDA);
+    try {
+      (void)gpu().capture([&] { other.copy_from(bx); });
+      FAIL("capture() did not throw");
+    } catch (const DeviceError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("Backend::copy"));
+    }
+    still_usable("a Tensor::copy_from step");
+    try {
+      (void)gpu().capture([&] { other.fill(1.0f); });
+      FAIL("capture() did not throw");
+    } catch (const DeviceError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("Backend::fill"));
+    }
+    still_usable("a Tensor::fill step");
   }
   SECTION("the step allocates a tensor") {
     try {

@@ -22,17 +22,11 @@ std::int64_t rows_of(const Tensor& t) { return t.rank() ? t.size() / t.dim(-1) :
 
 }  // namespace
 
-float* CpuBackend::allocate(std::size_t count) {
-  // 64-byte alignment for AVX-512 loads; aligned_alloc wants a size that is a multiple of it.
-  const std::size_t bytes = (count * sizeof(float) + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes);
-  if (p == nullptr) throw std::bad_alloc();
-  return static_cast<float*>(p);
-}
-
-void CpuBackend::deallocate(float* ptr) noexcept { std::free(ptr); }
-
 void CpuBackend::fill(float* ptr, std::size_t count, float value) { std::fill(ptr, ptr + count, value); }
+
+void CpuBackend::copy(float* dst, const float* src, std::size_t count) {
+  if (count != 0 && dst != src) std::memcpy(dst, src, count * sizeof(float));
+}
 
 void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
                                 const ConvGeometry& g) {

@@ -7,10 +7,14 @@ namespace dropnet::backend::cpu {
 
 class CpuBackend final : public Backend {
  public:
+  // The settings are kept (settings() reports them) but change nothing: every CPU op is deterministic and
+  // runs in float32. The CPU's one process-wide setting, OpenBLAS's thread count, is not the backend's:
+  // see gemm.cpp.
+  explicit CpuBackend(const BackendSettings& settings = {}) : settings_(settings) {}
   Device device() const noexcept override { return Device::CPU; }
-  float* allocate(std::size_t count) override;
-  void deallocate(float* ptr) noexcept override;
+  const BackendSettings& settings() const noexcept override { return settings_; }
   void fill(float* ptr, std::size_t count, float value) override;
+  void copy(float* dst, const float* src, std::size_t count) override;
 
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
                       const ConvGeometry& g) override;
@@ -40,6 +44,9 @@ class CpuBackend final : public Backend {
 
  protected:
   void wait() override {}
+
+ private:
+  BackendSettings settings_;
 };
 
 }  // namespace dropnet::backend::cpu

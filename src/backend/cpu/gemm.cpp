@@ -3,8 +3,13 @@
 // dropnet runs OpenBLAS single-threaded and splits the work over the cores itself (parallel.hpp). The
 // convolutions call it on small blocks of patch rows that they have just written, from several threads at
 // once, so the patches are read while still in cache; OpenBLAS's own threads would sit beside ours, and
-// after each threaded call they spin for a while, taking the cores from the copies that follow. The one
-// setting is process-wide (OpenBLAS 0.3.21 has no per-call thread count): docs/design.md says so.
+// after each threaded call they spin for a while, taking the cores from the copies that follow.
+//
+// PROCESS-WIDE: openblas_set_num_threads(1) below is the one setting that is not a backend context's
+// (backends are per model, backend.hpp): OpenBLAS 0.3.21 has no per-call thread count, so every CPU backend
+// of the process, and any OpenBLAS call the host program makes itself after dropnet's first GEMM, runs
+// single-threaded OpenBLAS. A program that wants threaded OpenBLAS for its own calls sets it again.
+// docs/design.md ("Threads on the CPU") says so too.
 #include <algorithm>
 
 #include <cblas.h>

@@ -1,4 +1,4 @@
-// cuda_backend.cpp: CudaBackend's memory, settings and the layer ops that go to cuDNN and cuBLAS
+// cuda_backend.cpp: CudaBackend's context (stream, settings), its fills and copies, and the layer ops that go to cuDNN and cuBLAS
 // (the ops on dropnet's own kernels are in cuda_ops.cpp).
 #include "backend/cuda/cuda_backend.hpp"
 
@@ -6,6 +6,7 @@
 #include <string>
 
 #include "backend/cuda/conv_cudnn.hpp"
+#include "backend/cuda/cuda_memory.hpp"
 #include "backend/cuda/dense_cublas.hpp"
 #include "backend/cuda/device_context.hpp"
 #include "backend/cuda/pool_cudnn.hpp"
@@ -14,71 +15,26 @@
 #include "kernels/launchers.hpp"
 
 namespace dropnet::backend::cuda {
-namespace {
-std::atomic<CudaBackend*> live_backend{nullptr};
-}  // namespace
 
-CudaBackend::CudaBackend()
-    : ctx_(std::make_unique<DeviceContext>()),
+CudaBackend::CudaBackend(const BackendSettings& settings)
+    : settings_(settings),
+      ctx_(std::make_unique<DeviceContext>(NumericSettings{settings.deterministic, settings.allow_tf32,
+                                                           settings.workspace_limit})),
       conv_(std::make_unique<CudnnConv>(*ctx_)),
-      pool_(std::make_unique<CudnnPool>(*ctx_)) {
-  live_backend.store(this);
-}
+      pool_(std::make_unique<CudnnPool>(*ctx_)) {}
 
-CudaBackend::~CudaBackend() {
-  CudaBackend* self = this;
-  live_backend.compare_exchange_strong(self, nullptr);
-}
+CudaBackend::~CudaBackend() = default;
 
-CudaBackend* CudaBackend::live() noexcept { return live_backend.load(); }
-
-// ---- memory ----------------------------------------------------------------------------------------
-
-float* CudaBackend::allocate(std::size_t count) {
-  if (count == 0) return nullptr;
-  // cudaMalloc cannot be recorded, and a buffer made by the recorded step would not be made by its replays.
-  if (capture_thread_.load() == std::this_thread::get_id())
-    throw_while_capturing("a device tensor of " + std::to_string(count) + " floats would be allocated");
-  void* ptr = nullptr;
-  CUDA_CHECK(cudaMalloc(&ptr, count * sizeof(float)));
-  std::lock_guard lock(memory_mutex_);
-  allocations_[ptr] = count * sizeof(float);
-  tensor_bytes_ += count * sizeof(float);
-  if (tensor_bytes_ > peak_tensor_bytes_) peak_tensor_bytes_ = tensor_bytes_;
-  return static_cast<float*>(ptr);
-}
-
-void CudaBackend::deallocate(float* ptr) noexcept {
-  if (ptr == nullptr) return;
-  {
-    std::lock_guard lock(memory_mutex_);
-    auto it = allocations_.find(ptr);
-    if (it != allocations_.end()) {
-      tensor_bytes_ -= it->second;
-      allocations_.erase(it);
-    }
-  }
-  if (capture_thread_.load() != std::thread::id{}) {
-    // During capture(): cudaFree cannot be recorded (on the capturing thread it would invalidate the
-    // capture), so capture() frees the block once the capture has ended; freed by the step itself, it also
-    // fails the capture, since the recorded ops may use this memory at every replay.
-    std::lock_guard lock(memory_mutex_);
-    const std::thread::id capturing = capture_thread_.load();
-    if (capturing != std::thread::id{}) {  // still capturing: capture() ends it under this lock
-      try {
-        freed_while_capturing_.emplace_back(ptr, capturing == std::this_thread::get_id());
-        return;
-      } catch (...) {
-        // Out of host memory: free it now (on the capturing thread the capture then fails on the cudaFree).
-      }
-    }
-  }
-  // cudaFree waits for the work that may still use the block.
-  CUDA_CHECK_LOG(cudaFree(ptr));
-}
+// ---- fills and copies on the stream ------------------------------------------------------------------
 
 void CudaBackend::fill(float* ptr, std::size_t count, float value) {
+  if (count == 0) return;
   kernels::launch_fill(ptr, count, value, ctx_->stream_ptr());
+}
+
+void CudaBackend::copy(float* dst, const float* src, std::size_t count) {
+  if (count == 0 || dst == src) return;
+  CUDA_CHECK(cudaMemcpyAsync(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice, ctx_->stream()));
 }
 
 void CudaBackend::wait() {
@@ -88,44 +44,15 @@ void CudaBackend::wait() {
 }
 
 MemoryStats CudaBackend::memory_stats() const {
-  std::lock_guard lock(memory_mutex_);
-  return MemoryStats{tensor_bytes_, peak_tensor_bytes_, ctx_->bytes_in_scratch()};
+  const TensorMemory tensors = tensor_memory();
+  return MemoryStats{tensors.bytes, tensors.peak_bytes, ctx_->bytes_in_scratch()};
 }
 
-void CudaBackend::reset_peak_memory() {
-  std::lock_guard lock(memory_mutex_);
-  peak_tensor_bytes_ = tensor_bytes_;
-}
+void CudaBackend::reset_peak_memory() { reset_peak_tensor_memory(); }
 
 void* CudaBackend::stream() const noexcept { return ctx_->stream_ptr(); }
 
 bool CudaBackend::recording() const { return ctx_->capturing(); }
-
-// ---- settings --------------------------------------------------------------------------------------
-
-void CudaBackend::apply_settings(bool deterministic, bool allow_tf32, std::size_t workspace_limit) {
-  NumericSettings s = ctx_->settings();
-  if (s.deterministic == deterministic && s.allow_tf32 == allow_tf32 && s.workspace_limit == workspace_limit) return;
-  s.deterministic = deterministic;
-  s.allow_tf32 = allow_tf32;
-  s.workspace_limit = workspace_limit;
-  ctx_->set_settings(s);
-  // Plans chosen under the old settings are keyed by them and would never be used again.
-  conv_->clear();
-  pool_->clear();
-}
-
-void CudaBackend::set_deterministic(bool on) {
-  apply_settings(on, ctx_->settings().allow_tf32, ctx_->settings().workspace_limit);
-}
-bool CudaBackend::deterministic() const noexcept { return ctx_->settings().deterministic; }
-void CudaBackend::set_allow_tf32(bool on) {
-  apply_settings(ctx_->settings().deterministic, on, ctx_->settings().workspace_limit);
-}
-bool CudaBackend::allow_tf32() const noexcept { return ctx_->settings().allow_tf32; }
-void CudaBackend::set_workspace_limit(std::size_t bytes) {
-  apply_settings(ctx_->settings().deterministic, ctx_->settings().allow_tf32, bytes);
-}
 
 // ---- cuDNN and cuBLAS ops ----------------------------------------------------------------------------
 

@@ -9,8 +9,9 @@
 // stream-ordered sequence, which capture() records as a CUDA graph once a first, ordinary step has chosen
 // every cuDNN algorithm and grown every scratch buffer (what makes the step capturable: graph.cpp).
 //
-// The CUDA-only controls below are not part of Backend; reach them with
-// `dynamic_cast<backend::cuda::CudaBackend&>(backend_for(Device::CUDA))`.
+// Each CudaBackend is a context of its own (its stream, handles, scratch and cuDNN plans) with the settings it
+// was made with (make_backend(Device::CUDA, settings)); tensor memory is not the backend's but the memory
+// layer's (backend/memory.hpp, cuda_memory.cpp). The CUDA-only controls below are not part of Backend.
 //
 // No CUDA type appears in this header, so tests and benchmarks include it with a plain C++ compiler.
 #pragma once
@@ -20,10 +21,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <thread>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -36,25 +35,26 @@ class CudnnConv;
 class CudnnPool;
 
 struct MemoryStats {
-  std::size_t tensor_bytes = 0;       // allocate()d and not yet deallocate()d
+  std::size_t tensor_bytes = 0;       // the device's tensor memory (memory layer: every model's tensors)
   std::size_t peak_tensor_bytes = 0;  // the most tensor_bytes reached since reset_peak_memory()
-  std::size_t scratch_bytes = 0;      // cuDNN/cuBLAS workspaces and the backend's scratch buffers (with
+  std::size_t scratch_bytes = 0;      // this backend's cuDNN/cuBLAS workspaces and scratch buffers (with
                                       // old blocks that live recordings still hold)
 };
 
 class CudaBackend final : public Backend {
  public:
   // On the current CUDA device; throws DeviceError when a handle or the stream cannot be created.
-  CudaBackend();
+  explicit CudaBackend(const BackendSettings& settings = {});
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
 
   Device device() const noexcept override { return Device::CUDA; }
+  const BackendSettings& settings() const noexcept override { return settings_; }
 
-  float* allocate(std::size_t count) override;
-  void deallocate(float* ptr) noexcept override;
+  // On the stream (a fill kernel; cudaMemcpyAsync device-to-device), so recordable.
   void fill(float* ptr, std::size_t count, float value) override;
+  void copy(float* dst, const float* src, std::size_t count) override;
 
   void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y, const ConvGeometry& g) override;
   void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw, Tensor* db,
@@ -89,17 +89,15 @@ class CudaBackend final : public Backend {
 
   // ---- CUDA-only --------------------------------------------------------------------------------
 
-  // Only reproducible algorithms (cuDNN's deterministic ones, chosen by heuristics rather than timing,
-  // and deterministic max-pooling backward): the same inputs give the same bits on every run. Slower.
-  void set_deterministic(bool on) override;
-  bool deterministic() const noexcept;
-  // TF32 tensor cores for float32 convolutions and GEMMs (off by default: results within 1e-5 of float32).
-  void set_allow_tf32(bool on);
-  bool allow_tf32() const noexcept;
-  // The most memory one cuDNN algorithm may take as workspace (default 64 MiB).
-  void set_workspace_limit(std::size_t bytes);
+  // The settings as the context applies them (BackendSettings says what each means): cuDNN's algorithm
+  // choice and cuBLAS's math mode read them from here, so they are this backend's alone.
+  bool deterministic() const noexcept { return settings_.deterministic; }
+  bool allow_tf32() const noexcept { return settings_.allow_tf32; }
+  std::size_t workspace_limit() const noexcept { return settings_.workspace_limit; }
 
+  // The device's tensor memory (all backends) and this backend's scratch.
   MemoryStats memory_stats() const;
+  // Resets the device's peak tensor memory.
   void reset_peak_memory();
 
   // The cudaStream_t every op is queued on, as void* (for graph capture or events in benchmarks).
@@ -107,34 +105,22 @@ class CudaBackend final : public Backend {
   // Whether that stream is being captured into a CUDA graph now.
   bool recording() const;
 
-  // The backend that exists now (null before backend_for(Device::CUDA) made it and after it is destroyed):
-  // backend::copy queues device-to-device copies on its stream.
-  static CudaBackend* live() noexcept;
-
  protected:
   // cudaStreamSynchronize on the backend's stream (Backend::synchronize() counts the waits).
   void wait() override;
 
  private:
-  void apply_settings(bool deterministic, bool allow_tf32, std::size_t workspace_limit);
   // Copies the batch's row indices to device scratch (through pinned staging, on the stream).
   const std::int64_t* upload_index(std::span<const std::int64_t> index);
 
+  BackendSettings settings_;
   std::unique_ptr<DeviceContext> ctx_;
   std::unique_ptr<CudnnConv> conv_;
   std::unique_ptr<CudnnPool> pool_;
-
-  mutable std::mutex memory_mutex_;  // tensors may be freed from any thread
-  std::unordered_map<const void*, std::size_t> allocations_;
-  std::size_t tensor_bytes_ = 0;
-  std::size_t peak_tensor_bytes_ = 0;
-  // The thread inside capture() (a default id when none is): allocate() refuses to run on it, since
-  // cudaMalloc cannot be recorded; other threads may allocate (the capture is cudaStreamCaptureModeThreadLocal).
+  // The thread inside capture() (a default id when none is): synchronize() refuses to wait on it.
   std::atomic<std::thread::id> capture_thread_{};
-  // Tensors deallocate()d during capture(): freed once the capture has ended (cudaFree cannot be recorded
-  // on the capturing thread), each with whether the capturing thread freed it, which fails the capture
-  // (the recorded ops may use that memory at every replay).
-  std::vector<std::pair<void*, bool>> freed_while_capturing_;
+  // Held by this backend's recordings (weakly): a recording whose backend is gone no longer touches its stream.
+  std::shared_ptr<const void> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace dropnet::backend::cuda

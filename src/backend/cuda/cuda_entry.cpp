@@ -1,11 +1,11 @@
-// cuda_entry.cpp: the four functions dispatch.cpp calls (backend/cuda/cuda_entry.hpp).
+// cuda_entry.cpp: device discovery, the CUDA backend factory and the device description (cuda_entry.hpp;
+// GPU memory is in cuda_memory.cpp).
 #include "backend/cuda/cuda_entry.hpp"
 
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
 #include <cstdio>
-#include <cstring>
 
 #include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/cuda_check.hpp"
@@ -24,34 +24,9 @@ bool device_present() noexcept {
   return count > 0;
 }
 
-std::unique_ptr<Backend> make_backend() {
+std::unique_ptr<Backend> make_backend(const BackendSettings& settings) {
   if (!device_present()) throw DeviceUnavailable("no CUDA device is visible (cudaGetDeviceCount found none)");
-  return std::make_unique<CudaBackend>();
-}
-
-void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) {
-  if (bytes == 0 || dst == src) return;
-  if (dst_device == Device::CPU && src_device == Device::CPU) {
-    std::memcpy(dst, src, bytes);
-    return;
-  }
-  const cudaMemcpyKind kind = dst_device == Device::CPU   ? cudaMemcpyDeviceToHost
-                              : src_device == Device::CPU ? cudaMemcpyHostToDevice
-                                                          : cudaMemcpyDeviceToDevice;
-  CudaBackend* backend = CudaBackend::live();
-  if (kind == cudaMemcpyDeviceToDevice && backend != nullptr) {
-    // On the backend's stream, in order with its ops, and recordable into a CUDA graph (Tensor::copy_from in
-    // a training step: Flatten, a Dropout of rate 0). cudaMemcpy does not make the host wait for a
-    // device-to-device copy either, so callers see no difference.
-    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, static_cast<cudaStream_t>(backend->stream())));
-    return;
-  }
-  if (backend != nullptr && backend->recording())
-    throw DeviceError(std::string("a ") + (kind == cudaMemcpyDeviceToHost ? "device-to-host" : "host-to-device") +
-                      " copy cannot be recorded during CUDA graph capture (it makes the host wait)");
-  // A synchronous copy on the legacy default stream: the backend's stream is a blocking one, so the copy
-  // waits for every op queued before it and the ops queued after it wait for the copy.
-  CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+  return std::make_unique<CudaBackend>(settings);
 }
 
 std::string describe_device() {

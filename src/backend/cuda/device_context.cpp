@@ -38,11 +38,12 @@ void throw_while_capturing(const std::string& what) {
                            "same ops on the same shapes)");
 }
 
-DeviceContext::DeviceContext()
+DeviceContext::DeviceContext(const NumericSettings& settings)
     : stream_(make_stream()),
       cudnn_(make_cudnn_handle()),
       cublas_(make_cublas_handle()),
       cublas_workspace_(kCublasWorkspace),
+      settings_(settings),
       staging_done_(make_event()) {
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
@@ -52,21 +53,16 @@ DeviceContext::DeviceContext()
   CUBLAS_CHECK(cublasSetWorkspace(cublas_.get(), cublas_workspace_.data(), cublas_workspace_.bytes()));
   // Device-side alpha/beta would need device constants; all scalars here are host values.
   CUBLAS_CHECK(cublasSetPointerMode(cublas_.get(), CUBLAS_POINTER_MODE_HOST));
-  set_settings(settings_);
+  // CUBLAS_DEFAULT_MATH computes float32 GEMMs in float32 (TF32 only when asked for, or when the
+  // NVIDIA_TF32_OVERRIDE environment variable forces it). Atomics stay off (cuBLAS' default), which keeps
+  // its results reproducible on one stream.
+  CUBLAS_CHECK(cublasSetMathMode(cublas_.get(), settings_.allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  CUBLAS_CHECK(cublasSetAtomicsMode(cublas_.get(), CUBLAS_ATOMICS_NOT_ALLOWED));
 }
 
 DeviceContext::~DeviceContext() {
   // Work still queued may use the scratch buffers freed below.
   if (stream_) CUDA_CHECK_LOG(cudaStreamSynchronize(stream_.get()));
-}
-
-void DeviceContext::set_settings(const NumericSettings& settings) {
-  settings_ = settings;
-  // CUBLAS_DEFAULT_MATH computes float32 GEMMs in float32 (TF32 only when asked for, or when the
-  // NVIDIA_TF32_OVERRIDE environment variable forces it). Atomics stay off (cuBLAS' default), which keeps
-  // its results reproducible on one stream.
-  CUBLAS_CHECK(cublasSetMathMode(cublas_.get(), settings.allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
-  CUBLAS_CHECK(cublasSetAtomicsMode(cublas_.get(), CUBLAS_ATOMICS_NOT_ALLOWED));
 }
 
 bool DeviceContext::capturing() const {

@@ -5,8 +5,9 @@
 // synchronizes the host except where its contract needs the host (gather_rows from host memory waits for
 // the previous copy out of its staging buffer). So a whole training step is one stream-ordered sequence,
 // which is what CUDA graph capture needs (graph.cpp). The stream is a blocking one (see make_stream):
-// synchronous host<->device cudaMemcpy calls elsewhere (Tensor::to, backend::copy) are ordered with it;
-// device-to-device copies go on the stream itself (cuda_entry.cpp).
+// the memory layer's copies and fills on the legacy default stream (Tensor::to, copy_from, fill:
+// cuda_memory.cpp) are ordered with it; the step's own fills and device-to-device copies go on the stream
+// itself (Backend::fill, Backend::copy).
 //
 // Scratch. Ops that need temporary device memory (cuDNN's workspace, the transposed filter, padded images,
 // partial sums...) take it from named slots that grow to the largest request and then stay: after the
@@ -27,6 +28,7 @@
 
 namespace dropnet::backend::cuda {
 
+// The context's copy of its backend's BackendSettings (backend.hpp).
 struct NumericSettings {
   // Only algorithms that give the same bits on every run (cuDNN's CUDNN_DETERMINISTIC ones, deterministic
   // max-pooling backward). Off by default: cuDNN may then pick faster non-deterministic algorithms (those
@@ -62,8 +64,9 @@ using PinnedScratch = std::vector<std::shared_ptr<const DeviceBuffer>>;
 
 class DeviceContext {
  public:
-  // Sets up the stream and the handles on the current device; throws DeviceError.
-  DeviceContext();
+  // Sets up the stream and the handles on the current device with `settings`, fixed for the context's life
+  // (cuBLAS's math mode is set from them here; cuDNN's plans read them); throws DeviceError.
+  explicit DeviceContext(const NumericSettings& settings = {});
   ~DeviceContext();
   DeviceContext(const DeviceContext&) = delete;
   DeviceContext& operator=(const DeviceContext&) = delete;
@@ -74,8 +77,6 @@ class DeviceContext {
   cublasHandle_t cublas() const noexcept { return cublas_.get(); }
 
   const NumericSettings& settings() const noexcept { return settings_; }
-  // Applies the settings (cuBLAS math mode); the caller drops plans chosen under the old ones.
-  void set_settings(const NumericSettings& settings);
 
   // Whether stream() is being captured into a CUDA graph (cudaStreamIsCapturing: active or invalidated).
   bool capturing() const;

@@ -11,17 +11,18 @@
 //     read by the gather_batch kernels); advance_step's kernel moves the state on as the step's last op.
 //     Nothing of it is read on the host during the step.
 //   * Every op is a kernel launch, a cudaMemcpyAsync device-to-device on the stream (Linear activations,
-//     Tensor::copy_from between device tensors: backend::copy, cuda_entry.cpp), or a cuDNN / cuBLAS call
+//     Backend::copy: Flatten, a Dropout of rate 0; fills are Backend::fill), or a cuDNN / cuBLAS call
 //     on the handles bound to the stream. cuBLAS runs on a fixed workspace of ours (cublasSetWorkspace,
 //     device_context.cpp), so it never allocates; alpha/beta are host scalars (captured by value).
 //   * Nothing allocates, frees or synchronizes: the step recorded is the second of its shape, so the first
 //     (uncaptured) one has chosen every cuDNN algorithm (cudnnFind*, cached per geometry in CudnnConv) and
 //     grown every scratch slot (DeviceContext). During a capture, a cuDNN plan for a new shape, a scratch
 //     slot or the ones vector that would grow, the pinned staging of host->device gathers (these check
-//     cudaStreamIsCapturing), allocate() and synchronize() on the capturing thread, and host<->device
-//     backend::copy throw a DeviceError that says what happened, which fails the capture cleanly; a
-//     deallocate() during capture is deferred until the capture has ended, and fails it when the capturing
-//     thread did it (the graph may use that memory at every replay).
+//     cudaStreamIsCapturing), synchronize() on the capturing thread, and the memory layer's allocations,
+//     copies and fills on the capturing thread (Tensor construction, to(), copy_from(), fill(): the layer
+//     knows the thread from the CaptureRegistration below, cuda_memory.hpp) throw a DeviceError that says
+//     what happened, which fails the capture cleanly; a tensor freed during a capture is freed after it,
+//     and fails it when the capturing thread freed it (the graph may use that memory at every replay).
 //   * Scratch addresses are baked into the graph: the recording pins the blocks it was recorded with
 //     (DeviceContext::pin_scratch), so a slot that grows later (validation batches of another shape) gets
 //     a new block and the graph keeps reading the old one, which is freed with the recording.
@@ -38,12 +39,14 @@
 // recorded value), or a tensor the graph uses being freed or reallocated while the Recording lives.
 #include <atomic>
 #include <exception>
+#include <memory>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.hpp"
+#include "backend/cuda/cuda_memory.hpp"
 #include "backend/cuda/device_context.hpp"
 #include "dropnet/errors.hpp"
 
@@ -76,14 +79,14 @@ class CaptureThread {
 
 class CudaRecording final : public Recording {
  public:
-  CudaRecording(GraphExec exec, cudaStream_t stream, PinnedScratch scratch)
-      : scratch_(std::move(scratch)), exec_(std::move(exec)), stream_(stream) {}
+  CudaRecording(GraphExec exec, cudaStream_t stream, PinnedScratch scratch, std::weak_ptr<const void> backend_alive)
+      : scratch_(std::move(scratch)), exec_(std::move(exec)), stream_(stream), alive_(std::move(backend_alive)) {}
 
   ~CudaRecording() override {
     exec_.reset();  // a launch still in flight completes first (CUDA frees the graph after it)
-    // The pinned blocks nobody else holds are freed next: let the replays that read them finish first.
-    CudaBackend* backend = CudaBackend::live();
-    if (backend == nullptr || backend->stream() != static_cast<void*>(stream_)) return;
+    // The pinned blocks nobody else holds are freed next: let the replays that read them finish first (on
+    // the recording backend's stream, unless that backend, whose destructor waited for it, is gone).
+    if (alive_.expired()) return;
     for (const auto& block : scratch_) {
       if (block.use_count() == 1) {
         CUDA_CHECK_LOG(cudaStreamSynchronize(stream_));
@@ -100,6 +103,7 @@ class CudaRecording final : public Recording {
   PinnedScratch scratch_;  // declared first: released after the graph
   GraphExec exec_;
   cudaStream_t stream_;
+  std::weak_ptr<const void> alive_;  // expires with the backend that recorded it
 };
 
 }  // namespace
@@ -108,22 +112,14 @@ std::unique_ptr<Recording> CudaBackend::capture(const std::function<void()>& enq
   const cudaStream_t stream = ctx_->stream();
   if (ctx_->capturing() || capture_thread_.load() != std::thread::id{})
     capture_failed("the backend's stream is already being recorded");
-  // From here until the capture has ended, allocate() refuses this thread and deallocate() defers frees.
+  // From here until the capture has ended, synchronize() refuses this thread, the memory layer refuses to
+  // allocate, copy or fill on it, and frees (from any thread) are deferred.
   CaptureThread capture_thread(capture_thread_);
-  // Ends that, then frees what deallocate() deferred; returns how many of those the step itself freed.
+  CaptureRegistration registration;
+  // Ends those, then frees what was deferred; returns how many of those the step itself freed.
   auto end_deferral = [&] {
-    std::vector<std::pair<void*, bool>> freed;
-    {
-      std::lock_guard lock(memory_mutex_);  // deallocate() checks capture_thread_ again under this lock
-      capture_thread.end();
-      freed.swap(freed_while_capturing_);
-    }
-    std::size_t by_step = 0;
-    for (const auto& [ptr, by_capturing_thread] : freed) {
-      CUDA_CHECK_LOG(cudaFree(ptr));
-      by_step += by_capturing_thread ? 1 : 0;
-    }
-    return by_step;
+    capture_thread.end();
+    return registration.end();
   };
 
   // ThreadLocal: only this thread's unsafe calls (cudaMalloc, synchronizations...) break the capture, so
@@ -172,7 +168,7 @@ std::unique_ptr<Recording> CudaBackend::capture(const std::function<void()>& enq
     (void)cudaGetLastError();
     capture_failed("cudaGraphInstantiate failed: " + cuda_error_text(instantiated));
   }
-  return std::make_unique<CudaRecording>(std::move(owned), stream, ctx_->pin_scratch());
+  return std::make_unique<CudaRecording>(std::move(owned), stream, ctx_->pin_scratch(), alive_);
 }
 
 }  // namespace dropnet::backend::cuda

@@ -1,0 +1,30 @@
+// memory.hpp: raw memory on a device, the layer under Tensor storage and DeviceArray. It allocates, frees,
+// copies and fills per device (host memory for Device::CPU, GPU memory for Device::CUDA) and knows nothing
+// of backends or ops: core (src/core/tensor.cpp) depends on it, not on the op contract (backend.hpp).
+//
+// Ordering on the GPU: these calls run on CUDA's legacy default stream, which every backend's stream (a
+// blocking stream, backend/cuda/device_context.hpp) is ordered with: a copy or fill here waits for the
+// work queued before it on any backend and the work queued after it waits for the copy. Copies to or from
+// the host are synchronous. Inside a training step, fills and device-to-device copies go through the
+// model's backend instead (Backend::fill, Backend::copy), on its stream, so that a CUDA graph records them;
+// these calls are refused (DeviceError) on a thread that is recording a CUDA graph.
+#pragma once
+
+#include <cstddef>
+
+#include "dropnet/device.hpp"
+
+namespace dropnet::backend::memory {
+
+// `bytes` of memory on `device` (64-byte aligned on the host), contents undefined; null for 0 bytes.
+// Throws DeviceUnavailable for CUDA without a usable GPU (or a build without CUDA), std::bad_alloc or
+// DeviceError when the allocation fails.
+void* allocate(Device device, std::size_t bytes);
+// Returns memory from allocate() (null is ignored).
+void release(Device device, void* ptr) noexcept;
+// Copies `bytes` between any two devices.
+void copy(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
+// Sets `count` floats at `ptr` on `device` to `value`.
+void fill(float* ptr, Device device, std::size_t count, float value);
+
+}  // namespace dropnet::backend::memory
