@@ -13,6 +13,7 @@
 #include "backend/backend.hpp"
 #include "dropnet/device.hpp"
 #include "dropnet/tensor.hpp"
+#include "kernels/dropblock_math.hpp"
 
 namespace dropnet::backend::checks {
 
@@ -47,6 +48,11 @@ void activation_backward(Device device, const Tensor& y, const Tensor& dy, const
 // forward: in = x, out = y; backward: in = dy, out = dx. Also the call: a rate in (0, 1), an input shape
 // of the tensor's size and rank <= 8, and a mask shape that broadcasts to it.
 void dropout(Device device, const Tensor& in, const Tensor& out, const DropoutCall& call, bool backward);
+// forward: in = x, out = y; backward: in = dy, out = dx. Also the call: a rate in [0, 1] (the op handles
+// the edges, as under a schedule), an input shape (N, H, W, C) of the tensor's size, 1 <= block_size <= H, W.
+// Returns the geometry.
+kernels::DropBlockGeometry dropblock(Device device, const Tensor& in, const Tensor& out, const DropBlockCall& call,
+                                     bool backward);
 void softmax_cross_entropy(Device device, const Tensor& z, const Tensor& t, const Tensor* dz, const Tensor& stats);
 // A kernel of rank <= 8, axes inside it.
 void maxnorm(const MaxNormCall& call);

@@ -11,12 +11,14 @@ set(DROPNET_CUDA_HOST_SOURCES
   backend/cuda/dense_cublas.cpp
   backend/cuda/cuda_backend.cpp
   backend/cuda/cuda_ops.cpp
+  backend/cuda/dropblock_ops.cpp
   backend/cuda/cuda_entry.cpp
   backend/cuda/graph.cpp)
 list(TRANSFORM DROPNET_CUDA_HOST_SOURCES PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/)
 set(DROPNET_CUDA_KERNEL_SOURCES
   elementwise.cu
   dropout.cu
+  dropblock.cu
   adam.cu
   maxnorm.cu
   softmax_xent.cu
