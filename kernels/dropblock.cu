@@ -3,7 +3,7 @@
 // One call is two kernels on the stream, both regenerating the mask from (seed, step):
 //   dropblock_count   kept += the elements no set seed's block covers (an unsigned long long atomicAdd of
 //                     each warp's sum: an exact integer, whatever the order)
-//   dropblock_apply   out = dropped ? 0 : in * dropblock_scale(total, kept)
+//   dropblock_write   out = dropped ? 0 : in * dropblock_scale(total, kept)
 // The caller zeroes `kept` before (launch_dropblock does, on the stream). Nothing else is stored: backward
 // makes the same two passes on dy, so a recorded step (a CUDA graph) is right at every replay, and two
 // DropBlock2D layers may share the one counter (the stream orders their calls).
@@ -83,7 +83,7 @@ __global__ void dropblock_count(DropBlockLaunch call, unsigned long long* kept) 
   if ((threadIdx.x & 31u) == 0 && local != 0) atomicAdd(kept, local);
 }
 
-__global__ void dropblock_apply(const float* in, float* out, DropBlockLaunch call, const unsigned long long* kept) {
+__global__ void dropblock_write(const float* in, float* out, DropBlockLaunch call, const unsigned long long* kept) {
   const auto [step, rate] = step_and_rate(call);
   const std::int64_t total = dropblock_total(call);
   if (const int edge = dropout_rate_edge(rate); edge >= 0) {
@@ -114,7 +114,7 @@ void launch_dropblock(const float* in, float* out, const DropBlockLaunch& call, 
   CUDA_CHECK(cudaMemsetAsync(kept, 0, sizeof(unsigned long long), detail::as_stream(stream)));
   const auto work = static_cast<std::size_t>(call.c % 4 == 0 ? total / 4 : total);
   DROPNET_LAUNCH_LINEAR(dropblock_count, work, stream, call, kept);
-  DROPNET_LAUNCH_LINEAR(dropblock_apply, work, stream, in, out, call, static_cast<const unsigned long long*>(kept));
+  DROPNET_LAUNCH_LINEAR(dropblock_write, work, stream, in, out, call, static_cast<const unsigned long long*>(kept));
 }
 
 }  // namespace dropnet::kernels
