@@ -77,7 +77,8 @@ __global__ void dropout_contiguous(const float* in, float* out, std::int64_t cou
 }
 
 // noise_shape with 1s: the mask index of element i drops the coordinates of broadcast dims
-// (dropout_mask_index). One generator call per element; this path serves SpatialDropout-style masks only.
+// (dropout_mask_index). One generator call per element: the general path, for broadcasts that are not a
+// single run of dims (those take dropout_run).
 __global__ void dropout_broadcast(const float* in, float* out, DropoutLaunch call) {
   const auto [step, rate] = step_and_rate(call.slot, call.step, call.rate);
   if (const int edge = dropout_rate_edge(rate); edge >= 0) return apply_edge(in, out, call.count, edge);
@@ -89,13 +90,42 @@ __global__ void dropout_broadcast(const float* in, float* out, DropoutLaunch cal
   }
 }
 
+// The run form of the broadcast (dropout_run_broadcast: the input (outer, middle, inner), the mask (outer,
+// 1, inner), e.g. SpatialDropout's (N, spatial, C)): a thread draws the uniform of one mask element a * inner + c
+// once and applies it to kDropoutRun consecutive middle positions b, so a spatial extent of S costs
+// ceil(S / kDropoutRun) generator calls per channel instead of S. Neighbouring threads take neighbouring c,
+// so each of the thread's loads and stores is coalesced across the warp. Same uniforms, same masks.
+constexpr std::int64_t kDropoutRun = 16;
+__global__ void dropout_run(const float* in, float* out, DropoutLaunch call, DropoutRunBroadcast shape) {
+  const auto [step, rate] = step_and_rate(call.slot, call.step, call.rate);
+  if (const int edge = dropout_rate_edge(rate); edge >= 0) return apply_edge(in, out, call.count, edge);
+  const float keep_prob = dropout_keep_prob(rate);
+  const std::int64_t chunks = (shape.middle + kDropoutRun - 1) / kDropoutRun;
+  DROPNET_GRID_STRIDE(j, shape.outer * shape.inner * chunks) {
+    const std::int64_t c = j % shape.inner, a = (j / shape.inner) % shape.outer, chunk = j / (shape.inner * shape.outer);
+    const auto m = static_cast<std::uint64_t>(a * shape.inner + c);
+    const bool keep = dropout_keep_uniform(component(mask_uniforms(call.seed, step, m / 4), static_cast<int>(m % 4)),
+                                           keep_prob);
+    const std::int64_t b_end = (chunk + 1) * kDropoutRun < shape.middle ? (chunk + 1) * kDropoutRun : shape.middle;
+    for (std::int64_t b = chunk * kDropoutRun; b < b_end; ++b) {
+      const std::int64_t i = (a * shape.middle + b) * shape.inner + c;
+      out[i] = dropout_apply(in[i], keep, keep_prob);
+    }
+  }
+}
+
 }  // namespace
 
 void launch_dropout(const float* in, float* out, const DropoutLaunch& call, void* stream) {
   if (call.count <= 0) return;
   const auto count = static_cast<std::size_t>(call.count);
   if (call.broadcast) {
-    DROPNET_LAUNCH_LINEAR(dropout_broadcast, count, stream, in, out, call);
+    if (const DropoutRunBroadcast run = dropout_run_broadcast(call); run.run) {
+      const auto items = static_cast<std::size_t>(run.outer * run.inner * ((run.middle + kDropoutRun - 1) / kDropoutRun));
+      DROPNET_LAUNCH_LINEAR(dropout_run, items, stream, in, out, call, run);
+    } else {
+      DROPNET_LAUNCH_LINEAR(dropout_broadcast, count, stream, in, out, call);
+    }
   } else if (detail::aligned16(in) && detail::aligned16(out)) {
     DROPNET_LAUNCH_LINEAR(dropout_contiguous<true>, (count + 3) / 4, stream, in, out,
                           call.count, call.seed, call.slot, call.step, call.rate);

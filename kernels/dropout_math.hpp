@@ -85,6 +85,31 @@ inline DropoutBroadcast dropout_broadcast(const std::int64_t* input_dims, const 
   return b;
 }
 
+// A broadcast whose broadcast dims form one run (dims of extent 1 anywhere): the input is (outer, middle,
+// inner) and the mask (outer, 1, inner), so element (a, b, c) has the mask index a * inner + c, as
+// dropout_mask_index computes it. SpatialDropout's masks are this form: (N, spatial, C). `run` is false for
+// any other broadcast; then only dropout_mask_index applies.
+struct DropoutRunBroadcast {
+  bool run;
+  std::int64_t outer, middle, inner;
+};
+inline DropoutRunBroadcast dropout_run_broadcast(const DropoutBroadcast& b) {
+  int first = -1, last = -1;
+  for (int d = 0; d < b.rank; ++d) {
+    if (b.mask_stride[d] == 0) {
+      if (first < 0) first = d;
+      last = d;
+    }
+  }
+  if (first < 0) return {false, 0, 0, 0};
+  DropoutRunBroadcast r{true, 1, 1, 1};
+  for (int d = 0; d < b.rank; ++d) {
+    if (d >= first && d <= last && b.mask_stride[d] != 0 && b.dims[d] != 1) return {false, 0, 0, 0};
+    (d < first ? r.outer : d <= last ? r.middle : r.inner) *= b.dims[d];
+  }
+  return r;
+}
+
 // The mask index of input element i (row-major): its coordinates, less those of broadcast dims, in the mask.
 DROPNET_HD std::int64_t dropout_mask_index(std::int64_t i, const DropoutBroadcast& b) {
   std::int64_t mask_index = 0;

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "kernels/adam_math.hpp"
+#include "kernels/dropblock_math.hpp"
 #include "kernels/dropout_math.hpp"
 #include "kernels/maxnorm_math.hpp"
 #include "kernels/step_state.hpp"
@@ -83,6 +84,20 @@ struct NoiseLaunch : DropoutBroadcast {
   std::int64_t count;          // input elements
 };
 void launch_noise(const float* in, float* out, const NoiseLaunch& call, void* stream);
+
+// ---- dropblock.cu --------------------------------------------------------------------------------
+
+// One DropBlock2D pass (forward x -> y or backward dy -> dx, the same expression: dropblock_math.hpp) over
+// the geometry's (N, H, W, C). With `slot` (device memory) the step and the rate are read there when the
+// kernels run. `kept` (device memory, one counter) is zeroed, counted and read on the stream.
+struct DropBlockLaunch : DropBlockGeometry {
+  std::uint64_t seed;
+  std::uint64_t step;          // without a slot
+  float rate;                  // without a slot
+  const StepSlot* slot = nullptr;
+};
+void launch_dropblock(const float* in, float* out, const DropBlockLaunch& call, unsigned long long* kept,
+                      void* stream);
 
 // ---- adam.cu -------------------------------------------------------------------------------------
 

@@ -333,6 +333,70 @@ class DROPNET_EXPORT AlphaDropout : public Layer {
   std::uint64_t seed_ = 0;
 };
 
+// keras.layers.SpatialDropout1D/2D/3D(rate), channels_last: Dropout whose mask drops whole channels, the
+// noise shape (N, 1, C), (N, 1, 1, C) and (N, 1, 1, 1, C) (Keras derives them from Dropout the same way).
+// Kept channels are divided by 1 - rate; the identity in inference or when rate == 0. The mask of a training
+// call is Dropout's, drawn per (sample, channel) from (seed, step, index in the noise shape). Inputs (steps, C),
+// (H, W, C) and (D, H, W, C) respectively (batch excluded). Throws InvalidArgument for a rate outside [0, 1]
+// or an invalid schedule (constructor, Keras' Dropout wording) and for an input of another rank (build(),
+// Keras' InputSpec wording: "Input 0 with name 'None' of layer '...' is incompatible with the layer: expected
+// ndim=4, found ndim=3. Full shape received: (None, 8, 8)").
+class DROPNET_EXPORT SpatialDropout1D : public Dropout {
+ public:
+  explicit SpatialDropout1D(double rate, RandomLayerOptions options = {});
+  std::string type() const override { return "SpatialDropout1D"; }
+  std::string name_stem() const override { return "spatial_dropout1d"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+};
+
+class DROPNET_EXPORT SpatialDropout2D : public Dropout {
+ public:
+  explicit SpatialDropout2D(double rate, RandomLayerOptions options = {});
+  std::string type() const override { return "SpatialDropout2D"; }
+  std::string name_stem() const override { return "spatial_dropout2d"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+};
+
+class DROPNET_EXPORT SpatialDropout3D : public Dropout {
+ public:
+  explicit SpatialDropout3D(double rate, RandomLayerOptions options = {});
+  std::string type() const override { return "SpatialDropout3D"; }
+  std::string name_stem() const override { return "spatial_dropout3d"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+};
+
+// DropBlock2D(rate, block_size) (Ghiasi, Lin, Le 2018; keras-cv's keras_cv.layers.DropBlock2D(rate,
+// block_size, seed) with a square block): on an (H, W, C) input, during training, seeds are drawn at every
+// position where a block_size x block_size block fits inside the feature map, independently per sample and
+// channel, with probability gamma = rate / block_size^2 * H W / ((H - block_size + 1)(W - block_size + 1)); the
+// blocks of the seeds are zeroed and the output is scaled by (all elements / kept elements) of the whole batch
+// (all zeros if nothing is kept). The identity in inference or when rate == 0; zeros when rate == 1. The
+// rate may follow a schedule (the paper ramps it linearly from 0: DropoutSchedule::linear(0, steps)). The mask
+// of a training call is a pure function of (seed, step, element), the same on the CPU and the GPU; backward
+// regenerates it. No weights. Throws InvalidArgument for a rate outside [0, 1] or an invalid schedule (Keras'
+// Dropout wording) and block_size <= 0 (Keras' block_size wording) from the constructor, and for an input
+// that is not (H, W, C) or smaller than the block from build().
+class DROPNET_EXPORT DropBlock2D : public Layer {
+ public:
+  DropBlock2D(double rate, std::int64_t block_size, RandomLayerOptions options = {});
+  std::string type() const override { return "DropBlock2D"; }
+  std::string name_stem() const override { return "drop_block2d"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  std::optional<SeedGenerator> seed_generator() const noexcept override;
+
+  double rate() const noexcept { return rate_; }
+  std::int64_t block_size() const noexcept { return block_size_; }
+  std::uint64_t seed() const noexcept { return seed_; }
+
+ private:
+  double rate_;
+  std::int64_t block_size_;
+  RandomLayerOptions options_;
+  std::uint64_t seed_ = 0;
+};
+
 // keras.layers.Flatten: (H, W, C) -> (H * W * C), row-major (channels_last order, as Keras). Any input
 // shape (its element count); no weights.
 class DROPNET_EXPORT Flatten : public Layer {

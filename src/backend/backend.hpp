@@ -103,6 +103,17 @@ struct NoiseCall {
   const StepSlot* slot = nullptr;
 };
 
+// One DropBlock2D call (kernels/dropblock_math.hpp): input (N, H, W, C), block_size in [1, min(H, W)].
+// As for DropoutCall, with `slot` the op reads the step and the rate there when it runs (0 or 1 possible).
+struct DropBlockCall {
+  std::uint64_t seed;
+  std::uint64_t step;              // unless `slot` is given
+  float rate;                      // in [0, 1], unless `slot` is given
+  std::int64_t block_size;
+  Shape input_shape;               // (N, H, W, C)
+  const StepSlot* slot = nullptr;
+};
+
 // One Adam call: the step's constants, and optionally where its alpha (the only value that changes from
 // step to step) is read instead: alpha_by_batch[state->batch], a table fit fills once per epoch with
 // kernels::adam_step() of each of the epoch's steps, so both ways give the same bits.
@@ -212,6 +223,10 @@ class Backend {
   virtual void dropout_forward(const Tensor& x, Tensor& y, const DropoutCall& call) = 0;
   // Regenerates the mask of the forward with the same call: dx = dy * mask / (1 - rate).
   virtual void dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) = 0;
+  // DropBlock2D: y = x * mask * (total / kept), the mask and the kept count regenerated from (seed, step) by
+  // each call, so backward (dx = dy * mask * (total / kept)) stores nothing between the two.
+  virtual void dropblock_forward(const Tensor& x, Tensor& y, const DropBlockCall& call) = 0;
+  virtual void dropblock_backward(const Tensor& dy, Tensor& dx, const DropBlockCall& call) = 0;
 
   // The Gaussian-noise family: forward x -> y; backward dy -> dx from the same draws, regenerated
   // (GaussianDropout dx = dy * g, GaussianNoise dx = dy, AlphaDropout dx = dy * a * kept).

@@ -154,6 +154,23 @@ void noise(Device device, const Tensor& in, const Tensor& out, const NoiseCall& 
          std::to_string(call.rate));
 }
 
+kernels::DropBlockGeometry dropblock(Device device, const Tensor& in, const Tensor& out, const DropBlockCall& call,
+                                     bool backward) {
+  tensor_of(device, in, out.size(), backward ? "DropBlock2D output gradient" : "DropBlock2D input");
+  on_device(device, out, backward ? "DropBlock2D input gradient" : "DropBlock2D output");
+  const Shape& shape = call.input_shape;
+  if (shape.size() != 4) fail("DropBlock2D expects an input (N, H, W, C), got " + to_string(shape));
+  if (element_count(shape) != in.size())
+    fail("DropBlock2D input shape " + to_string(shape) + " does not match the tensor's " + std::to_string(in.size()) +
+         " elements");
+  const kernels::DropBlockGeometry g{shape[0], shape[1], shape[2], shape[3], call.block_size};
+  if (g.block < 1 || g.block > g.h || g.block > g.w)
+    fail("DropBlock2D block_size " + std::to_string(g.block) + " does not fit the input " + to_string(shape));
+  if (!(call.rate >= 0.0f && call.rate <= 1.0f))
+    fail("the DropBlock2D op needs a rate in [0, 1], got " + std::to_string(call.rate));
+  return g;
+}
+
 void softmax_cross_entropy(Device device, const Tensor& z, const Tensor& t, const Tensor* dz, const Tensor& stats) {
   on_device(device, z, "logits");
   tensor_of(device, t, z.size(), "targets");

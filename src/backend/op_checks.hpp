@@ -13,6 +13,7 @@
 #include "backend/backend.hpp"
 #include "dropnet/device.hpp"
 #include "dropnet/tensor.hpp"
+#include "kernels/dropblock_math.hpp"
 
 namespace dropnet::backend::checks {
 
@@ -51,6 +52,11 @@ void dropout(Device device, const Tensor& in, const Tensor& out, const DropoutCa
 // tensor's size and rank <= 8, a mask shape (AlphaDropout only; empty means the input's) that broadcasts to
 // it, and, without a slot, a rate in [0, 1] (GaussianNoise: a finite stddev >= 0).
 void noise(Device device, const Tensor& in, const Tensor& out, const NoiseCall& call, bool backward);
+// forward: in = x, out = y; backward: in = dy, out = dx. Also the call: a rate in [0, 1] (the op handles
+// the edges, as under a schedule), an input shape (N, H, W, C) of the tensor's size, 1 <= block_size <= H, W.
+// Returns the geometry.
+kernels::DropBlockGeometry dropblock(Device device, const Tensor& in, const Tensor& out, const DropBlockCall& call,
+                                     bool backward);
 void softmax_cross_entropy(Device device, const Tensor& z, const Tensor& t, const Tensor* dz, const Tensor& stats);
 // A kernel of rank <= 8, axes inside it.
 void maxnorm(const MaxNormCall& call);

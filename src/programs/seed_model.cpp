@@ -22,9 +22,11 @@ std::unique_ptr<Layer> dropout_layer(const SeedModelConfig& c, double rate) {
     case DropoutType::Standard: return std::make_unique<Dropout>(rate, DropoutOptions{.schedule = c.schedule});
     case DropoutType::Gaussian: return std::make_unique<GaussianDropout>(rate, RandomLayerOptions{.schedule = c.schedule});
     case DropoutType::Alpha: return std::make_unique<AlphaDropout>(rate, DropoutOptions{.schedule = c.schedule});
-    default: break;
+    case DropoutType::Spatial: return std::make_unique<SpatialDropout2D>(rate, RandomLayerOptions{.schedule = c.schedule});
+    case DropoutType::DropBlock:
+      return std::make_unique<DropBlock2D>(rate, c.block_size, RandomLayerOptions{.schedule = c.schedule});
   }
-  throw InvalidArgument(fmt::format("seed model: dropout type {} is not available in this build", to_string(c.type)));
+  throw InvalidArgument(fmt::format("seed model: unknown dropout type {}", int(c.type)));
 }
 
 }  // namespace

@@ -10,5 +10,6 @@ set(DROPNET_CUDA_TEST_SOURCES
   test_seed_model_probe.cpp
   test_step_graph.cpp
   test_step_graph_model.cpp
-  test_backend_contexts.cpp)
+  test_backend_contexts.cpp
+  test_dropblock_ops.cpp)
 list(TRANSFORM DROPNET_CUDA_TEST_SOURCES PREPEND ${CMAKE_CURRENT_LIST_DIR}/)

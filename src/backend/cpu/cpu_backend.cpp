@@ -84,6 +84,16 @@ void CpuBackend::dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCal
   cpu::dropout_apply(dy.data(), dx.data(), call);
 }
 
+void CpuBackend::dropblock_forward(const Tensor& x, Tensor& y, const DropBlockCall& call) {
+  const kernels::DropBlockGeometry g = checks::dropblock(kCpu, x, y, call, /*backward=*/false);
+  cpu::dropblock_apply(x.data(), y.data(), call, g);
+}
+
+void CpuBackend::dropblock_backward(const Tensor& dy, Tensor& dx, const DropBlockCall& call) {
+  const kernels::DropBlockGeometry g = checks::dropblock(kCpu, dy, dx, call, /*backward=*/true);
+  cpu::dropblock_apply(dy.data(), dx.data(), call, g);
+}
+
 void CpuBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
                                        Tensor& stats) {
   checks::softmax_cross_entropy(kCpu, z, t, dz, stats);

@@ -32,6 +32,8 @@ class CpuBackend final : public Backend {
   void dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) override;
   void noise_forward(const Tensor& x, Tensor& y, const NoiseCall& call) override;     // cpu/noise.cpp
   void noise_backward(const Tensor& dy, Tensor& dx, const NoiseCall& call) override;
+  void dropblock_forward(const Tensor& x, Tensor& y, const DropBlockCall& call) override;
+  void dropblock_backward(const Tensor& dy, Tensor& dx, const DropBlockCall& call) override;
   void softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
                              Tensor& stats) override;
   void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,

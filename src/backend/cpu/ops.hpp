@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "backend/backend.hpp"
+#include "kernels/dropblock_math.hpp"
 
 namespace dropnet::backend::cpu {
 
@@ -52,6 +53,11 @@ void activation_backward(ActivationKind kind, const T* y, const T* dy, T* dz, st
 // forward (x -> y) and backward (dy -> dx) are the same map.
 template <typename T>
 void dropout_apply(const T* in, T* out, const DropoutCall& call);
+
+// out = in * mask * (total / kept) with DropBlock2D's mask (kernels/dropblock_math.hpp) for a checked call
+// of geometry g; forward (x -> y) and backward (dy -> dx) are the same map. Returns the kept count.
+template <typename T>
+std::uint64_t dropblock_apply(const T* in, T* out, const DropBlockCall& call, const kernels::DropBlockGeometry& g);
 
 // Per row i: loss_i = logsumexp(z_i) - sum_j t_ij z_ij; adds sum loss_i to loss_sum and the count of rows
 // whose first argmax of z equals the first argmax of t to correct; dz (if not null) = (softmax(z) - t) * scale.

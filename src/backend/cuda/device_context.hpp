@@ -52,6 +52,7 @@ enum class Scratch {
   Norms,           // max-norm's partial sums of squares and per-group factors
   Ones,            // a vector of ones (bias gradients through GEMV)
   Index,           // gather indices copied to the device
+  DropBlockCount,  // DropBlock2D's kept count (one unsigned long long), zeroed and recounted by every call
   Count
 };
 

@@ -12,6 +12,7 @@ set(DROPNET_CUDA_HOST_SOURCES
   backend/cuda/cuda_backend.cpp
   backend/cuda/cuda_ops.cpp
   backend/cuda/noise_ops.cpp
+  backend/cuda/dropblock_ops.cpp
   backend/cuda/cuda_entry.cpp
   backend/cuda/cuda_memory.cpp
   backend/cuda/graph.cpp)
@@ -20,6 +21,7 @@ set(DROPNET_CUDA_KERNEL_SOURCES
   elementwise.cu
   dropout.cu
   noise.cu
+  dropblock.cu
   adam.cu
   maxnorm.cu
   softmax_xent.cu
