@@ -25,9 +25,7 @@ backend::DropBlockCall make_call(std::uint64_t seed, double rate, std::int64_t b
 DropBlock2D::DropBlock2D(double rate, std::int64_t block_size, RandomLayerOptions options)
     : rate_(rate), block_size_(block_size), options_(std::move(options)) {
   // Keras' Dropout wording for the rate (keras-cv's own reads "rate must be a number between 0 and 1").
-  if (!(rate_ >= 0.0 && rate_ <= 1.0))
-    throw InvalidArgument(fmt::format("Invalid value received for argument `rate`. Expected a float value "
-                                      "between 0 and 1. Received: rate={}", rate_));
+  layer_util::check_unit_interval(rate_, "rate");
   // keras-cv normalises block_size with Keras' standardize_tuple(block_size, 2, "block_size", allow_zero=False).
   if (block_size_ <= 0)
     throw InvalidArgument(fmt::format("The `block_size` argument must be a tuple of 2 integers. Received "
@@ -52,26 +50,13 @@ Shape DropBlock2D::build(const Shape& in, std::uint64_t seed) {
 }
 
 void DropBlock2D::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
-  if (!ctx.training || layer_util::fixed_rate(rate_, options_.schedule, 0.0)) {
-    layer_util::copy(ctx, y, x);
-    return;
-  }
-  if (layer_util::fixed_rate(rate_, options_.schedule, 1.0)) {
-    layer_util::fill(ctx, y, 0.0f);
-    return;
-  }
+  if (layer_util::pass_without_draws(ctx, rate_, options_.schedule, x, y)) return;
   ctx.backend.dropblock_forward(x, y, make_call(seed_, rate_, block_size_, x.shape(), ctx, name_));
 }
 
 void DropBlock2D::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
-  if (dx == nullptr) return;
-  if (!ctx.training || layer_util::fixed_rate(rate_, options_.schedule, 0.0)) {
-    layer_util::copy(ctx, *dx, dy);
-  } else if (layer_util::fixed_rate(rate_, options_.schedule, 1.0)) {
-    layer_util::fill(ctx, *dx, 0.0f);
-  } else {
-    ctx.backend.dropblock_backward(dy, *dx, make_call(seed_, rate_, block_size_, x.shape(), ctx, name_));
-  }
+  if (dx == nullptr || layer_util::pass_without_draws(ctx, rate_, options_.schedule, dy, *dx)) return;
+  ctx.backend.dropblock_backward(dy, *dx, make_call(seed_, rate_, block_size_, x.shape(), ctx, name_));
 }
 
 }  // namespace dropnet

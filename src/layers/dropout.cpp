@@ -13,12 +13,6 @@
 namespace dropnet {
 namespace {
 
-void check_rate(double rate) {
-  if (!(rate >= 0.0 && rate <= 1.0))
-    throw InvalidArgument(fmt::format("Invalid value received for argument `rate`. Expected a float value "
-                                      "between 0 and 1. Received: rate={}", rate));
-}
-
 // The op's call: the mask's step and the rate are read from the layer's slot when the op runs.
 backend::DropoutCall make_call(std::uint64_t seed, double rate, const Shape& input_shape, Shape mask_shape,
                                const RunContext& ctx, const std::string& name) {
@@ -32,13 +26,9 @@ backend::DropoutCall make_call(std::uint64_t seed, double rate, const Shape& inp
 }  // namespace
 
 Dropout::Dropout(double rate, DropoutOptions options) : rate_(rate), options_(std::move(options)) {
-  check_rate(rate_);
+  layer_util::check_unit_interval(rate_, "rate");
   layer_util::check_schedule(options_.schedule);
-  for (const auto& d : options_.noise_shape) {
-    if (d && *d <= 0)
-      throw InvalidArgument(fmt::format("Invalid value received for argument `noise_shape`. Expected a tuple "
-                                        "of positive integers or None. Received an entry {}", *d));
-  }
+  layer_util::check_noise_shape(options_.noise_shape);
 }
 
 std::optional<Layer::SeedGenerator> Dropout::seed_generator() const noexcept {
@@ -54,43 +44,17 @@ Shape Dropout::build(const Shape& in, std::uint64_t seed) {
 }
 
 Shape Dropout::mask_shape(const Shape& input_shape) const {
-  if (options_.noise_shape.empty()) return input_shape;
-  if (options_.noise_shape.size() != input_shape.size())
-    throw InvalidArgument(fmt::format("layer '{}': noise_shape has {} entries but the input {} (batch included) "
-                                      "has rank {}", name_, options_.noise_shape.size(),
-                                      to_string(input_shape), input_shape.size()));
-  Shape mask(input_shape.size());
-  for (std::size_t i = 0; i < mask.size(); ++i) {
-    mask[i] = options_.noise_shape[i].value_or(input_shape[i]);
-    // The batch entry is checked against real batches only (build uses a batch of 1).
-    if (mask[i] != 1 && mask[i] != input_shape[i] && !(i == 0 && input_shape[0] == 1))
-      throw InvalidArgument(fmt::format("layer '{}': noise_shape entry {} is {}; it must be 1 or the input's "
-                                        "dimension {} to broadcast", name_, i, mask[i], input_shape[i]));
-  }
-  return mask;
+  return layer_util::noise_mask_shape(options_.noise_shape, input_shape, name_);
 }
 
 void Dropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
-  if (!ctx.training || layer_util::fixed_rate(rate_, options_.schedule, 0.0)) {
-    layer_util::copy(ctx, y, x);
-    return;
-  }
-  if (layer_util::fixed_rate(rate_, options_.schedule, 1.0)) {
-    layer_util::fill(ctx, y, 0.0f);
-    return;
-  }
+  if (layer_util::pass_without_draws(ctx, rate_, options_.schedule, x, y)) return;
   ctx.backend.dropout_forward(x, y, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));
 }
 
 void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
-  if (dx == nullptr) return;
-  if (!ctx.training || layer_util::fixed_rate(rate_, options_.schedule, 0.0)) {
-    layer_util::copy(ctx, *dx, dy);
-  } else if (layer_util::fixed_rate(rate_, options_.schedule, 1.0)) {
-    layer_util::fill(ctx, *dx, 0.0f);
-  } else {
-    ctx.backend.dropout_backward(dy, *dx, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));
-  }
+  if (dx == nullptr || layer_util::pass_without_draws(ctx, rate_, options_.schedule, dy, *dx)) return;
+  ctx.backend.dropout_backward(dy, *dx, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));
 }
 
 }  // namespace dropnet

@@ -64,6 +64,12 @@ std::string to_string(const DropoutSchedule& s) {
 
 namespace layer_util {
 
+void check_unit_interval(double value, const char* argument) {
+  if (!(value >= 0.0 && value <= 1.0))
+    throw InvalidArgument(fmt::format("Invalid value received for argument `{0}`. Expected a float value "
+                                      "between 0 and 1. Received: {0}={1}", argument, value));
+}
+
 void check_schedule(const DropoutSchedule& s) {
   if (s.kind == DropoutSchedule::Kind::Linear && !(s.start >= 0.0 && s.start <= 1.0))
     throw InvalidArgument(fmt::format("Invalid value received for the schedule's start rate. Expected a float "

@@ -121,6 +121,44 @@ void fill(RunContext& ctx, Tensor& dst, float value) {
   ctx.backend.fill(dst.data(), static_cast<std::size_t>(dst.size()), value);
 }
 
+bool pass_without_draws(RunContext& ctx, double rate, const DropoutSchedule& s, const Tensor& in, Tensor& out) {
+  if (!ctx.training || fixed_rate(rate, s, 0.0)) {
+    copy(ctx, out, in);
+    return true;
+  }
+  if (fixed_rate(rate, s, 1.0)) {
+    fill(ctx, out, 0.0f);
+    return true;
+  }
+  return false;
+}
+
+void check_noise_shape(const std::vector<std::optional<std::int64_t>>& noise_shape) {
+  for (const auto& d : noise_shape) {
+    if (d && *d <= 0)
+      throw InvalidArgument(fmt::format("Invalid value received for argument `noise_shape`. Expected a tuple "
+                                        "of positive integers or None. Received an entry {}", *d));
+  }
+}
+
+Shape noise_mask_shape(const std::vector<std::optional<std::int64_t>>& noise_shape, const Shape& input_shape,
+                       const std::string& layer) {
+  if (noise_shape.empty()) return input_shape;
+  if (noise_shape.size() != input_shape.size())
+    throw InvalidArgument(fmt::format("layer '{}': noise_shape has {} entries but the input {} (batch included) "
+                                      "has rank {}", layer, noise_shape.size(), to_string(input_shape),
+                                      input_shape.size()));
+  Shape mask(input_shape.size());
+  for (std::size_t i = 0; i < mask.size(); ++i) {
+    mask[i] = noise_shape[i].value_or(input_shape[i]);
+    // The batch entry is checked against real batches only (build uses a batch of 1).
+    if (mask[i] != 1 && mask[i] != input_shape[i] && !(i == 0 && input_shape[0] == 1))
+      throw InvalidArgument(fmt::format("layer '{}': noise_shape entry {} is {}; it must be 1 or the input's "
+                                        "dimension {} to broadcast", layer, i, mask[i], input_shape[i]));
+  }
+  return mask;
+}
+
 void allocate_activation(ActivationKind kind, const Shape& out, Device device, Tensor& z, Tensor& dz) {
   z = kind == ActivationKind::Softmax ? Tensor(out, device) : Tensor();
   dz = kind != ActivationKind::Linear ? Tensor(out, device) : Tensor();

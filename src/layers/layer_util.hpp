@@ -27,6 +27,9 @@ Param make_param(std::string name, Shape shape, const std::string& initializer, 
                  std::optional<MaxNorm> constraint);
 // An independent seed for stream `stream` of `seed` (layer weights, dropout masks).
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t stream);
+// Keras' check of a dropout-family rate (GaussianNoise: stddev) in [0, 1], with Keras' wording
+// ("Invalid value received for argument `rate`. Expected a float value between 0 and 1. ...").
+void check_unit_interval(double value, const char* argument);
 // A schedule's own arguments (Linear's start rate); the rate is the layer's to check.
 void check_schedule(const DropoutSchedule& schedule);
 // The step state's form of `schedule` for a layer of rate `rate` (kernels/rate_schedule.hpp).
@@ -37,6 +40,17 @@ bool schedule_draws(double rate, const DropoutSchedule& schedule);
 inline bool fixed_rate(double rate, const DropoutSchedule& s, double value) {
   return s.kind == DropoutSchedule::Kind::Constant && rate == value;
 }
+// For a dropout-style layer (identity at rate 0, zeros at rate 1), forward x -> y or backward dy -> dx
+// without its op where no draw decides: out = in in inference or at a constant rate of 0, zeros at a
+// constant rate of 1. Returns whether it did so (false: the op must run).
+bool pass_without_draws(RunContext& ctx, double rate, const DropoutSchedule& s, const Tensor& in, Tensor& out);
+// Keras' noise_shape: each entry positive or None (constructor check, Keras' wording).
+void check_noise_shape(const std::vector<std::optional<std::int64_t>>& noise_shape);
+// The concrete mask shape (batch included) of `noise_shape` for an input of `input_shape` (batch
+// included): the input's shape when noise_shape is empty. Throws InvalidArgument naming `layer` for a rank
+// that differs or an entry neither 1 nor the input's dimension (the batch entry only for real batches).
+Shape noise_mask_shape(const std::vector<std::optional<std::int64_t>>& noise_shape, const Shape& input_shape,
+                       const std::string& layer);
 // The first `batch` rows of a scratch buffer sized for the largest batch.
 Tensor batch_view(Tensor& buffer, std::int64_t batch);
 // dst = src and dst = value through the model's backend: queued in order with the step's other ops (on the

@@ -13,13 +13,6 @@ namespace {
 
 using Kind = backend::NoiseCall::Kind;
 
-// Keras' wording (gaussian_dropout.py, gaussian_noise.py, alpha_dropout.py): 0 <= value <= 1.
-void check_unit(double value, const char* argument) {
-  if (!(value >= 0.0 && value <= 1.0))
-    throw InvalidArgument(fmt::format("Invalid value received for argument `{0}`. Expected a float value "
-                                      "between 0 and 1. Received: {0}={1}", argument, value));
-}
-
 backend::NoiseCall make_call(Kind kind, std::uint64_t seed, double rate, const Shape& input_shape, Shape mask_shape,
                              const RunContext& ctx, const std::string& name) {
   if (ctx.slot == nullptr)
@@ -58,7 +51,7 @@ int fixed_edge(Kind kind, double rate, const DropoutSchedule& schedule) {
 // ---- GaussianDropout --------------------------------------------------------------------------------
 
 GaussianDropout::GaussianDropout(double rate, RandomLayerOptions options) : rate_(rate), options_(options) {
-  check_unit(rate_, "rate");
+  layer_util::check_unit_interval(rate_, "rate");
   layer_util::check_schedule(options_.schedule);
 }
 
@@ -88,7 +81,7 @@ void GaussianDropout::backward(const Tensor& x, const Tensor&, const Tensor& dy,
 // ---- GaussianNoise ----------------------------------------------------------------------------------
 
 GaussianNoise::GaussianNoise(double stddev, RandomLayerOptions options) : stddev_(stddev), options_(options) {
-  check_unit(stddev_, "stddev");
+  layer_util::check_unit_interval(stddev_, "stddev");
   layer_util::check_schedule(options_.schedule);
 }
 
@@ -108,21 +101,17 @@ void GaussianNoise::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
   run_forward(-1, x, y, ctx, &call);
 }
 
-void GaussianNoise::backward(const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx, RunContext&) {
-  // d(x + stddev * n)/dx = 1 whatever the draws: no op needed.
-  if (dx != nullptr) dx->copy_from(dy);
+void GaussianNoise::backward(const Tensor&, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
+  // d(x + stddev * n)/dx = 1 whatever the draws: no op, a copy on the model's backend.
+  if (dx != nullptr) layer_util::copy(ctx, *dx, dy);
 }
 
 // ---- AlphaDropout -----------------------------------------------------------------------------------
 
 AlphaDropout::AlphaDropout(double rate, DropoutOptions options) : rate_(rate), options_(std::move(options)) {
-  check_unit(rate_, "rate");
+  layer_util::check_unit_interval(rate_, "rate");
   layer_util::check_schedule(options_.schedule);
-  for (const auto& d : options_.noise_shape) {
-    if (d && *d <= 0)
-      throw InvalidArgument(fmt::format("Invalid value received for argument `noise_shape`. Expected a tuple "
-                                        "of positive integers or None. Received an entry {}", *d));
-  }
+  layer_util::check_noise_shape(options_.noise_shape);
 }
 
 std::optional<Layer::SeedGenerator> AlphaDropout::seed_generator() const noexcept {
@@ -137,21 +126,8 @@ Shape AlphaDropout::build(const Shape& in, std::uint64_t seed) {
   return finish_build(in, in);
 }
 
-// As Dropout::mask_shape (the same rules and messages).
 Shape AlphaDropout::mask_shape(const Shape& input_shape) const {
-  if (options_.noise_shape.empty()) return input_shape;
-  if (options_.noise_shape.size() != input_shape.size())
-    throw InvalidArgument(fmt::format("layer '{}': noise_shape has {} entries but the input {} (batch included) "
-                                      "has rank {}", name_, options_.noise_shape.size(),
-                                      to_string(input_shape), input_shape.size()));
-  Shape mask(input_shape.size());
-  for (std::size_t i = 0; i < mask.size(); ++i) {
-    mask[i] = options_.noise_shape[i].value_or(input_shape[i]);
-    if (mask[i] != 1 && mask[i] != input_shape[i] && !(i == 0 && input_shape[0] == 1))
-      throw InvalidArgument(fmt::format("layer '{}': noise_shape entry {} is {}; it must be 1 or the input's "
-                                        "dimension {} to broadcast", name_, i, mask[i], input_shape[i]));
-  }
-  return mask;
+  return layer_util::noise_mask_shape(options_.noise_shape, input_shape, name_);
 }
 
 void AlphaDropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {

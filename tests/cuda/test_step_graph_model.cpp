@@ -25,6 +25,10 @@ Sequential graph_convnet(bool cuda_graphs, bool scheduled = false) {
                                                    .kernel_initializer = "he_uniform", .kernel_constraint = per_filter}));
   model.add(std::make_unique<MaxPooling2D>());
   model.add(std::make_unique<Dropout>(0.25, DropoutOptions{.schedule = ramp}));
+  if (scheduled) {  // the rest of the family inside a recorded step, on schedules too
+    model.add(std::make_unique<DropBlock2D>(0.2, 2, RandomLayerOptions{.schedule = ramp}));
+    model.add(std::make_unique<GaussianDropout>(0.2, RandomLayerOptions{.schedule = early}));
+  }
   model.add(std::make_unique<Conv2D>(6, std::array<std::int64_t, 2>{3, 3},
                                      Conv2DOptions{.activation = "relu", .kernel_initializer = "he_uniform",
                                                    .kernel_constraint = per_filter}));
@@ -33,6 +37,7 @@ Sequential graph_convnet(bool cuda_graphs, bool scheduled = false) {
   model.add(std::make_unique<Dropout>(0.5, DropoutOptions{.noise_shape = {std::nullopt, 1, 1, std::nullopt},
                                                           .schedule = early}));
   model.add(std::make_unique<Flatten>());
+  if (scheduled) model.add(std::make_unique<GaussianNoise>(0.1, RandomLayerOptions{.schedule = ramp}));
   model.add(std::make_unique<Dense>(16, DenseOptions{.activation = "relu", .kernel_initializer = "he_uniform",
                                                      .kernel_constraint = MaxNorm{.max_value = 2.0}}));
   model.add(std::make_unique<Dropout>(0.0));  // rate 0: a plain device-to-device copy inside the step
