@@ -88,7 +88,8 @@ const std::array<FlagSpec, 23> kTrainFlags = {{
      "as Keras' ModelCheckpoint(save_best_only=True). Writes are atomic."},
     {"resume", "PATH", "",
      "Continue the run saved in checkpoint PATH up to --epochs, exactly as if it had not stopped. The "
-     "checkpoint's settings (batch size, dropout, max-norm, validation split, learning rate, seed, limit) are "
+     "checkpoint's settings (batch size, dropout rates, type, block size, schedule and input dropout, max-norm, "
+     "validation split, learning rate, seed, limit) are "
      "used; giving one of those flags with another value is an error."},
     {"log", "FILE", "",
      "Append one CSV row per epoch (Keras' CSVLogger: epoch,accuracy,loss,val_accuracy,val_loss), flushed as "
