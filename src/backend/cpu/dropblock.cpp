@@ -34,12 +34,7 @@ std::uint64_t dropblock_apply(const T* in, T* out, const DropBlockCall& call, co
   const std::int64_t seed_count = g.n * hs * ws * C;
   seeds.resize(static_cast<std::size_t>(seed_count));
   unsigned char* sp = seeds.data();
-  parallel_for((seed_count + 3) / 4, 1 << 12, [&](std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t b = b0; b < b1; ++b) {
-      const kernels::PhiloxBlock words = kernels::philox_block(call.seed, step, std::uint64_t(b));
-      for (std::int64_t j = 0; j < 4 && 4 * b + j < seed_count; ++j) sp[4 * b + j] = words.w[j] < threshold;
-    }
-  });
+  draw_below(call.seed, step, threshold, seed_count, sp);
 
   // Along W: rows[n, h0, w, c] = some seed (n, h0, w0, c) with w0 in dropblock_cover(w).
   rows.resize(static_cast<std::size_t>(g.n * hs * g.w * C));

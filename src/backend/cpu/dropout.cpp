@@ -42,6 +42,20 @@ constexpr std::int64_t kBlocksPerBatch = 64;
 
 }  // namespace
 
+void draw_below(std::uint64_t seed, std::uint64_t step, std::uint64_t threshold, std::int64_t count,
+                unsigned char* out) {
+  constexpr std::int64_t kBatchElements = 4 * kBlocksPerBatch;
+  parallel_for((count + kBatchElements - 1) / kBatchElements, 64, [&](std::int64_t b0, std::int64_t b1) {
+    std::uint32_t words[kBatchElements];
+    for (std::int64_t batch = b0; batch < b1; ++batch) {
+      const std::int64_t first = batch * kBatchElements;
+      philox_batch(seed, step, std::uint64_t(first / 4), words);
+      const std::int64_t n = std::min<std::int64_t>(count - first, kBatchElements);
+      for (std::int64_t i = 0; i < n; ++i) out[first + i] = words[i] < threshold;
+    }
+  });
+}
+
 template <typename T>
 void dropout_apply(const T* in, T* out, const DropoutCall& call) {
   const std::uint64_t step = call.slot != nullptr ? call.slot->step : call.step;
@@ -58,18 +72,8 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
   // One byte per mask element; four elements share one Philox block. The buffer is kept between calls.
   thread_local std::vector<unsigned char> keep;
   keep.resize(static_cast<std::size_t>(mask_count));
-  unsigned char* keep_bytes = keep.data();
-  const std::uint64_t threshold = kernels::dropout_keep_threshold(keep_prob);  // x < threshold <=> kept
-  constexpr std::int64_t kBatchElements = 4 * kBlocksPerBatch;
-  parallel_for((mask_count + kBatchElements - 1) / kBatchElements, 64, [&](std::int64_t b0, std::int64_t b1) {
-    std::uint32_t words[kBatchElements];
-    for (std::int64_t batch = b0; batch < b1; ++batch) {
-      const std::int64_t first = batch * kBatchElements;
-      philox_batch(call.seed, step, std::uint64_t(first / 4), words);
-      const std::int64_t count = std::min<std::int64_t>(mask_count - first, kBatchElements);
-      for (std::int64_t i = 0; i < count; ++i) keep_bytes[first + i] = words[i] < threshold;
-    }
-  });
+  const unsigned char* keep_bytes = keep.data();
+  draw_below(call.seed, step, kernels::dropout_keep_threshold(keep_prob), mask_count, keep.data());
 
   const T p = T(keep_prob);
   if (mask_count == n) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "backend/cpu/cpu_backend.hpp"
+#include "backend/cpu/ops.hpp"
 #include "backend/cpu/parallel.hpp"
 #include "backend/op_checks.hpp"
 #include "kernels/noise_math.hpp"
@@ -46,13 +47,8 @@ void apply_alpha(const float* in, float* out, const NoiseCall& call, std::uint64
   thread_local std::vector<unsigned char> keep;  // kept between calls
   keep.resize(static_cast<std::size_t>(mask_count));
   unsigned char* kept = keep.data();
-  parallel_for((mask_count + 3) / 4, kGroupsPerTask, [&](std::int64_t g0, std::int64_t g1) {
-    for (std::int64_t j = g0; j < g1; ++j) {
-      const kernels::PhiloxBlock b = kernels::philox_block(call.seed, step, std::uint64_t(j));
-      const std::int64_t base = 4 * j, count = std::min<std::int64_t>(4, mask_count - base);
-      for (std::int64_t c = 0; c < count; ++c) kept[base + c] = kernels::dropout_keep(b.w[c], p.keep_prob);
-    }
-  });
+  // Dropout's keep rule (dropout_keep), drawn as Dropout draws it.
+  draw_below(call.seed, step, kernels::dropout_keep_threshold(p.keep_prob), mask_count, kept);
   if (mask_count == n) {
     parallel_for(n, 1 << 16, [&](std::int64_t i0, std::int64_t i1) {
       for (std::int64_t i = i0; i < i1; ++i) out[i] = kernels::noise_apply(p, backward, in[i], 0.0f, kept[i] != 0);

@@ -49,6 +49,13 @@ void activation_forward(ActivationKind kind, const T* z, T* y, std::int64_t rows
 template <typename T>
 void activation_backward(ActivationKind kind, const T* y, const T* dy, T* dz, std::int64_t rows, std::int64_t cols);
 
+// out[i] = (word i of the Philox stream (seed, step) < threshold) for i < count: word i is
+// philox_block(seed, step, i / 4).w[i % 4], so with threshold = dropout_keep_threshold(p) out[i] is
+// dropout_keep(word, p), the draw every Bernoulli mask of the dropout family makes (Dropout's and
+// AlphaDropout's keep bytes, DropBlock2D's seeds). Vectorised Philox (cpu/dropout.cpp).
+void draw_below(std::uint64_t seed, std::uint64_t step, std::uint64_t threshold, std::int64_t count,
+                unsigned char* out);
+
 // out = in * mask / (1 - rate) with the mask of kernels/dropout_math.hpp broadcast from call.mask_shape;
 // forward (x -> y) and backward (dy -> dx) are the same map.
 template <typename T>
