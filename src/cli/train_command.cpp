@@ -269,8 +269,15 @@ std::map<std::string, std::string> settings_metadata(const TrainConfig& c, std::
   return m;
 }
 
+// A flag's default, as --help shows it.
+std::string flag_default(std::string_view flag) {
+  for (const FlagSpec& spec : kTrainFlags)
+    if (spec.name == flag) return spec.default_value;
+  throw std::logic_error(fmt::format("no flag {}", flag));
+}
+
 // Whether a setting is one of the dropout flags (set_dropout_setting reads its text).
-bool set_dropout_setting_key(std::string_view key) {
+bool is_dropout_setting(std::string_view key) {
   return key == "train.dropout" || key == "train.dropout_type" || key == "train.block_size" ||
          key == "train.dropout_schedule" || key == "train.input_dropout";
 }
@@ -280,19 +287,18 @@ void adopt_checkpoint_settings(const Flags& f, TrainConfig& c, const TrainingSta
   for (const auto& [key, flag] : kResumeSettings) {
     const auto it = s.metadata.find(key);
     // Checkpoints from before the dropout family have no type, block, schedule or input dropout: theirs
-    // were the defaults.
-    const bool dropout_family = std::string_view(key) != "train.dropout" && set_dropout_setting_key(key);
-    if (it == s.metadata.end() && dropout_family) continue;
-    if (it == s.metadata.end())
+    // were the flags' defaults, which an explicit flag must then agree with as with any recorded value.
+    const bool dropout_family = std::string_view(key) != "train.dropout" && is_dropout_setting(key);
+    if (it == s.metadata.end() && !dropout_family)
       throw DataError(fmt::format("{}: checkpoint has no {} setting; was it written by 'dropnet train --save'?", path, key));
+    const std::string v = it != s.metadata.end() ? it->second : flag_default(flag);
     if (f.given(flag)) {
-      if (setting_value(c, key) != it->second)
+      if (setting_value(c, key) != v)
         throw UsageError(fmt::format("--{} {} differs from the checkpoint's {} ({}); an exact resume needs the same "
-                                     "settings: leave --{} out", flag, f.get_string(flag), it->second, path, flag));
+                                     "settings: leave --{} out", flag, f.get_string(flag), v, path, flag));
       continue;
     }
-    const std::string& v = it->second;
-    if (set_dropout_setting_key(key)) {
+    if (is_dropout_setting(key)) {
       try {
         set_dropout_setting(c, flag, v);
       } catch (const UsageError& e) {
