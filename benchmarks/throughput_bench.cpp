@@ -177,8 +177,19 @@ int run_throughput(std::span<const std::string> args) {
   fmt::print("\nseed model, batch {}: median step {:.1f} ms over {} steps ({} warm-up) = {:.1f} images/s "
              "(best step {:.1f} ms = {:.1f} images/s)\n", batch, step_s * 1e3, steps, warmup, double(batch) / step_s,
              step.min * 1e3, double(batch) / step.min);
-  fmt::print("model FLOPs per step: {:.2f} GFLOP (conv/dense GEMMs: forward x 3 for forward + backward, less "
+  fmt::print("model FLOPs per step: {:.2f} GFLOP (direct convolution and dense GEMMs: forward x 3 for forward + backward, less "
              "conv1's input gradient, which is not computed) = {:.1f} GFLOP/s\n", model_flops / 1e9, model_gflops);
+
+  // Inference: predict (dropout off, no backward) over the same records in batches of the step's size, three
+  // times; the median pass gives images/s. Its ratio to the training step says what one validation or
+  // Monte Carlo pass costs against a step.
+  const Tensor x_infer = x_all.rows(0, std::min<std::int64_t>(records, batch * steps));
+  (void)model.predict(x_infer.rows(0, batch), {.batch_size = int(batch)});  // buffers sized, caches warm
+  const double infer_s = median_seconds(0, 3, [&] { (void)model.predict(x_infer, {.batch_size = int(batch)}); });
+  const double infer_batch_s = infer_s * double(batch) / double(x_infer.dim(0));
+  fmt::print("inference (predict, dropout off), batch {}: {:.1f} ms per batch = {:.1f} images/s; {:.2f} of a "
+             "training step's time\n", batch, infer_batch_s * 1e3, double(x_infer.dim(0)) / infer_s,
+             infer_batch_s / step_s);
 
   double efficiency = 0;
   if (device == Device::CPU) {
@@ -277,8 +288,11 @@ int run_throughput(std::span<const std::string> args) {
     }
   }
 
-  double total = loss_s + adam_s + maxnorm_s;
+  double total = loss_s + adam_s + maxnorm_s, forward_total = 0;
   for (std::size_t i = 0; i < L; ++i) total += fwd[i] + bwd[i];
+  for (std::size_t i = 0; i < L; ++i) forward_total += fwd[i];
+  fmt::print("\ninference batch against the training forward (the layers' forward calls below, dropout on): "
+             "{:.1f} ms / {:.1f} ms = {:.2f}\n", infer_batch_s * 1e3, forward_total * 1e3, infer_batch_s / forward_total);
   fmt::print("\nper-layer profile (median of {} calls each; {:.1f} ms in total against a {:.1f} ms step; the rest "
              "is batch gathering and reading the loss back):\n\n", steps, total * 1e3, step_s * 1e3);
   fmt::print("| layer | output | forward ms | backward ms | % of step | GFLOP | GFLOP/s | bare GEMMs ms |\n"

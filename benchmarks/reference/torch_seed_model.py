@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""PyTorch eager reference for dropnet's GPU benchmarks (issue 3), run on the same GPU in the same check.
+"""PyTorch eager reference for dropnet's benchmarks, run on the same device in the same sitting: on a GPU
+(issue 3, scripts/gpu-check.sh) or on the CPU (--device cpu, issue 20: benchmarks/cpu-sitting.sh runs it
+beside `dropnet-bench throughput --device cpu` and prints the ratio).
 
 1. The seed model (dropnet's `dropnet train` model, src/cli/seed_model.cpp) in PyTorch eager:
      Conv2D(64, 3x3, valid, relu) - MaxPool 2x2 - Dropout(0.5) - Conv2D(64, 3x3, valid, relu) - MaxPool 2x2 -
@@ -10,8 +12,9 @@
    Batch 250, float32, TF32 off in cuDNN and cuBLAS (dropnet's default numerics), cuDNN's default
    algorithm choice (torch.backends.cudnn.benchmark False: PyTorch eager as it comes) unless
    --cudnn-benchmark. Reports images/s (median step time) and torch.cuda.max_memory_allocated for one
-   training step (the batch resident on the GPU, no dataset).
-2. F.dropout forward and its backward (aten native_dropout_backward) on a large tensor against a
+   training step (the batch resident on the GPU, no dataset). On the CPU (--device cpu): the same step in
+   float32 with --threads intra-op threads (default: all cores, as dropnet uses them), no memory figure.
+2. (GPU only) F.dropout forward and its backward (aten native_dropout_backward) on a large tensor against a
    device-to-device copy of the same size, counted as dropnet-bench kernels counts: bytes of x read + y
    written (torch also writes a 1-byte mask in forward and reads it in backward; those bytes are not
    counted, as dropnet's kernels have no mask to move).
@@ -78,6 +81,11 @@ def load_batch(data_dir, batch, device):
     return pixels.to(device).contiguous(), labels.to(device)
 
 
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def time_training(args, device):
     torch.manual_seed(1)
     model = SeedModel(args.dropout).to(device)
@@ -95,24 +103,29 @@ def time_training(args, device):
     model.train()
     for _ in range(args.warmup):
         step()
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
+    synchronize(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated() if cuda else 0
     times = []
     for _ in range(args.steps):
         start = time.perf_counter()
         loss = step()
-        torch.cuda.synchronize()
+        synchronize(device)
         times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated()
     median = statistics.median(times)
-    return {
+    result = {
         "step_ms_median": median * 1e3,
+        "step_ms_min": min(times) * 1e3,
+        "step_ms_max": max(times) * 1e3,
         "images_per_second": args.batch_size / median,
-        "max_memory_allocated_bytes": peak,
-        "memory_allocated_before_steps_bytes": base,
         "final_loss": float(loss),
     }
+    if cuda:
+        result["max_memory_allocated_bytes"] = torch.cuda.max_memory_allocated()
+        result["memory_allocated_before_steps_bytes"] = base
+    return result
 
 
 def cuda_time(fn, warmup, repeats):
@@ -163,9 +176,14 @@ def main():
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--allow-tf32", action="store_true", help="let cuDNN and cuBLAS use TF32 (off: float32)")
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="where to run (default: cuda)")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="CPU: torch intra-op threads (default: every core)")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
 
+    if args.device == "cpu":
+        return main_cpu(args)
     if not torch.cuda.is_available():
         print("torch_seed_model.py: no CUDA device", file=sys.stderr)
         return 2
@@ -192,6 +210,35 @@ def main():
     print(f"F.dropout on {d['elements']} floats: forward {d['dropout_forward_gbs']:.0f} GB/s, "
           f"backward {d['dropout_backward_gbs']:.0f} GB/s, copy {d['copy_gbs']:.0f} GB/s "
           f"(x read + y written)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def main_cpu(args):
+    torch.set_num_threads(args.threads)
+    result = {
+        "device": f"CPU ({cpu_name()}, {args.threads} threads)",
+        "torch": torch.__version__,
+        "batch_size": args.batch_size,
+        "training": time_training(args, torch.device("cpu")),
+    }
+    t = result["training"]
+    print(f"device: {result['device']} (torch {result['torch']})")
+    print(f"seed model, batch {args.batch_size}, fp32: median step {t['step_ms_median']:.1f} ms over {args.steps} steps "
+          f"(min {t['step_ms_min']:.1f}, max {t['step_ms_max']:.1f}) = {t['images_per_second']:.0f} images/s")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
