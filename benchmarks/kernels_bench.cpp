@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/isa.hpp"
 #include "bench_util.hpp"
 #include "programs/args.hpp"
 #include "dropnet/dropnet.hpp"
@@ -52,6 +53,7 @@ int run_kernels(std::span<const std::string> args) {
   const std::unique_ptr<backend::Backend> context = backend::make_backend(device);
   backend::Backend& be = *context;
   fmt::print("device: {}\n", describe(device));
+  if (device == Device::CPU) fmt::print("ISA: {}\n", backend::cpu::cpu_isa_name());
   fmt::print("tensor: {} floats ({:.0f} MiB); warm-up {}, median of {}\n\n", n, double(n) * 4 / (1 << 20), warmup,
              repeats);
 

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/isa.hpp"
 #include "backend/cpu/ops.hpp"
 #include "backend/cpu/parallel.hpp"
 #include "bench_util.hpp"
@@ -129,8 +130,8 @@ int run_throughput(std::span<const std::string> args) {
 
   fmt::print("device: {}\n", describe(device));
   if (device == Device::CPU)
-    fmt::print("CPU threads: {} (DROPNET_CPU_THREADS; each runs single-threaded OpenBLAS calls)\n",
-               backend::cpu::cpu_threads());
+    fmt::print("CPU threads: {} (DROPNET_CPU_THREADS; each runs single-threaded OpenBLAS calls); ISA: {}\n",
+               backend::cpu::cpu_threads(), backend::cpu::cpu_isa_name());
 
   // The seed model as dropnet train builds it (dropout 0.5, max-norm 2), trained by fit (the path dropnet
   // train takes: batches gathered on the device from a byte-valued data set, and on a GPU the step recorded

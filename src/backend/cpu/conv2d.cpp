@@ -14,8 +14,10 @@
 // extra last row, so the forward GEMM adds it, and the weight-gradient GEMM's extra last row is the bias
 // gradient (the column sums of dy). That saves a pass over y in forward and one over dy in backward.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
+#include "backend/cpu/conv2d_small_c.hpp"
 #include "backend/cpu/ops.hpp"
 #include "backend/cpu/parallel.hpp"
 
@@ -130,6 +132,9 @@ void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const
 
 template <typename T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry& g) {
+  // Few input channels (the first layer): direct kernels, conv2d_small_c.hpp.
+  if constexpr (std::is_same_v<T, float>)
+    if (small_c_applies(g)) return conv2d_small_c_forward(x, w, b, y, g);
   const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
   const std::int64_t ld = cols + (b != nullptr ? 1 : 0);
   const T* kernel = w;
@@ -149,6 +154,9 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry
 
 template <typename T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
+  // Few input channels and no dx (the first layer): direct kernels, conv2d_small_c.hpp.
+  if constexpr (std::is_same_v<T, float>)
+    if (dx == nullptr && small_c_applies(g)) return conv2d_small_c_weight_gradient(x, dy, dw, db, g);
   const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
   const std::int64_t ld = cols + (db != nullptr ? 1 : 0);
   if (g.n == 0) {  // no patches: zero gradients

@@ -1,8 +1,11 @@
 // dropout.cpp: Dropout on the CPU. The mask comes from kernels/dropout_math.hpp, element by element, so it
-// is bit-identical to the CUDA backend's; it is drawn per mask element and broadcast over the input.
+// is bit-identical to the CUDA backend's; it is drawn per mask element and broadcast over the input. The
+// Philox draw and the float mask loop come in the CPU's widest vectors (isa.hpp); the file is compiled with
+// -ffp-contract=off.
 #include <algorithm>
 #include <vector>
 
+#include "backend/cpu/isa.hpp"
 #include "backend/cpu/ops.hpp"
 #include "backend/cpu/parallel.hpp"
 #include "kernels/dropout_math.hpp"
@@ -15,8 +18,8 @@ constexpr std::int64_t kBlocksPerBatch = 64;
 // Words of Philox blocks first .. first + 63 of (seed, subsequence), block j's word w at out[4 j + w]:
 // philox4x32_10 on 64 counters at once, lane by lane, so that the compiler vectorises the rounds (with
 // 16 or fewer it unrolls the lanes into scalars first).
-[[gnu::noinline, gnu::target_clones("avx512f", "avx2", "default")]] void philox_batch(std::uint64_t seed, std::uint64_t subsequence, std::uint64_t first,
-                                    std::uint32_t* out) {
+[[gnu::noinline, DROPNET_ISA_CLONES]] void philox_batch(std::uint64_t seed, std::uint64_t subsequence,
+                                                        std::uint64_t first, std::uint32_t* out) {
   std::uint32_t x0[kBlocksPerBatch], x1[kBlocksPerBatch], x2[kBlocksPerBatch], x3[kBlocksPerBatch];
   for (std::int64_t j = 0; j < kBlocksPerBatch; ++j) {
     const std::uint64_t block = first + std::uint64_t(j);
@@ -40,6 +43,35 @@ constexpr std::int64_t kBlocksPerBatch = 64;
   }
 }
 
+// out[i] = words[i] < threshold for i < n: the keep bytes of draw_below. A threshold <= 2^32 - 1 is compared
+// as 32 bits, which every ISA vectorises (the 64-bit comparison it equals stayed scalar without AVX-512).
+[[DROPNET_ISA_CLONES]] void mark_below(const std::uint32_t* words, std::uint64_t threshold, std::int64_t n,
+                                       unsigned char* out) {
+  if (threshold > 0xffffffffu) {  // every word
+    std::fill(out, out + n, 1);
+    return;
+  }
+  const auto t = static_cast<std::uint32_t>(threshold);
+  for (std::int64_t i = 0; i < n; ++i) out[i] = words[i] < t;
+}
+
+template <typename T>
+[[gnu::always_inline]] inline void apply_mask_loop(const T* in, T* out, const unsigned char* keep, T keep_prob,
+                                                   std::int64_t begin, std::int64_t end) {
+  for (std::int64_t i = begin; i < end; ++i) out[i] = kernels::dropout_apply(in[i], keep[i] != 0, keep_prob);
+}
+
+// out = in * mask / keep_prob over [begin, end), the mask one byte per element. float: one version per ISA;
+// double (the gradient checks): baseline only.
+[[DROPNET_ISA_CLONES]] void apply_mask_range(const float* in, float* out, const unsigned char* keep,
+                                             float keep_prob, std::int64_t begin, std::int64_t end) {
+  apply_mask_loop(in, out, keep, keep_prob, begin, end);
+}
+void apply_mask_range(const double* in, double* out, const unsigned char* keep, double keep_prob,
+                      std::int64_t begin, std::int64_t end) {
+  apply_mask_loop(in, out, keep, keep_prob, begin, end);
+}
+
 }  // namespace
 
 void draw_below(std::uint64_t seed, std::uint64_t step, std::uint64_t threshold, std::int64_t count,
@@ -50,8 +82,7 @@ void draw_below(std::uint64_t seed, std::uint64_t step, std::uint64_t threshold,
     for (std::int64_t batch = b0; batch < b1; ++batch) {
       const std::int64_t first = batch * kBatchElements;
       philox_batch(seed, step, std::uint64_t(first / 4), words);
-      const std::int64_t n = std::min<std::int64_t>(count - first, kBatchElements);
-      for (std::int64_t i = 0; i < n; ++i) out[first + i] = words[i] < threshold;
+      mark_below(words, threshold, std::min<std::int64_t>(count - first, kBatchElements), out + first);
     }
   });
 }
@@ -78,7 +109,7 @@ void dropout_apply(const T* in, T* out, const DropoutCall& call) {
   const T p = T(keep_prob);
   if (mask_count == n) {
     parallel_for(n, 1 << 16, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t i = begin; i < end; ++i) out[i] = kernels::dropout_apply(in[i], keep_bytes[i] != 0, p);
+      apply_mask_range(in, out, keep_bytes, p, begin, end);
     });
     return;
   }
