@@ -26,7 +26,7 @@ STEP = re.compile(r"median step ([0-9.]+) ms over \d+ steps .* = ([0-9.]+) image
 EFFICIENCY = re.compile(r"^efficiency = .* = ([0-9.]+) ")
 INFERENCE = re.compile(r"^inference .*= ([0-9.]+) images/s")
 DEVICE = re.compile(r"^device: (.*)$")
-ISA = re.compile(r"^CPU code path: (.*)$")
+ISA = re.compile(r"^CPU threads: .*; ISA: (.*)$")
 TORCH_STEP = re.compile(r"median step ([0-9.]+) ms .* = ([0-9.]+) images/s")
 
 
@@ -106,7 +106,7 @@ def main():
         print(f"round {r + 1}/{args.rounds}: {line}", flush=True)
 
     first = benches[0][0]
-    print(f"\ndevice: {rounds[first][0].get('device', '?')}; CPU code path: {rounds[first][0].get('isa', 'not printed')}")
+    print(f"\ndevice: {rounds[first][0].get('device', '?')}; ISA path: {rounds[first][0].get('isa', 'not printed')}")
     print(f"{args.rounds} rounds, {args.steps} timed steps each; median over rounds [min, max]\n")
     print("| run | step ms | images/s | efficiency vs sgemm | inference images/s | "
           f"speed vs {first} | speed vs torch |")
