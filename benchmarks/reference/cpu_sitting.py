@@ -106,7 +106,8 @@ def main():
         print(f"round {r + 1}/{args.rounds}: {line}", flush=True)
 
     first = benches[0][0]
-    print(f"\ndevice: {rounds[first][0].get('device', '?')}; ISA path: {rounds[first][0].get('isa', 'not printed')}")
+    isa = next((v[0]["isa"] for v in rounds.values() if "isa" in v[0]), "not printed")
+    print(f"\ndevice: {rounds[first][0].get('device', '?')}; ISA path (of the builds that print it): {isa}")
     print(f"{args.rounds} rounds, {args.steps} timed steps each; median over rounds [min, max]\n")
     print("| run | step ms | images/s | efficiency vs sgemm | inference images/s | "
           f"speed vs {first} | speed vs torch |")
