@@ -162,10 +162,19 @@ TEST_CASE("Conv2D on the CPU takes the path conv_path names, and that path's res
   CHECK(std::string(backend::cpu::conv_path_name(strided, ConvPass::Forward)) == "direct");
   const char* forced = std::getenv("DROPNET_CPU_CONV");
   if (forced == nullptr || std::string(forced) == "auto") {
-    CHECK(std::string(backend::cpu::conv_path_name(first, ConvPass::Forward)) == "direct");
-    CHECK(std::string(backend::cpu::conv_path_name(first, ConvPass::WeightGrad)) == "direct");
-    for (ConvPass pass : {ConvPass::Forward, ConvPass::InputGrad, ConvPass::WeightGrad})
-      CHECK(std::string(backend::cpu::conv_path_name(second, pass)) != "direct");
+    auto path = [](const ConvGeometry& g, ConvPass pass) { return std::string(backend::cpu::conv_path_name(g, pass)); };
+    for (ConvPass pass : {ConvPass::Forward, ConvPass::InputGrad, ConvPass::WeightGrad}) {
+      CHECK(path(first, pass) == "direct");      // C < 8
+      CHECK(path(second, pass) == "winograd4");  // 13x13 (dx: 15x15) grids: F(4x4) has 27% fewer products
+    }
+    // 8x8 -> 6x6: both tiles need as many products there, and F(2x2) is cheaper; dx's grid is 8x8.
+    const ConvGeometry small = geometry({4, 8, 8, 64, 64, false});
+    CHECK(path(small, ConvPass::Forward) == "winograd2");
+    CHECK(path(small, ConvPass::WeightGrad) == "winograd2");
+    CHECK(path(small, ConvPass::InputGrad) == "winograd4");
+    // The weight gradient's F(4x4) sums of 128 x 128 channels would not fit in the L2 cache.
+    CHECK(path(geometry({4, 15, 15, 128, 128, false}), ConvPass::WeightGrad) == "winograd2");
+    CHECK(path(geometry({4, 15, 15, 128, 128, false}), ConvPass::Forward) == "winograd4");
   }
   // conv2d_forward/backward<float> give exactly what the named path gives.
   const ConvGeometry& g = second;

@@ -24,9 +24,28 @@ std::optional<ConvPath> forced_path() {
   throw InvalidArgument("DROPNET_CPU_CONV=" + value + ": expected auto, direct, winograd2 or winograd4");
 }
 
-// Channels below which a pass stays direct: with few channels the GEMMs are short and the transforms,
-// which cost the same per channel, dominate (and the first layer's C = 3 has a kernel of its own).
+// Channels below which a pass stays direct. Winograd measured faster than im2col + GEMM from C = K = 8 up,
+// and even for the seed's first layer (C = 3, K = 64); that layer stays direct all the same, for the
+// kernel being made for C = 3 (docs/cpu-convolution.md has the numbers to compare it with).
 constexpr std::int64_t kMinWinogradChannels = 8;
+
+// GEMM work per output of F(m x m) on an out_h x out_w grid: alpha^2 products per tile, tiles cut at the edge.
+double work(std::int64_t out_h, std::int64_t out_w, std::int64_t m) {
+  const std::int64_t tiles = ((out_h + m - 1) / m) * ((out_w + m - 1) / m);
+  return double((m + 2) * (m + 2) * tiles);
+}
+
+// F(4x4) where its GEMMs are at least 10% smaller than F(2x2)'s on this grid (13x13: 576 against 784
+// products per channel pair), else F(2x2), whose transforms are cheaper and more accurate: on 6x6 outputs
+// both need 144 and F(2x2) measured 12% faster.
+ConvPath tile_for_grid(std::int64_t out_h, std::int64_t out_w) {
+  return work(out_h, out_w, 4) < 0.9 * work(out_h, out_w, 2) ? ConvPath::Winograd4 : ConvPath::Winograd2;
+}
+
+// The weight gradient keeps alpha^2 x C x K sums per group of blocks; F(4x4)'s (36 C K floats) fell out of
+// the 1 MiB L2 for C = K = 128 (2.4 MB: F(2x2) was 12% faster there), not for C = K = 96 (1.3 MB: F(4x4)
+// 8% faster).
+constexpr std::int64_t kMaxWeightSums = 384 * 1024;  // floats
 
 }  // namespace
 
@@ -34,9 +53,14 @@ ConvPath conv_path(const ConvGeometry& g, ConvPass pass) {
   const std::optional<ConvPath> forced = forced_path();
   if (!winograd_applies(g)) return ConvPath::Direct;
   if (forced) return *forced;
-  (void)pass;
   if (g.c < kMinWinogradChannels || g.k < kMinWinogradChannels) return ConvPath::Direct;
-  return ConvPath::Winograd4;
+  switch (pass) {
+    case ConvPass::InputGrad: return tile_for_grid(g.h, g.w);  // dx is the correlation's output
+    case ConvPass::WeightGrad:
+      if (36 * g.c * g.k > kMaxWeightSums) return ConvPath::Winograd2;
+      return tile_for_grid(g.oh, g.ow);  // the tiles of dy
+    default: return tile_for_grid(g.oh, g.ow);
+  }
 }
 
 const char* conv_path_name(const ConvGeometry& g, ConvPass pass) {

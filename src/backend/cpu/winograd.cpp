@@ -13,15 +13,17 @@
 //
 // The tiles are processed in blocks of kBlockTiles: a block's tiles are transformed into a buffer that
 // stays in the L2 cache, multiplied, and transformed back, so x and y (or dy) are each read or written
-// once. The blocks depend on the geometry only; the threads take them in contiguous runs. The weight
-// gradient sums over kWeightChunks fixed groups of blocks, each into its own partial result, and adds the
-// partials in chunk order, so no result depends on the number of threads.
+// once. The blocks depend on the geometry only; the threads claim them as they become free. Every block
+// writes only its own outputs, and the weight gradient sums over kWeightChunks fixed groups of blocks, each
+// into its own partial result, added in chunk order afterwards: no result depends on which thread did what,
+// or on how many threads there are.
 //
 // K is padded to a multiple of kLanes in the transformed domain (zero columns of U), so the GEMM kernel
 // (winograd_gemm.hpp) always works on whole vectors; C needs no padding.
 #include "backend/cpu/winograd.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -101,11 +103,17 @@ template <bool kWrite>
     __builtin_prefetch(span.begin + line * kLine, kWrite ? 1 : 0, 3);
 }
 
-// Calls fn(part, first_item, end_item) for `parts` contiguous runs of [0, items), each on one thread.
+// Calls fn(part, item) for every item of [0, items), on `parts` threads (part = which one: it owns that
+// part's scratch buffer) that claim runs of `grain` consecutive items as they become free. Which thread
+// computes an item changes no result: every item writes only its own outputs (or its own partial sums), so
+// a thread slowed by other processes on the machine holds up only the items it has claimed.
 template <typename F>
-void for_each_run(std::int64_t items, std::int64_t parts, F&& fn) {
+void for_each_claimed(std::int64_t items, std::int64_t parts, std::int64_t grain, F&& fn) {
+  std::atomic<std::int64_t> next{0};
   parallel_for(parts, 1, [&](std::int64_t p0, std::int64_t p1) {
-    for (std::int64_t p = p0; p < p1; ++p) fn(p, items * p / parts, items * (p + 1) / parts);
+    for (std::int64_t part = p0; part < p1; ++part)
+      for (std::int64_t first; (first = next.fetch_add(grain)) < items;)
+        for (std::int64_t item = first; item < std::min(items, first + grain); ++item) fn(part, item);
   });
 }
 
@@ -282,10 +290,11 @@ void correlate(const Correlation& p, int m, unsigned parts_wanted) {
   if (blocks == 0) return;
   const std::int64_t parts = std::min<std::int64_t>(std::max(parts_wanted, 1u), blocks);
   const std::vector<float*> scratch = run_buffers(parts, BlockLayout(p.g, p.kp, m).total);
-  for_each_run(blocks, parts, [&](std::int64_t part, std::int64_t b0, std::int64_t b1) {
-    for (std::int64_t block = b0; block < b1; ++block)
-      correlate_block(p, grid, block * kBlockTiles, std::min(grid.count, (block + 1) * kBlockTiles),
-                      scratch[std::size_t(part)]);
+  // Runs of a few blocks per claim, so that the next block a block prefetches is mostly its thread's own.
+  const std::int64_t grain = std::max<std::int64_t>(1, blocks / (8 * parts));
+  for_each_claimed(blocks, parts, grain, [&](std::int64_t part, std::int64_t block) {
+    correlate_block(p, grid, block * kBlockTiles, std::min(grid.count, (block + 1) * kBlockTiles),
+                    scratch[std::size_t(part)]);
   });
 }
 
@@ -313,10 +322,12 @@ struct WeightGradient {
   std::int64_t kp;
 };
 
-// Adds the block's tiles to sums (alpha^2 positions x (C, kp)) and their dy rows to db_sum (kp).
+// Adds the block's tiles to sums (alpha^2 positions x (C, kp)) and their dy rows to db_sum (kp); the first
+// block of a chunk sets sums instead (db_sum is zeroed by the caller).
 template <int M>
 [[gnu::always_inline]] inline void weight_tiles(const WeightGradient& p, const TileGrid& grid, std::int64_t t0,
-                                                std::int64_t t1, float* scratch, float* sums, float* db_sum) {
+                                                std::int64_t t1, float* scratch, float* sums, float* db_sum,
+                                                bool first) {
   constexpr int A = M + 2, P = A * A;
   const ConvGeometry& g = p.g;
   const std::int64_t c = g.c, k = g.k, kp = p.kp, bt = t1 - t0;
@@ -354,20 +365,21 @@ template <int M>
     prefetch_part<false>(next_x, pos, P);
     prefetch_part<false>(next_dy, pos, P);
     winograd::small_gemm(c, kp, bt, {v + pos * layout.v_step, 1, c}, d + pos * layout.d_step, kp,
-                         sums + pos * c * kp, kp, true);
+                         sums + pos * c * kp, kp, !first);
   }
 }
 
 [[gnu::noinline, gnu::target_clones("avx512f", "avx2", "default")]] void weight_block(
     const WeightGradient& p, const TileGrid& grid, std::int64_t t0, std::int64_t t1, float* scratch, float* sums,
-    float* db_sum) {
-  if (grid.m == 2) weight_tiles<2>(p, grid, t0, t1, scratch, sums, db_sum);
-  else weight_tiles<4>(p, grid, t0, t1, scratch, sums, db_sum);
+    float* db_sum, bool first) {
+  if (grid.m == 2) weight_tiles<2>(p, grid, t0, t1, scratch, sums, db_sum, first);
+  else weight_tiles<4>(p, grid, t0, t1, scratch, sums, db_sum, first);
 }
 
 // dw (3, 3, C, K) = G^T S G for each (c, k) of the sums S (alpha^2 positions x (C, kp)).
 template <int M>
-void weight_taps(const float* sums, std::int64_t c_count, std::int64_t k_count, std::int64_t kp, float* dw) {
+[[gnu::always_inline]] inline void weight_taps(const float* sums, std::int64_t c_count, std::int64_t k_count,
+                                               std::int64_t kp, float* dw) {
   constexpr int A = M + 2;
   for (std::int64_t c = 0; c < c_count; ++c)
     for_each_slice(k_count, [&]<typename V>(std::int64_t s) {
@@ -375,6 +387,13 @@ void weight_taps(const float* sums, std::int64_t c_count, std::int64_t k_count, 
                             [&](int i, int j) { return load<V>(sums + ((i * A + j) * c_count + c) * kp + s); },
                             [&](int i, int j, const V& v) { store(dw + ((i * 3 + j) * c_count + c) * k_count + s, v); });
     });
+}
+
+// Once per chunk; compiled for each ISA too, as the transforms would otherwise run on 128-bit vectors.
+[[gnu::noinline, gnu::target_clones("avx512f", "avx2", "default")]] void chunk_taps(
+    int m, const float* sums, std::int64_t c_count, std::int64_t k_count, std::int64_t kp, float* dw) {
+  if (m == 2) weight_taps<2>(sums, c_count, k_count, kp, dw);
+  else weight_taps<4>(sums, c_count, k_count, kp, dw);
 }
 
 }  // namespace
@@ -422,21 +441,18 @@ void winograd_weight_grad(const float* x, const float* dy, float* dw, float* db,
   thread_local std::vector<float> calling_thread_partials;
   std::vector<float>& partials = calling_thread_partials;  // the workers must see the caller's, not theirs
   if (partials.size() < std::size_t(chunks * slot)) partials.resize(std::size_t(chunks * slot));
-  for_each_run(chunks, parts, [&](std::int64_t part, std::int64_t c0, std::int64_t c1) {
+  for_each_claimed(chunks, parts, 1, [&](std::int64_t part, std::int64_t chunk) {
     float* block_scratch = scratch[std::size_t(part)];
     float* sums = block_scratch + scratch_floats;
     float* db_sum = sums + sums_floats;
-    for (std::int64_t chunk = c0; chunk < c1; ++chunk) {
-      std::fill(sums, sums + sums_floats, 0.0f);
-      std::fill(db_sum, db_sum + p.kp, 0.0f);
-      for (std::int64_t block = blocks * chunk / chunks; block < blocks * (chunk + 1) / chunks; ++block)
-        weight_block(p, grid, block * kBlockTiles, std::min(grid.count, (block + 1) * kBlockTiles), block_scratch,
-                     sums, db_sum);
-      float* out = partials.data() + chunk * slot;
-      if (tile == 2) weight_taps<2>(sums, g.c, g.k, p.kp, out);
-      else weight_taps<4>(sums, g.c, g.k, p.kp, out);
-      std::copy(db_sum, db_sum + g.k, out + taps);
-    }
+    std::fill(db_sum, db_sum + p.kp, 0.0f);
+    const std::int64_t first = blocks * chunk / chunks;
+    for (std::int64_t block = first; block < blocks * (chunk + 1) / chunks; ++block)
+      weight_block(p, grid, block * kBlockTiles, std::min(grid.count, (block + 1) * kBlockTiles), block_scratch,
+                   sums, db_sum, block == first);
+    float* out = partials.data() + chunk * slot;
+    chunk_taps(tile, sums, g.c, g.k, p.kp, out);
+    std::copy(db_sum, db_sum + g.k, out + taps);
   });
   // The chunks' partials in chunk order, element by element.
   parallel_for(slot, 4096, [&](std::int64_t e0, std::int64_t e1) {

@@ -3,9 +3,9 @@
 // input or the output are zero-padded or cut), NHWC data and the Keras kernel layout (3, 3, C, K):
 // conv2d.cpp calls them where conv_path.hpp's rule says so; tests call them directly.
 //
-// `tile` is the output tile m of F(m x m, 3 x 3): 2 or 4. `parts` is how many contiguous runs of blocks
-// the work is split into, one per thread: cpu_threads() in the library, other values in the tests, which
-// check that the results never depend on it.
+// `tile` is the output tile m of F(m x m, 3 x 3): 2 or 4. `parts` is how many threads share the blocks of
+// work (each with its own scratch): cpu_threads() in the library, other values in the tests, which check
+// that the results never depend on it.
 #pragma once
 
 #include "backend/backend.hpp"
