@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -55,8 +57,10 @@ struct Errors {
   double forward, input_grad, weight_grad, bias_grad;
 };
 
-// All four passes of one geometry with tile m, against the double direct convolution.
-Errors winograd_errors(const Shape3x3& s, int m, std::uint64_t seed) {
+// All four passes of one geometry with tile m (0: the path conv2d_forward/backward<float> take), against the
+// double direct convolution.
+Errors winograd_errors(const Shape3x3& s, int m, std::uint64_t seed,
+                       backend::cpu::WinogradIsa isa = backend::cpu::WinogradIsa::Best) {
   const ConvGeometry g = geometry(s);
   const auto x = testing::uniform<float>(std::size_t(g.n * g.h * g.w * g.c), -1, 1, seed, 0);
   const auto w = testing::uniform<float>(std::size_t(9 * g.c * g.k), -0.5, 0.5, seed, 1);
@@ -70,9 +74,14 @@ Errors winograd_errors(const Shape3x3& s, int m, std::uint64_t seed) {
   // NaN-filled outputs: every element must be written.
   std::vector<float> y(dy.size(), NAN), dx(x.size(), NAN), dw(w.size(), NAN), db(b.size(), NAN);
   const unsigned threads = backend::cpu::cpu_threads();
-  backend::cpu::winograd_forward(x.data(), w.data(), b.data(), y.data(), g, m, threads);
-  backend::cpu::winograd_input_grad(dy.data(), w.data(), dx.data(), g, m, threads);
-  backend::cpu::winograd_weight_grad(x.data(), dy.data(), dw.data(), db.data(), g, m, threads);
+  if (m == 0) {  // whatever conv2d_forward/backward<float> choose
+    backend::cpu::conv2d_forward<float>(x.data(), w.data(), b.data(), y.data(), g);
+    backend::cpu::conv2d_backward<float>(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), g);
+  } else {
+    backend::cpu::winograd_forward(x.data(), w.data(), b.data(), y.data(), g, m, threads, isa);
+    backend::cpu::winograd_input_grad(dy.data(), w.data(), dx.data(), g, m, threads, isa);
+    backend::cpu::winograd_weight_grad(x.data(), dy.data(), dw.data(), db.data(), g, m, threads, isa);
+  }
   return {relative_error(y, y_ref), relative_error(dx, dx_ref), relative_error(dw, dw_ref),
           relative_error(db, db_ref)};
 }
@@ -93,34 +102,60 @@ const Shape3x3 kShapes[] = {
     {2, 12, 12, 64, 64, true},   // "same" on a multiple of both tiles
 };
 
+// Each instruction set's compiled variant that this CPU runs (winograd.cpp compiles the tile work for
+// AVX-512, AVX2 and the x86-64 baseline, each with its own vector width and register blocking).
+std::vector<std::pair<backend::cpu::WinogradIsa, const char*>> supported_isas() {
+  using backend::cpu::WinogradIsa;
+  std::vector<std::pair<WinogradIsa, const char*>> out;
+  for (auto [isa, name] : {std::pair{WinogradIsa::Avx512, "AVX-512"}, std::pair{WinogradIsa::Avx2, "AVX2"},
+                           std::pair{WinogradIsa::Baseline, "baseline"}})
+    if (backend::cpu::winograd_isa_supported(isa)) out.emplace_back(isa, name);
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("Winograd F(2x2,3x3) and F(4x4,3x3) match the direct convolution in double", "[conv][winograd]") {
   std::uint64_t seed = 40;
+  const auto isas = supported_isas();
+  REQUIRE_FALSE(isas.empty());
   for (const Shape3x3& s : kShapes) {
     for (int m : {2, 4}) {
-      const Errors e = winograd_errors(s, m, seed++);
-      const double bound = m == 2 ? kBound2 : kBound4;
-      INFO(describe(s) << ", F(" << m << "x" << m << ",3x3): relative errors forward " << e.forward
-                       << ", dx " << e.input_grad << ", dw " << e.weight_grad << ", db " << e.bias_grad);
-      CHECK(e.forward <= bound);
-      CHECK(e.input_grad <= bound);
-      CHECK(e.weight_grad <= bound);
-      CHECK(e.bias_grad <= kBound2);  // db is a plain sum of dy whatever the tile
+      for (const auto& [isa, isa_name] : isas) {
+        const Errors e = winograd_errors(s, m, seed++, isa);
+        const double bound = m == 2 ? kBound2 : kBound4;
+        INFO(describe(s) << ", F(" << m << "x" << m << ",3x3), " << isa_name << ": relative errors forward "
+                         << e.forward << ", dx " << e.input_grad << ", dw " << e.weight_grad << ", db "
+                         << e.bias_grad);
+        CHECK(e.forward <= bound);
+        CHECK(e.input_grad <= bound);
+        CHECK(e.weight_grad <= bound);
+        CHECK(e.bias_grad <= kBound2);  // db is a plain sum of dy whatever the tile
+      }
     }
   }
 }
 
-// The seed model's full batch: the errors docs/cpu-convolution.md quotes (run with -s to print them).
-TEST_CASE("Winograd errors on the seed model's conv2d_1 at batch 250", "[.][winograd-errors]") {
-  for (int m : {2, 4}) {
-    const Errors e = winograd_errors({250, 15, 15, 64, 64, false}, m, 7);
-    std::printf("F(%dx%d,3x3) batch 250, 15x15x64 -> 13x13x64: max|diff|/max|ref| forward %.3g, dx %.3g, dw %.3g, "
-                "db %.3g\n", m, m, e.forward, e.input_grad, e.weight_grad, e.bias_grad);
-    const double bound = m == 2 ? kBound2 : kBound4;
-    CHECK(e.forward <= bound);
-    CHECK(e.input_grad <= bound);
-    CHECK(e.weight_grad <= bound);
+// The errors docs/cpu-convolution.md quotes (run with -s to print them): every shape above and the seed
+// model's conv2d_1 at its full batch, for both tiles, and for the float path that conv2d_forward/backward
+// take in this process (DROPNET_CPU_CONV=direct shows the direct float convolution's own errors).
+TEST_CASE("Winograd errors, printed", "[.][winograd-errors]") {
+  std::vector<Shape3x3> shapes(std::begin(kShapes), std::end(kShapes));
+  shapes.push_back({250, 15, 15, 64, 64, false});
+  std::uint64_t seed = 900;
+  for (const Shape3x3& s : shapes) {
+    for (int m : {2, 4}) {
+      const Errors e = winograd_errors(s, m, seed);
+      std::printf("%-32s F(%dx%d,3x3): max|diff|/max|ref| forward %.2e, dx %.2e, dw %.2e, db %.2e\n",
+                  describe(s).c_str(), m, m, e.forward, e.input_grad, e.weight_grad, e.bias_grad);
+      const double bound = m == 2 ? kBound2 : kBound4;
+      CHECK(e.forward <= bound);
+      CHECK(e.input_grad <= bound);
+      CHECK(e.weight_grad <= bound);
+    }
+    const Errors e = winograd_errors(s, 0, seed++);
+    std::printf("%-32s dispatched float path:  forward %.2e, dx %.2e, dw %.2e, db %.2e\n", describe(s).c_str(),
+                e.forward, e.input_grad, e.weight_grad, e.bias_grad);
   }
 }
 

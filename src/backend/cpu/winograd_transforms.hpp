@@ -17,6 +17,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 
 namespace dropnet::backend::cpu::winograd {
 
@@ -126,5 +128,47 @@ struct Transforms<4> {
     w[2] = (sum34 - sum12) * (1.0f / 6.0f) + s[5];
   }
 };
+
+// ---- whole tiles --------------------------------------------------------------------------------------
+
+template <typename V>
+[[gnu::always_inline]] inline V load(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V>
+[[gnu::always_inline]] inline void store(float* p, const V& v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+
+// The 2-D transform out(p, q) = sum_ij L[p][i] in(i, j) L[q][j] of a 1-D transform L = fn (N points -> P):
+// along the rows, then along the columns, in registers. load_point(i, j) reads point (i, j) of the input,
+// store_point(p, q, value) takes the outputs; V is a vector of channels or a float (one channel).
+template <int N, int P, typename V, typename Fn, typename Load, typename Store>
+[[gnu::always_inline]] inline void transform_2d(Fn&& fn, Load&& load_point, Store&& store_point) {
+  V rows[N][P];
+  for (int i = 0; i < N; ++i) {
+    V d[N];
+    for (int j = 0; j < N; ++j) d[j] = load_point(i, j);
+    fn(d, rows[i]);
+  }
+  for (int q = 0; q < P; ++q) {
+    V d[N], o[P];
+    for (int i = 0; i < N; ++i) d[i] = rows[i][q];
+    fn(d, o);
+    for (int p = 0; p < P; ++p) store_point(p, q, o[p]);
+  }
+}
+
+// Calls fn.template operator()<T>(s) for the slices [s, s + width) of the channels [0, count) with T = V
+// (width = V's floats), then for each remaining channel with T = float.
+template <typename V, typename Fn>
+[[gnu::always_inline]] inline void for_each_slice(std::int64_t count, Fn&& fn) {
+  constexpr std::int64_t width = std::int64_t(sizeof(V) / sizeof(float));
+  std::int64_t s = 0;
+  for (; s + width <= count; s += width) fn.template operator()<V>(s);
+  for (; s < count; ++s) fn.template operator()<float>(s);
+}
 
 }  // namespace dropnet::backend::cpu::winograd
