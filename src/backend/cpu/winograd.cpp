@@ -53,11 +53,13 @@ using winograd::store;
 using winograd::transform_2d;
 using winograd::Transforms;
 
-// Tiles per block: see docs/cpu-convolution.md for the measurements behind it. With C = K = 64 and F(4x4) a
-// block's transformed inputs and products are 2 x 36 x 32 x 64 floats = 590 KB, half of this machine's L2.
+// Tiles per block. With C = K = 64 and F(4x4) a block's transformed inputs and products are 2 x 36 x 32 x 64
+// floats = 590 KB, in the 1 MB L2 of a core; 16 to 32 tiles were fastest on the seed's conv2d_1 (48 to 96
+// up to 9% slower; docs/cpu-convolution.md).
 constexpr std::int64_t kBlockTiles = 32;
-// Groups of blocks whose weight gradients are summed separately (then added in order): enough for the
-// threads to share, few enough that the partial results stay small.
+// Groups of blocks whose weight gradients are summed separately (then added in order): enough for two
+// threads to share unevenly loaded cores, few enough that each group's output transform and partial result
+// (~0.1 ms each for conv2d_1) stay small.
 constexpr std::int64_t kWeightChunks = 8;
 
 std::int64_t round_up(std::int64_t v, std::int64_t to) { return (v + to - 1) / to * to; }

@@ -2,7 +2,7 @@
 // position and block of tiles: [tiles x C] x [C x K] in the forward and input-gradient passes,
 // [C x tiles] x [tiles x K] in the weight gradient. A register-blocked kernel of our own rather than OpenBLAS:
 // with C = K = 64 OpenBLAS repacks both operands on every call, and this kernel, which reads them in place,
-// was ~2.3x faster on these shapes (docs/cpu-convolution.md).
+// was 2.1-2.3x faster on these shapes (one core: 201-254 GFLOP/s against 97-112; docs/cpu-convolution.md).
 //
 // The kernel keeps an R x (NV vectors) tile of the result in registers and walks the inner dimension: per
 // step NV vector loads of B's row, R broadcasts of A's column, R x NV multiply-adds. It is written for a GCC
