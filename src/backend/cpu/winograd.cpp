@@ -353,23 +353,26 @@ struct TileWork {
   }
 };
 
-// The same four functions compiled for AVX-512, AVX2 + FMA and the baseline (SSE2).
-#define DROPNET_WINOGRAD_ISA(name, target, Vec)                                                               \
-  target void name##_correlate(const Correlation& p, const TileGrid& grid, std::int64_t t0, std::int64_t t1,  \
-                               float* scratch) {                                                              \
-    TileWork<Vec>::correlate(p, grid, t0, t1, scratch);                                                       \
-  }                                                                                                            \
-  target void name##_weight(const WeightGradient& p, const TileGrid& grid, std::int64_t t0, std::int64_t t1,  \
-                            float* scratch, float* sums, float* db_sum, bool first) {                          \
-    TileWork<Vec>::weight(p, grid, t0, t1, scratch, sums, db_sum, first);                                     \
-  }                                                                                                            \
-  target void name##_kernel(int m, const float* w, std::int64_t c, std::int64_t k, std::int64_t kp, float* u) { \
-    TileWork<Vec>::kernel(m, w, c, k, kp, u);                                                                  \
-  }                                                                                                            \
-  target void name##_taps(int m, const float* sums, std::int64_t c, std::int64_t k, std::int64_t kp,          \
-                          float* dw) {                                                                         \
-    TileWork<Vec>::taps(m, sums, c, k, kp, dw);                                                                \
-  }                                                                                                            \
+// The same four functions compiled for AVX-512, AVX2 + FMA and the baseline (SSE2). `flatten` inlines all
+// the tile code into them, lambdas included, so that none of it is left compiled for the baseline only.
+#define DROPNET_WINOGRAD_ISA(name, target, Vec)                                                           \
+  target [[gnu::flatten]] void name##_correlate(const Correlation& p, const TileGrid& grid, std::int64_t t0, \
+                                                std::int64_t t1, float* scratch) {                        \
+    TileWork<Vec>::correlate(p, grid, t0, t1, scratch);                                                   \
+  }                                                                                                        \
+  target [[gnu::flatten]] void name##_weight(const WeightGradient& p, const TileGrid& grid, std::int64_t t0, \
+                                             std::int64_t t1, float* scratch, float* sums, float* db_sum,  \
+                                             bool first) {                                                 \
+    TileWork<Vec>::weight(p, grid, t0, t1, scratch, sums, db_sum, first);                                 \
+  }                                                                                                        \
+  target [[gnu::flatten]] void name##_kernel(int m, const float* w, std::int64_t c, std::int64_t k,         \
+                                             std::int64_t kp, float* u) {                                  \
+    TileWork<Vec>::kernel(m, w, c, k, kp, u);                                                              \
+  }                                                                                                        \
+  target [[gnu::flatten]] void name##_taps(int m, const float* sums, std::int64_t c, std::int64_t k,        \
+                                           std::int64_t kp, float* dw) {                                   \
+    TileWork<Vec>::taps(m, sums, c, k, kp, dw);                                                            \
+  }                                                                                                        \
   constexpr IsaKernels name##_kernels{name##_correlate, name##_weight, name##_kernel, name##_taps};
 
 DROPNET_WINOGRAD_ISA(avx512, [[gnu::target("avx512f")]], winograd::Vec16)
