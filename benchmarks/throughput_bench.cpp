@@ -19,6 +19,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/cpu/isa.hpp"
+#include "backend/cpu/conv_path.hpp"
 #include "backend/cpu/ops.hpp"
 #include "backend/cpu/parallel.hpp"
 #include "bench_util.hpp"
@@ -66,6 +67,18 @@ LayerGemms layer_gemms(const Layer& layer, std::int64_t batch) {
     g = {batch, kernel[1], kernel[0], true};
   }
   return g;
+}
+
+// The ConvGeometry a Conv2D layer gives the backend for a batch (as Conv2D::geometry does).
+backend::ConvGeometry conv_geometry(const Layer& layer, std::int64_t batch) {
+  const auto& conv = dynamic_cast<const Conv2D&>(layer);
+  const Shape& in = conv.input_shape();
+  const Shape& kernel = conv.params()[0].shape;  // (KH, KW, C, K)
+  const bool same = layer_util::parse_padding(conv.options().padding);
+  const auto gy = backend::axis_geometry(in[0], kernel[0], conv.options().strides[0], same);
+  const auto gx = backend::axis_geometry(in[1], kernel[1], conv.options().strides[1], same);
+  return {batch, in[0], in[1], in[2], kernel[0], kernel[1], kernel[3], conv.options().strides[0],
+          conv.options().strides[1], gy.pad_before, gx.pad_before, gy.out, gx.out};
 }
 
 // FLOPs of one training step of `layer` (index i): forward, weight gradient, input gradient (not for i = 0).
@@ -311,10 +324,20 @@ int run_throughput(std::span<const std::string> args) {
   fmt::print("| adam ({} params) | | {:.2f} | | {:.1f} | | | |\n", params, adam_s * 1e3, 100 * adam_s / step_s);
   fmt::print("| max-norm (3 kernels) | | {:.2f} | | {:.1f} | | | |\n", maxnorm_s * 1e3, 100 * maxnorm_s / step_s);
   if (device == Device::CPU) {
+    // Which algorithm each convolution pass took (backend/cpu/conv_path.hpp; DROPNET_CPU_CONV pins it).
+    fmt::print("\nCPU convolution paths (forward / input gradient / weight gradient):\n");
+    for (std::size_t i = 0; i < L; ++i) {
+      if (model.layer(i).type() != "Conv2D") continue;
+      using backend::cpu::ConvPass;
+      const backend::ConvGeometry g = conv_geometry(model.layer(i), batch);
+      fmt::print("  {}: {} / {} / {}\n", model.layer(i).name(), backend::cpu::conv_path_name(g, ConvPass::Forward),
+                 i > 0 ? backend::cpu::conv_path_name(g, ConvPass::InputGrad) : "not computed",
+                 backend::cpu::conv_path_name(g, ConvPass::WeightGrad));
+    }
     fmt::print("\nbare GEMMs: forward, weight-gradient and input-gradient GEMMs of the layer's shapes on the whole "
                "batch at once (backend::cpu::gemm: C's rows split over the threads), without im2col/col2im, bias "
-               "or activation. The Conv2D layers instead run them block by block on patches still in cache, so "
-               "a layer can beat its bare GEMMs. One by one (C = m x n, inner dimension k):\n\n"
+               "or activation. The Conv2D layers instead run them block by block on patches still in cache (or, "
+               "on a Winograd path, far fewer products), so a layer can beat its bare GEMMs. One by one (C = m x n, inner dimension k):\n\n"
                "| layer | GEMM | m | n | k | ms | GFLOP/s |\n|---|---|---:|---:|---:|---:|---:|\n");
     for (const GemmTime& g : gemm_times)
       fmt::print("| {} | {} | {} | {} | {} | {:.2f} | {:.1f} |\n", g.layer, g.what, g.m, g.n, g.k, g.seconds * 1e3,

@@ -2,8 +2,9 @@
 # test_cuda_emulated.sh: `dropnet train --device cuda` end to end on the emulated device (a test-only build
 # of the dropnet program, tests/emulated_device/), against `--device cpu` of the same program:
 #   - 2 epochs on 2 000 records (the bundled sample, each record four times), CUDA graphs on and off;
-#   - per-step running loss and accuracy (--log-steps) and every final weight within 1e-4 of the CPU's,
-#     relative to each tensor's largest magnitude;
+#   - per-step running loss and accuracy (--log-steps) and every final weight within 1e-4 of the CPU's
+#     (direct convolutions, see below), relative to each tensor's largest magnitude; the per-step losses
+#     also within 1e-4 of the CPU's default (Winograd) convolutions;
 #   - graphs on and off give identical step logs and identical checkpoint bytes;
 #   - with graphs on, the step is reported as recorded ("Training step: cuda graph"), off as "eager".
 #
@@ -42,7 +43,14 @@ train() {
   pass "$name: $(grep -E '^Test loss' "$WORK/$name.out")"
 }
 
-train cpu --device cpu || exit 1
+# The CPU reference takes the direct convolution (im2col + GEMM), whose rounding is closest to cuDNN's.
+# The CPU's default for 3x3 convolutions, Winograd F(4x4,3x3), has ~1e-5 relative error per convolution
+# (tests/cpu/test_winograd.cpp); through these 14 Adam steps that grew to 8e-4 of conv2d_1's bias (entries
+# with near-zero gradients, which Adam's normalisation amplifies), past the 1e-4 below, while the per-step
+# losses still agreed to 3e-7. The 1e-4 checks the CUDA path against the most exact CPU reference; the
+# Winograd run's losses are compared too (cpu_default, below), with the same tolerance.
+DROPNET_CPU_CONV=direct train cpu --device cpu || exit 1
+train cpu_default --device cpu || exit 1
 train graphs --device cuda --cuda-graphs on || exit 1
 train eager --device cuda --cuda-graphs off || exit 1
 
@@ -70,17 +78,19 @@ def steps(name):
     with open(f"{work}/{name}.steps.csv") as f:
         return list(csv.DictReader(f))
 
-cpu, gpu = steps("cpu"), steps("graphs")
-if len(cpu) != len(gpu) or len(cpu) != 14:
-    print(f"FAIL: {len(cpu)} CPU and {len(gpu)} CUDA step rows, expected 14 each (2 epochs of 7 steps)")
-    ok = False
-worst = 0.0
-for c, g in zip(cpu, gpu):
-    for key in ("loss", "accuracy"):
-        a, b = float(g[key]), float(c[key])
-        worst = max(worst, abs(a - b) / max(abs(b), 1e-12))
-print(f"{'ok' if worst <= tol else 'FAIL'}: per-step loss and accuracy, largest relative difference {worst:.3g} (<= {tol})")
-ok &= worst <= tol
+for reference in ("cpu", "cpu_default"):
+    cpu, gpu = steps(reference), steps("graphs")
+    if len(cpu) != len(gpu) or len(cpu) != 14:
+        print(f"FAIL: {len(cpu)} CPU ({reference}) and {len(gpu)} CUDA step rows, expected 14 each (2 epochs of 7 steps)")
+        ok = False
+    worst = 0.0
+    for c, g in zip(cpu, gpu):
+        for key in ("loss", "accuracy"):
+            a, b = float(g[key]), float(c[key])
+            worst = max(worst, abs(a - b) / max(abs(b), 1e-12))
+    print(f"{'ok' if worst <= tol else 'FAIL'}: per-step loss and accuracy against {reference}, largest relative "
+          f"difference {worst:.3g} (<= {tol})")
+    ok &= worst <= tol
 
 def tensors(name):
     with open(f"{work}/{name}.safetensors", "rb") as f:

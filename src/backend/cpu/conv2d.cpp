@@ -13,13 +13,19 @@
 // The bias rides in the GEMMs: with a bias each patch row gets a trailing 1 and the kernel the bias as an
 // extra last row, so the forward GEMM adds it, and the weight-gradient GEMM's extra last row is the bias
 // gradient (the column sums of dy). That saves a pass over y in forward and one over dy in backward.
+//
+// float convolutions go elsewhere where conv_path.hpp's rule says so, pass by pass: few input channels to the
+// direct kernels of conv2d_small_c.cpp (forward and weight gradient), 3x3 stride-1 ones to the Winograd
+// passes (winograd.cpp); the im2col + GEMM code here takes every other case, and double.
 #include <algorithm>
 #include <type_traits>
 #include <vector>
 
 #include "backend/cpu/conv2d_small_c.hpp"
+#include "backend/cpu/conv_path.hpp"
 #include "backend/cpu/ops.hpp"
 #include "backend/cpu/parallel.hpp"
+#include "backend/cpu/winograd.hpp"
 
 namespace dropnet::backend::cpu {
 namespace {
@@ -128,13 +134,8 @@ void col2im_add(const T* patches, T* dx, std::int64_t n0, std::int64_t n1, const
   }
 }
 
-}  // namespace
-
 template <typename T>
-void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry& g) {
-  // Few input channels (the first layer): direct kernels, conv2d_small_c.hpp.
-  if constexpr (std::is_same_v<T, float>)
-    if (small_c_applies(g)) return conv2d_small_c_forward(x, w, b, y, g);
+void direct_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry& g) {
   const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
   const std::int64_t ld = cols + (b != nullptr ? 1 : 0);
   const T* kernel = w;
@@ -152,11 +153,20 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry
   });
 }
 
+// dx only (the weight gradient went elsewhere): dpatches = dy w^T, then col2im; x is not read.
 template <typename T>
-void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
-  // Few input channels and no dx (the first layer): direct kernels, conv2d_small_c.hpp.
-  if constexpr (std::is_same_v<T, float>)
-    if (dx == nullptr && small_c_applies(g)) return conv2d_small_c_weight_gradient(x, dy, dw, db, g);
+void direct_input_grad(const T* w, const T* dy, T* dx, const ConvGeometry& g) {
+  const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
+  for_each_block<T>(g, blocks_of(g), cols, [&](std::int64_t, std::int64_t n0, std::int64_t n1, T* patches) {
+    gemm_on_this_thread<T>(false, true, (n1 - n0) * per_image, cols, g.k, T(1), dy + n0 * per_image * g.k, g.k, w,
+                           g.k, T(0), patches, cols);
+    std::fill(dx + n0 * g.h * g.w * g.c, dx + n1 * g.h * g.w * g.c, T(0));
+    col2im_add(patches, dx, n0, n1, g, cols);
+  });
+}
+
+template <typename T>
+void direct_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
   const std::int64_t cols = g.kh * g.kw * g.c, per_image = g.oh * g.ow;
   const std::int64_t ld = cols + (db != nullptr ? 1 : 0);
   if (g.n == 0) {  // no patches: zero gradients
@@ -203,6 +213,38 @@ void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
     std::copy(dw_and_db.begin(), dw_and_db.begin() + cols * g.k, dw);
     std::copy(dw_and_db.begin() + cols * g.k, dw_and_db.end(), db);
   }
+}
+
+}  // namespace
+
+template <typename T>
+void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry& g) {
+  if constexpr (std::is_same_v<T, float>) {
+    const ConvPath path = conv_path(g, ConvPass::Forward);
+    if (path == ConvPath::SmallC) return conv2d_small_c_forward(x, w, b, y, g);
+    if (path != ConvPath::Direct) return winograd_forward(x, w, b, y, g, winograd_tile(path), cpu_threads());
+  }
+  direct_forward(x, w, b, y, g);
+}
+
+template <typename T>
+void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
+  if constexpr (std::is_same_v<T, float>) {
+    const ConvPath dw_path = conv_path(g, ConvPass::WeightGrad);
+    if (dx != nullptr) {
+      if (const ConvPath path = conv_path(g, ConvPass::InputGrad); path != ConvPath::Direct) {
+        winograd_input_grad(dy, w, dx, g, winograd_tile(path), cpu_threads());
+        dx = nullptr;
+      }
+    }
+    if (dw_path != ConvPath::Direct) {
+      if (dw_path == ConvPath::SmallC) conv2d_small_c_weight_gradient(x, dy, dw, db, g);
+      else winograd_weight_grad(x, dy, dw, db, g, winograd_tile(dw_path), cpu_threads());
+      if (dx != nullptr) direct_input_grad(w, dy, dx, g);
+      return;
+    }
+  }
+  direct_backward(x, w, dy, dx, dw, db, g);
 }
 
 template void conv2d_forward<float>(const float*, const float*, const float*, float*, const ConvGeometry&);
