@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/conv2d_small_c.hpp"
 #include "backend/cpu/conv_path.hpp"
 #include "backend/cpu/ops.hpp"
 #include "backend/cpu/parallel.hpp"
@@ -44,9 +45,11 @@ std::vector<double> widen(const std::vector<float>& v) { return {v.begin(), v.en
 
 // max |a - ref| / max |ref|: the error relative to the tensor's scale (a sum of products that cancels to
 // near 0 still carries the rounding of its large terms, so elementwise relative errors mean little).
+// An element left unwritten (NaN, the outputs' fill) makes it infinite.
 double relative_error(const std::vector<float>& a, const std::vector<double>& ref) {
   double diff = 0, scale = 0;
   for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
     diff = std::max(diff, std::abs(double(a[i]) - ref[i]));
     scale = std::max(scale, std::abs(ref[i]));
   }
@@ -199,10 +202,14 @@ TEST_CASE("Conv2D on the CPU takes the path conv_path names, and that path's res
   const char* forced = std::getenv("DROPNET_CPU_CONV");
   if (forced == nullptr || std::string(forced) == "auto") {
     auto path = [](const ConvGeometry& g, ConvPass pass) { return std::string(backend::cpu::conv_path_name(g, pass)); };
-    for (ConvPass pass : {ConvPass::Forward, ConvPass::InputGrad, ConvPass::WeightGrad}) {
-      CHECK(path(first, pass) == "direct");      // C < 8
+    // C < 8: the small-C kernels (forward and weight gradient) where the CPU has AVX2 or AVX-512, else direct;
+    // never Winograd.
+    const std::string few = backend::cpu::small_c_applies(first) ? "small-c" : "direct";
+    CHECK(path(first, ConvPass::Forward) == few);
+    CHECK(path(first, ConvPass::WeightGrad) == few);
+    CHECK(path(first, ConvPass::InputGrad) == "direct");
+    for (ConvPass pass : {ConvPass::Forward, ConvPass::InputGrad, ConvPass::WeightGrad})
       CHECK(path(second, pass) == "winograd4");  // 13x13 (dx: 15x15) grids: F(4x4) has 27% fewer products
-    }
     // 8x8 -> 6x6: both tiles need as many products there, and F(2x2) is cheaper; dx's grid is 8x8.
     const ConvGeometry small = geometry({4, 8, 8, 64, 64, false});
     CHECK(path(small, ConvPass::Forward) == "winograd2");
@@ -212,7 +219,7 @@ TEST_CASE("Conv2D on the CPU takes the path conv_path names, and that path's res
     CHECK(path(geometry({4, 15, 15, 128, 128, false}), ConvPass::WeightGrad) == "winograd2");
     CHECK(path(geometry({4, 15, 15, 128, 128, false}), ConvPass::Forward) == "winograd4");
   }
-  // conv2d_forward/backward<float> give exactly what the named path gives.
+  // conv2d_forward/backward<float> give exactly what the named paths give.
   const ConvGeometry& g = second;
   const auto x = testing::uniform<float>(std::size_t(g.n * g.h * g.w * g.c), -1, 1, 5, 0);
   const auto w = testing::uniform<float>(std::size_t(9 * g.c * g.k), -0.5, 0.5, 5, 1);
@@ -224,30 +231,58 @@ TEST_CASE("Conv2D on the CPU takes the path conv_path names, and that path's res
   auto same_bits = [](const std::vector<float>& a, const std::vector<float>& e) {
     return a.size() == e.size() && std::memcmp(a.data(), e.data(), a.size() * sizeof(float)) == 0;
   };
-  using backend::cpu::ConvPath;
-  const unsigned threads = backend::cpu::cpu_threads();
-  if (const ConvPath path = backend::cpu::conv_path(g, ConvPass::Forward); path != ConvPath::Direct) {
-    std::vector<float> expected(y.size());
-    backend::cpu::winograd_forward(x.data(), w.data(), b.data(), expected.data(), g, backend::cpu::winograd_tile(path),
-                                   threads);
-    CHECK(same_bits(y, expected));
-  }
-  if (const ConvPath path = backend::cpu::conv_path(g, ConvPass::InputGrad); path != ConvPath::Direct) {
-    std::vector<float> expected(dx.size());
-    backend::cpu::winograd_input_grad(dy.data(), w.data(), expected.data(), g, backend::cpu::winograd_tile(path),
-                                      threads);
-    CHECK(same_bits(dx, expected));
-  }
-  if (const ConvPath path = backend::cpu::conv_path(g, ConvPass::WeightGrad); path != ConvPath::Direct) {
-    std::vector<float> expected_dw(dw.size()), expected_db(db.size());
-    backend::cpu::winograd_weight_grad(x.data(), dy.data(), expected_dw.data(), expected_db.data(), g,
-                                       backend::cpu::winograd_tile(path), threads);
-    CHECK(same_bits(dw, expected_dw));
-    CHECK(same_bits(db, expected_db));
-  }
+  std::vector<float> y2(y.size()), dx2(dx.size()), dw2(dw.size()), db2(db.size());
+  backend::cpu::conv2d_forward_on_path(x.data(), w.data(), b.data(), y2.data(), g,
+                                       backend::cpu::conv_path(g, ConvPass::Forward));
+  backend::cpu::conv2d_backward_on_paths(x.data(), w.data(), dy.data(), dx2.data(), dw2.data(), db2.data(), g,
+                                         backend::cpu::conv_path(g, ConvPass::InputGrad),
+                                         backend::cpu::conv_path(g, ConvPass::WeightGrad));
+  CHECK(same_bits(y, y2));
+  CHECK(same_bits(dx, dx2));
+  CHECK(same_bits(dw, dw2));
+  CHECK(same_bits(db, db2));
   // And without dx (the first layer's call), the weight gradient is the same.
-  std::vector<float> dw2(dw.size()), db2(db.size());
-  backend::cpu::conv2d_backward<float>(x.data(), w.data(), dy.data(), nullptr, dw2.data(), db2.data(), g);
-  CHECK(same_bits(dw2, dw));
-  CHECK(same_bits(db2, db));
+  std::vector<float> dw3(dw.size()), db3(db.size());
+  backend::cpu::conv2d_backward<float>(x.data(), w.data(), dy.data(), nullptr, dw3.data(), db3.data(), g);
+  CHECK(same_bits(dw3, dw));
+  CHECK(same_bits(db3, db));
+}
+
+TEST_CASE("Conv2D on any mix of direct and Winograd passes matches the double direct convolution",
+          "[conv][winograd]") {
+  using backend::cpu::ConvPath;
+  const ConvPath paths[] = {ConvPath::Direct, ConvPath::Winograd2, ConvPath::Winograd4};
+  // A Winograd geometry, and a strided one that every path must hand to the direct code.
+  ConvGeometry strided = geometry({2, 9, 8, 8, 12, true});
+  strided.sh = strided.sw = 2;
+  strided.oh = 5;
+  strided.ow = 4;
+  strided.pad_top = strided.pad_left = 1;
+  for (const ConvGeometry& g : {geometry({3, 9, 11, 16, 24, true}), strided}) {
+    const auto x = testing::uniform<float>(std::size_t(g.n * g.h * g.w * g.c), -1, 1, 8, 0);
+    const auto w = testing::uniform<float>(std::size_t(9 * g.c * g.k), -0.5, 0.5, 8, 1);
+    const auto b = testing::uniform<float>(std::size_t(g.k), -1, 1, 8, 2);
+    const auto dy = testing::uniform<float>(std::size_t(g.n * g.oh * g.ow * g.k), -1, 1, 8, 3);
+    const auto xd = widen(x), wd = widen(w), bd = widen(b), dyd = widen(dy);
+    std::vector<double> y_ref(dy.size()), dx_ref(x.size()), dw_ref(w.size()), db_ref(b.size());
+    backend::cpu::conv2d_forward<double>(xd.data(), wd.data(), bd.data(), y_ref.data(), g);
+    backend::cpu::conv2d_backward<double>(xd.data(), wd.data(), dyd.data(), dx_ref.data(), dw_ref.data(),
+                                          db_ref.data(), g);
+    for (ConvPath forward : paths) {
+      std::vector<float> y(dy.size(), NAN);
+      backend::cpu::conv2d_forward_on_path(x.data(), w.data(), b.data(), y.data(), g, forward);
+      INFO("stride " << g.sh << ", forward path " << int(forward));
+      CHECK(relative_error(y, y_ref) <= kBound4);
+    }
+    for (ConvPath dx_path : paths)
+      for (ConvPath dw_path : paths) {
+        std::vector<float> dx(x.size(), NAN), dw(w.size(), NAN), db(b.size(), NAN);
+        backend::cpu::conv2d_backward_on_paths(x.data(), w.data(), dy.data(), dx.data(), dw.data(), db.data(), g,
+                                               dx_path, dw_path);
+        INFO("stride " << g.sh << ", dx path " << int(dx_path) << ", dw path " << int(dw_path));
+        CHECK(relative_error(dx, dx_ref) <= kBound4);
+        CHECK(relative_error(dw, dw_ref) <= kBound4);
+        CHECK(relative_error(db, db_ref) <= kBound2);
+      }
+  }
 }

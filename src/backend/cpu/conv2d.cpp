@@ -217,34 +217,45 @@ void direct_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, c
 
 }  // namespace
 
+void conv2d_forward_on_path(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g,
+                            ConvPath path) {
+  if (path == ConvPath::SmallC && small_c_applies(g)) return conv2d_small_c_forward(x, w, b, y, g);
+  if ((path == ConvPath::Winograd2 || path == ConvPath::Winograd4) && winograd_applies(g))
+    return winograd_forward(x, w, b, y, g, winograd_tile(path), cpu_threads());
+  direct_forward(x, w, b, y, g);
+}
+
+void conv2d_backward_on_paths(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                              const ConvGeometry& g, ConvPath dx_path, ConvPath dw_path) {
+  const auto winograd = [&](ConvPath p) { return (p == ConvPath::Winograd2 || p == ConvPath::Winograd4) && winograd_applies(g); };
+  if (dx != nullptr && winograd(dx_path)) {  // the small-C kernels have no input gradient
+    winograd_input_grad(dy, w, dx, g, winograd_tile(dx_path), cpu_threads());
+    dx = nullptr;
+  }
+  if (dw_path == ConvPath::SmallC && small_c_applies(g)) {
+    conv2d_small_c_weight_gradient(x, dy, dw, db, g);
+  } else if (winograd(dw_path)) {
+    winograd_weight_grad(x, dy, dw, db, g, winograd_tile(dw_path), cpu_threads());
+  } else {
+    return direct_backward(x, w, dy, dx, dw, db, g);
+  }
+  if (dx != nullptr) direct_input_grad(w, dy, dx, g);
+}
+
 template <typename T>
 void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry& g) {
-  if constexpr (std::is_same_v<T, float>) {
-    const ConvPath path = conv_path(g, ConvPass::Forward);
-    if (path == ConvPath::SmallC) return conv2d_small_c_forward(x, w, b, y, g);
-    if (path != ConvPath::Direct) return winograd_forward(x, w, b, y, g, winograd_tile(path), cpu_threads());
-  }
-  direct_forward(x, w, b, y, g);
+  if constexpr (std::is_same_v<T, float>) conv2d_forward_on_path(x, w, b, y, g, conv_path(g, ConvPass::Forward));
+  else direct_forward(x, w, b, y, g);
 }
 
 template <typename T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g) {
   if constexpr (std::is_same_v<T, float>) {
-    const ConvPath dw_path = conv_path(g, ConvPass::WeightGrad);
-    if (dx != nullptr) {
-      if (const ConvPath path = conv_path(g, ConvPass::InputGrad); path != ConvPath::Direct) {
-        winograd_input_grad(dy, w, dx, g, winograd_tile(path), cpu_threads());
-        dx = nullptr;
-      }
-    }
-    if (dw_path != ConvPath::Direct) {
-      if (dw_path == ConvPath::SmallC) conv2d_small_c_weight_gradient(x, dy, dw, db, g);
-      else winograd_weight_grad(x, dy, dw, db, g, winograd_tile(dw_path), cpu_threads());
-      if (dx != nullptr) direct_input_grad(w, dy, dx, g);
-      return;
-    }
+    const ConvPath dx_path = dx != nullptr ? conv_path(g, ConvPass::InputGrad) : ConvPath::Direct;
+    conv2d_backward_on_paths(x, w, dy, dx, dw, db, g, dx_path, conv_path(g, ConvPass::WeightGrad));
+  } else {
+    direct_backward(x, w, dy, dx, dw, db, g);
   }
-  direct_backward(x, w, dy, dx, dw, db, g);
 }
 
 template void conv2d_forward<float>(const float*, const float*, const float*, float*, const ConvGeometry&);

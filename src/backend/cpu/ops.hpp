@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "backend/backend.hpp"
+#include "backend/cpu/conv_path.hpp"
 #include "kernels/dropblock_math.hpp"
 
 namespace dropnet::backend::cpu {
@@ -26,6 +27,13 @@ void conv2d_forward(const T* x, const T* w, const T* b, T* y, const ConvGeometry
 // dw = sum over patches of patch^T dy; db = sum dy; dx = col2im(dy w^T). dx and db may be null.
 template <typename T>
 void conv2d_backward(const T* x, const T* w, const T* dy, T* dx, T* dw, T* db, const ConvGeometry& g);
+// float: the same on the given paths (small-C or Winograd where it applies, else direct; the small-C kernels
+// have no input gradient, so dx_path SmallC means direct); conv2d_forward/backward<float>
+// call them with conv_path's choice (conv_path.hpp), tests with every combination.
+void conv2d_forward_on_path(const float* x, const float* w, const float* b, float* y, const ConvGeometry& g,
+                            ConvPath path);
+void conv2d_backward_on_paths(const float* x, const float* w, const float* dy, float* dx, float* dw, float* db,
+                              const ConvGeometry& g, ConvPath dx_path, ConvPath dw_path);
 
 // y = max over each window (positions outside the input are skipped).
 template <typename T>
