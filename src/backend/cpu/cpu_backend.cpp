@@ -52,6 +52,19 @@ void CpuBackend::maxpool2d_backward(const Tensor& x, const Tensor& y, const Tens
   cpu::maxpool2d_backward(x.data(), y.data(), dy.data(), dx.data(), g);
 }
 
+void CpuBackend::relu_pool_forward(const Tensor& z, Tensor& y, std::uint8_t* route, const PoolGeometry& g,
+                                   const DropoutCall* dropout) {
+  checks::relu_pool(kCpu, z, y, g, dropout);
+  cpu::relu_pool_forward(z.data(), y.data(), route, g, dropout);
+}
+
+void CpuBackend::relu_pool_backward(const Tensor& dy, const std::uint8_t* route, Tensor& dz, const PoolGeometry& g,
+                                    const DropoutCall* dropout) {
+  checks::relu_pool(kCpu, dz, dy, g, dropout);
+  checks::relu_pool_route(route);
+  cpu::relu_pool_backward(dy.data(), route, dz.data(), g, dropout);
+}
+
 void CpuBackend::dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
   const checks::DenseDims d = checks::dense_forward(kCpu, x, w, b, y);
   cpu::dense_forward(x.data(), w.data(), b ? b->data() : nullptr, y.data(), d.n, d.in, d.out);
