@@ -11,6 +11,7 @@
 // element, the window position the gradient goes to, or kReluPoolNoRoute where relu's gate or the mask
 // stops it, and backward scatters kernels::dropout_apply(dy, true, keep_prob) there.
 #include <algorithm>
+#include <bit>
 #include <vector>
 
 #include "backend/cpu/ops.hpp"
@@ -63,46 +64,122 @@ Window window_of(const PoolGeometry& g, std::int64_t r) {
 }
 
 // After the max: the output and the route of one pooled element.
-template <DropMode M>
-[[gnu::always_inline]] inline void finish(float best, std::int32_t at, unsigned char keep, float keep_prob, float& y,
-                                          std::uint8_t& route) {
+template <DropMode M, typename Route>
+[[gnu::always_inline]] inline void finish(float best, std::int32_t at, std::int32_t keep, float keep_prob, float& y,
+                                          Route& route) {
   constexpr std::int32_t none = kReluPoolNoRoute;
   if constexpr (M == DropMode::None) {
     y = best;
-    route = static_cast<std::uint8_t>(best > 0.0f ? at : none);
+    route = static_cast<Route>(best > 0.0f ? at : none);
   } else if constexpr (M == DropMode::Zeros) {
     y = 0.0f;
-    route = static_cast<std::uint8_t>(none);
+    route = static_cast<Route>(none);
   } else {
     const bool kept = keep != 0;
     y = kernels::dropout_apply(best, kept, keep_prob);
-    route = static_cast<std::uint8_t>((best > 0.0f) & kept ? at : none);
+    route = static_cast<Route>((best > 0.0f) & kept ? at : none);
   }
 }
 
-// One pooled row of n <= kChunk channels: y = dropout(max_k relu(z_k)) and the route. z[k] points at the
-// row's channels in window position k (index[k] in the window), keep at the row's mask bytes (Mask only).
-// The outputs are __restrict so that the loops vectorise over the channels.
+// `value` where `take`, else +0.0f (the bits of take ? value : 0.0f), as a bit mask: written as a select,
+// GCC turned the four stores of a 2x2 window's gradient into masked stores (vmaskmovps), which run
+// several times slower than plain ones on AMD cores.
+[[gnu::always_inline]] inline float value_or_zero(bool take, float value) {
+  return std::bit_cast<float>(std::bit_cast<std::uint32_t>(value) & (0u - std::uint32_t(take)));
+}
+
+// ---- full 2x2 windows that tile the input (the seed's pools): a run of windows along one output row ----
+// Window j's positions: top + 2jc (0), + c (1), bottom + 2jc (2), + c (3); its outputs at j * c. The
+// pointers are __restrict so that the channel loops vectorise; one call per run keeps the per-window
+// overhead out.
+
+template <DropMode M>
+[[gnu::always_inline]] inline void pool_2x2_run(const float* __restrict top, const float* __restrict bottom,
+                                                std::int64_t windows, std::int64_t c,
+                                                const unsigned char* __restrict keep, float keep_prob,
+                                                float* __restrict y, std::uint8_t* __restrict route) {
+  for (std::int64_t j = 0; j < windows; ++j) {
+    const float* __restrict z0 = top + 2 * j * c;
+    const float* __restrict z1 = z0 + c;
+    const float* __restrict z2 = bottom + 2 * j * c;
+    const float* __restrict z3 = z2 + c;
+    const unsigned char* __restrict kj = M == DropMode::Mask ? keep + j * c : nullptr;
+    float* __restrict yj = y + j * c;
+    std::uint8_t* __restrict rj = route + j * c;
+    // The mask bytes are widened to 32-bit lanes first and the routes narrowed to bytes after, so that the
+    // main loop is all 32-bit lanes: one loop doing all three spilled its vector registers (2-3x slower).
+    for (std::int64_t i0 = 0; i0 < c; i0 += kChunk) {
+      const std::int64_t n = std::min(kChunk, c - i0);
+      std::int32_t kept[kChunk], to[kChunk];
+      if constexpr (M == DropMode::Mask)
+        for (std::int64_t i = 0; i < n; ++i) kept[i] = kj[i0 + i];
+      for (std::int64_t i = 0; i < n; ++i) {
+        float best = kernels::relu_forward(z0[i0 + i]);
+        std::int32_t at = 0;
+        take_max(z1[i0 + i], 1, best, at);
+        take_max(z2[i0 + i], 2, best, at);
+        take_max(z3[i0 + i], 3, best, at);
+        finish<M>(best, at, M == DropMode::Mask ? kept[i] : 0, keep_prob, yj[i0 + i], to[i]);
+      }
+      for (std::int64_t i = 0; i < n; ++i) rj[i0 + i] = static_cast<std::uint8_t>(to[i]);
+    }
+  }
+}
+
+[[gnu::target_clones("avx512f", "avx2", "default")]] void relu_pool_2x2_run(
+    const float* top, const float* bottom, std::int64_t windows, std::int64_t c, const unsigned char* keep,
+    float keep_prob, int mode, float* y, std::uint8_t* route) {
+  switch (static_cast<DropMode>(mode)) {
+    case DropMode::None: return pool_2x2_run<DropMode::None>(top, bottom, windows, c, keep, keep_prob, y, route);
+    case DropMode::Zeros: return pool_2x2_run<DropMode::Zeros>(top, bottom, windows, c, keep, keep_prob, y, route);
+    case DropMode::Mask: return pool_2x2_run<DropMode::Mask>(top, bottom, windows, c, keep, keep_prob, y, route);
+  }
+}
+
+// Backward of such a run, assigned: dy' (dropout_apply(dy, true, keep_prob) under a mask) at the routed
+// position of each window, +0 at its other three.
+template <bool Mask>
+[[gnu::always_inline]] inline void pool_2x2_run_backward(float* __restrict top, float* __restrict bottom,
+                                                         std::int64_t windows, std::int64_t c,
+                                                         const float* __restrict dy,
+                                                         const std::uint8_t* __restrict route, float keep_prob) {
+  for (std::int64_t j = 0; j < windows; ++j) {
+    float* __restrict d0 = top + 2 * j * c;
+    float* __restrict d1 = d0 + c;
+    float* __restrict d2 = bottom + 2 * j * c;
+    float* __restrict d3 = d2 + c;
+    const float* __restrict dyj = dy + j * c;
+    const std::uint8_t* __restrict rj = route + j * c;
+    for (std::int64_t i0 = 0; i0 < c; i0 += kChunk) {  // routes widened first, as in the forward
+      const std::int64_t n = std::min(kChunk, c - i0);
+      std::int32_t to[kChunk];
+      for (std::int64_t i = 0; i < n; ++i) to[i] = rj[i0 + i];
+      for (std::int64_t i = 0; i < n; ++i) {
+        const float give = Mask ? kernels::dropout_apply(dyj[i0 + i], true, keep_prob) : dyj[i0 + i];
+        d0[i0 + i] = value_or_zero(to[i] == 0, give);
+        d1[i0 + i] = value_or_zero(to[i] == 1, give);
+        d2[i0 + i] = value_or_zero(to[i] == 2, give);
+        d3[i0 + i] = value_or_zero(to[i] == 3, give);
+      }
+    }
+  }
+}
+
+[[gnu::target_clones("avx512f", "avx2", "default")]] void relu_pool_2x2_run_backward(
+    float* top, float* bottom, std::int64_t windows, std::int64_t c, const float* dy, const std::uint8_t* route,
+    float keep_prob, int mode) {
+  if (static_cast<DropMode>(mode) == DropMode::Mask) pool_2x2_run_backward<true>(top, bottom, windows, c, dy, route, keep_prob);
+  else pool_2x2_run_backward<false>(top, bottom, windows, c, dy, route, keep_prob);
+}
+
+// ---- any other window, one at a time, kChunk channels per call ----------------------------------------
+
+// One pooled element row of n <= kChunk channels: y = dropout(max_k relu(z_k)) and the route. z[k] points
+// at the channels of window position k (index[k] in the window), keep at the row's mask bytes (Mask only).
 template <DropMode M>
 [[gnu::always_inline]] inline void pool_chunk(const float* const* z, const std::int32_t* index, std::int64_t positions,
                                               std::int64_t n, const unsigned char* __restrict keep, float keep_prob,
                                               float* __restrict y, std::uint8_t* __restrict route) {
-  if (positions == 4) {  // the 2x2 pool: each channel's max stays in a register
-    const float* __restrict z0 = z[0];
-    const float* __restrict z1 = z[1];
-    const float* __restrict z2 = z[2];
-    const float* __restrict z3 = z[3];
-    const std::int32_t i0 = index[0], i1 = index[1], i2 = index[2], i3 = index[3];
-    for (std::int64_t c = 0; c < n; ++c) {
-      float best = kernels::relu_forward(z0[c]);
-      std::int32_t at = i0;
-      take_max(z1[c], i1, best, at);
-      take_max(z2[c], i2, best, at);
-      take_max(z3[c], i3, best, at);
-      finish<M>(best, at, M == DropMode::Mask ? keep[c] : 0, keep_prob, y[c], route[c]);
-    }
-    return;
-  }
   float best[kChunk];
   std::int32_t at[kChunk];
   for (std::int64_t c = 0; c < n; ++c) {
@@ -127,8 +204,8 @@ template <DropMode M>
   }
 }
 
-// Backward of one pooled row of n <= kChunk channels: dz at window position k (index[k]) gets
-// dropout'(dy) where the route says k, +0 elsewhere; assigned, or added where windows overlap.
+// Backward of one pooled element row of n <= kChunk channels: dz at window position k (index[k]) gets
+// dy' where the route says k, +0 elsewhere; assigned, or added where windows overlap.
 template <bool Mask, bool Accumulate>
 [[gnu::always_inline]] inline void pool_backward_chunk(float* const* dz, const std::int32_t* index,
                                                        std::int64_t positions, std::int64_t n,
@@ -140,25 +217,11 @@ template <bool Mask, bool Accumulate>
     give[c] = Mask ? kernels::dropout_apply(dy[c], true, keep_prob) : dy[c];
     to[c] = route[c];
   }
-  if (!Accumulate && positions == 4) {  // the 2x2 pool: four output rows in one pass
-    float* __restrict d0 = dz[0];
-    float* __restrict d1 = dz[1];
-    float* __restrict d2 = dz[2];
-    float* __restrict d3 = dz[3];
-    const std::int32_t i0 = index[0], i1 = index[1], i2 = index[2], i3 = index[3];
-    for (std::int64_t c = 0; c < n; ++c) {
-      d0[c] = to[c] == i0 ? give[c] : 0.0f;
-      d1[c] = to[c] == i1 ? give[c] : 0.0f;
-      d2[c] = to[c] == i2 ? give[c] : 0.0f;
-      d3[c] = to[c] == i3 ? give[c] : 0.0f;
-    }
-    return;
-  }
   for (std::int64_t k = 0; k < positions; ++k) {
     float* __restrict dzk = dz[k];
     const std::int32_t ik = index[k];
     for (std::int64_t c = 0; c < n; ++c) {
-      const float routed = to[c] == ik ? give[c] : 0.0f;
+      const float routed = value_or_zero(to[c] == ik, give[c]);
       dzk[c] = Accumulate ? dzk[c] + routed : routed;
     }
   }
@@ -206,11 +269,11 @@ Drop drop_of(const DropoutCall* call) {
   return d;
 }
 
-// The keep bytes of the pooled elements [first, first + n) of one row: the mask's own bytes where the mask
-// has the input's shape or a run broadcast keeps them contiguous (SpatialDropout: one byte per channel),
-// else gathered into `buffer` through dropout_mask_index.
-const unsigned char* keep_row(const Drop& d, const unsigned char* keep, std::int64_t first, std::int64_t n,
-                              unsigned char* buffer) {
+// The keep bytes of the pooled elements [first, first + n): the mask's own bytes where the mask has the
+// input's shape or a run broadcast keeps them contiguous (SpatialDropout, n = C: one byte per channel),
+// else gathered into `buffer` (n bytes) through dropout_mask_index.
+const unsigned char* keep_bytes_of(const Drop& d, const unsigned char* keep, std::int64_t first, std::int64_t n,
+                                   unsigned char* buffer) {
   if (!d.broadcast.broadcast) return keep + first;
   if (d.run.run) {
     const std::int64_t block = d.run.middle * d.run.inner, inner_at = first % d.run.inner;
@@ -218,6 +281,20 @@ const unsigned char* keep_row(const Drop& d, const unsigned char* keep, std::int
   }
   for (std::int64_t i = 0; i < n; ++i) buffer[i] = keep[kernels::dropout_mask_index(first + i, d.broadcast)];
   return buffer;
+}
+
+// How many windows at the start of output row q (image q / oh, row q % oh) are full 2x2 windows that tile
+// the input: 0 unless the geometry is the 2x2 / 2 pool without leading pad; then all but a last window
+// that runs past the right edge, or none where the window row runs past the bottom.
+std::int64_t full_2x2_windows(const PoolGeometry& g, std::int64_t q) {
+  if (g.ph != 2 || g.pw != 2 || g.sh != 2 || g.sw != 2 || g.pad_top != 0 || g.pad_left != 0) return 0;
+  if (2 * (q % g.oh) + 1 >= g.h) return 0;
+  return std::min(g.ow, g.w / 2);
+}
+
+// The first channel in z of output row q's top input row.
+std::int64_t top_row(const PoolGeometry& g, std::int64_t q) {
+  return ((q / g.oh) * g.h + (q % g.oh) * g.sh) * g.w * g.c;
 }
 
 }  // namespace
@@ -232,20 +309,41 @@ void relu_pool_forward(const float* z, float* y, std::uint8_t* route, const Pool
     draw_below(call->seed, step, kernels::dropout_keep_threshold(d.keep_prob), std::int64_t(keep.size()),
                keep.data());
   }
-  const unsigned char* keep_bytes = keep.data();
-  // Inference needs no route; its bytes then go to a scratch row.
-  parallel_for(g.n * g.oh * g.ow, 256, [&](std::int64_t r0, std::int64_t r1) {
-    std::uint8_t scratch_route[kChunk];
-    unsigned char keep_buffer[kChunk];
+  const unsigned char* keep_all = keep.data();
+  const int mode = int(d.mode);
+  // By output rows: each writes its own outputs. Inference needs no route; its bytes go to a scratch row.
+  parallel_for(g.n * g.oh, 4, [&](std::int64_t q0, std::int64_t q1) {
+    std::vector<std::uint8_t> scratch(route == nullptr ? std::size_t(g.ow * g.c) : 0);
+    // A broadcast mask's bytes for the row's elements, window by window (SpatialDropout: the same C bytes
+    // for every window of an image).
+    std::vector<unsigned char> keep_gathered(d.broadcast.broadcast ? std::size_t(g.ow * g.c) : 0);
+    std::vector<unsigned char> keep_window(d.broadcast.broadcast ? std::size_t(g.c) : 0);
     const float* rows[kReluPoolMaxWindow];
-    for (std::int64_t r = r0; r < r1; ++r) {
-      const Window win = window_of(g, r);
-      for (std::int64_t c0 = 0; c0 < g.c; c0 += kChunk) {
-        const std::int64_t n = std::min(kChunk, g.c - c0), at = r * g.c + c0;
-        for (std::int64_t k = 0; k < win.count; ++k) rows[k] = z + win.offset[k] + c0;
-        const unsigned char* kept = d.mode == DropMode::Mask ? keep_row(d, keep_bytes, at, n, keep_buffer) : nullptr;
-        relu_pool_chunk(rows, win.index, win.count, n, kept, d.keep_prob, int(d.mode), y + at,
-                        route != nullptr ? route + at : scratch_route);
+    for (std::int64_t q = q0; q < q1; ++q) {
+      const std::int64_t first = q * g.ow * g.c;  // the row's first pooled element
+      std::uint8_t* route_row = route != nullptr ? route + first : scratch.data();
+      const unsigned char* keep_row = nullptr;
+      if (d.mode == DropMode::Mask && !d.broadcast.broadcast) {
+        keep_row = keep_all + first;
+      } else if (d.mode == DropMode::Mask) {
+        for (std::int64_t ox = 0; ox < g.ow; ++ox)
+          std::copy_n(keep_bytes_of(d, keep_all, first + ox * g.c, g.c, keep_window.data()), g.c,
+                      keep_gathered.data() + ox * g.c);
+        keep_row = keep_gathered.data();
+      }
+      const std::int64_t full = full_2x2_windows(g, q);
+      if (full > 0) {
+        const float* top = z + top_row(g, q);
+        relu_pool_2x2_run(top, top + g.w * g.c, full, g.c, keep_row, d.keep_prob, mode, y + first, route_row);
+      }
+      for (std::int64_t ox = full; ox < g.ow; ++ox) {
+        const Window win = window_of(g, q * g.ow + ox);
+        for (std::int64_t c0 = 0; c0 < g.c; c0 += kChunk) {
+          const std::int64_t n = std::min(kChunk, g.c - c0), at = ox * g.c + c0;
+          for (std::int64_t k = 0; k < win.count; ++k) rows[k] = z + win.offset[k] + c0;
+          relu_pool_chunk(rows, win.index, win.count, n, keep_row != nullptr ? keep_row + at : nullptr, d.keep_prob,
+                          mode, y + first + at, route_row + at);
+        }
       }
     }
   });
@@ -254,25 +352,45 @@ void relu_pool_forward(const float* z, float* y, std::uint8_t* route, const Pool
 void relu_pool_backward(const float* dy, const std::uint8_t* route, float* dz, const PoolGeometry& g,
                         const DropoutCall* call) {
   const Drop d = drop_of(call);
-  const bool assign = tiles(g);
-  // Split by image: windows of one image may overlap in dz, those of two images never do.
-  parallel_for(g.n, 2, [&](std::int64_t i0, std::int64_t i1) {
-    const std::int64_t image = g.h * g.w * g.c;
-    if (!assign) std::fill(dz + i0 * image, dz + i1 * image, 0.0f);
+  const int mode = int(d.mode);
+  // One window's gradient through the general loop (assigned or added).
+  auto window_backward = [&](std::int64_t r, bool accumulate) {
     float* rows[kReluPoolMaxWindow];
-    for (std::int64_t r = i0 * g.oh * g.ow; r < i1 * g.oh * g.ow; ++r) {
-      const Window win = window_of(g, r);
-      for (std::int64_t c0 = 0; c0 < g.c; c0 += kChunk) {
-        const std::int64_t n = std::min(kChunk, g.c - c0), at = r * g.c + c0;
-        for (std::int64_t k = 0; k < win.count; ++k) rows[k] = dz + win.offset[k] + c0;
-        relu_pool_backward_chunk(rows, win.index, win.count, n, dy + at, route + at, d.keep_prob, int(d.mode), !assign);
-      }
+    const Window win = window_of(g, r);
+    for (std::int64_t c0 = 0; c0 < g.c; c0 += kChunk) {
+      const std::int64_t n = std::min(kChunk, g.c - c0), at = r * g.c + c0;
+      for (std::int64_t k = 0; k < win.count; ++k) rows[k] = dz + win.offset[k] + c0;
+      relu_pool_backward_chunk(rows, win.index, win.count, n, dy + at, route + at, d.keep_prob, mode, accumulate);
     }
-    if (assign) {  // rows and columns past the last window
-      for (std::int64_t img = i0; img < i1; ++img)
-        for (std::int64_t iy = 0; iy < g.h; ++iy)
-          for (std::int64_t ix = 0; ix < g.w; ++ix)
-            if (iy >= g.oh * g.sh || ix >= g.ow * g.sw) std::fill_n(dz + ((img * g.h + iy) * g.w + ix) * g.c, g.c, 0.0f);
+  };
+  if (!tiles(g)) {
+    // Overlapping (or padded) windows add into a zeroed dz. Split by image: windows of one image may
+    // overlap, those of two images never do.
+    parallel_for(g.n, 2, [&](std::int64_t i0, std::int64_t i1) {
+      std::fill(dz + i0 * g.h * g.w * g.c, dz + i1 * g.h * g.w * g.c, 0.0f);
+      for (std::int64_t r = i0 * g.oh * g.ow; r < i1 * g.oh * g.ow; ++r) window_backward(r, true);
+    });
+    return;
+  }
+  // Windows that tile the input: each input position in at most one window, so dz is assigned, output row
+  // by output row; each row also zeroes its input rows' columns past the last window, and the image's last
+  // output row the input rows below it.
+  parallel_for(g.n * g.oh, 4, [&](std::int64_t q0, std::int64_t q1) {
+    for (std::int64_t q = q0; q < q1; ++q) {
+      const std::int64_t full = full_2x2_windows(g, q);
+      if (full > 0) {
+        float* top = dz + top_row(g, q);
+        relu_pool_2x2_run_backward(top, top + g.w * g.c, full, g.c, dy + q * g.ow * g.c, route + q * g.ow * g.c,
+                                   d.keep_prob, mode);
+      }
+      for (std::int64_t ox = full; ox < g.ow; ++ox) window_backward(q * g.ow + ox, false);
+      const std::int64_t img = q / g.oh, oy = q % g.oh;
+      const std::int64_t row_end = oy + 1 == g.oh ? g.h : std::min(g.h, (oy + 1) * g.sh);
+      for (std::int64_t iy = oy * g.sh; iy < row_end; ++iy) {
+        float* row = dz + (img * g.h + iy) * g.w * g.c;
+        if (iy >= g.oh * g.sh) std::fill_n(row, g.w * g.c, 0.0f);
+        else if (g.ow * g.sw < g.w) std::fill(row + g.ow * g.sw * g.c, row + g.w * g.c, 0.0f);
+      }
     }
   });
 }
