@@ -184,7 +184,7 @@ Evaluation Sequential::evaluate(const Tensor& x, const Tensor& y, int batch_size
     totals.loss += loss;
     totals.correct += correct;
     totals.seen += end - begin;
-    bar.update(step + 1, totals.logs());
+    if (bar.due(step + 1)) bar.update(step + 1, totals.logs());  // the logs only when they are shown
   }
   bar.finish(totals.logs());
   return {totals.loss / double(n), totals.correct / double(n)};

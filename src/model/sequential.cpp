@@ -9,6 +9,7 @@
 #include "kernels/philox.hpp"
 #include "layers/layer_util.hpp"
 #include "core/nvtx.hpp"
+#include "backend/memory.hpp"
 #include "model/impl.hpp"
 
 namespace dropnet {
@@ -265,7 +266,8 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
 }
 
 std::pair<double, double> Sequential::Impl::read_stats() const {
-  const std::vector<float> s = stats.to_vector();
+  float s[2];  // read once per evaluated batch: no vector
+  backend::memory::copy(s, Device::CPU, stats.data(), stats.device(), sizeof(s));
   return {double(s[0]), double(s[1])};
 }
 
