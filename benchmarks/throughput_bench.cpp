@@ -11,6 +11,7 @@
 // model makes, and on the CPU the bare GEMMs of each layer's shapes on the whole batch, for comparison with
 // the layers' blocked GEMMs (and their im2col, col2im, bias and activation around them).
 #include <chrono>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -230,8 +231,9 @@ int run_throughput(std::span<const std::string> args) {
     outs.emplace_back(s, device);
     grads.emplace_back(s, device);
   }
-  // The Dropout layers draw their masks at the step of one slot on the device (any step takes as long).
-  const backend::StepSlot slot_value{0, 1, 0};
+  // The Dropout layers draw their masks at the step and rate of one slot on the device (any step takes as
+  // long; the rate is the seed model's 0.5, since at a rate of 0 the op would only copy).
+  const backend::StepSlot slot_value{.step = 0, .advances = 1, .rate = 0.5f, .schedule = {}};
   const backend::DeviceArray<backend::StepSlot> slot(std::span(&slot_value, 1), device);
   RunContext ctx{be, true, slot.data()};
   Tensor stats({2}, device);
@@ -256,6 +258,37 @@ int run_throughput(std::span<const std::string> args) {
       be.synchronize();
     });
   }
+  // The fused blocks' op (model/fused_blocks.hpp; the CPU's training step runs it instead of the relu inside
+  // each Conv2D(relu), the MaxPooling2D and the Dropout after it): timed on the conv's output, with the
+  // dropout's call when a Dropout follows.
+  struct FusedTime { std::string layers; double forward, backward; };
+  std::vector<FusedTime> fused_times;
+  if (be.fuses_relu_pool()) {
+    for (std::size_t i = 1; i < L; ++i) {
+      const auto* pool = dynamic_cast<const MaxPooling2D*>(&model.layer(i));
+      const auto* conv = dynamic_cast<const Conv2D*>(&model.layer(i - 1));
+      if (pool == nullptr || conv == nullptr || conv->options().activation != "relu") continue;
+      const auto* drop = i + 1 < L ? dynamic_cast<const Dropout*>(&model.layer(i + 1)) : nullptr;
+      const backend::PoolGeometry g = layer_util::pool_geometry(pool->options(), pool->input_shape(), batch);
+      std::optional<backend::DropoutCall> call;
+      if (drop != nullptr) call = layer_util::dropout_call(*drop, outs[i].shape(), ctx);
+      const backend::DropoutCall* c = call ? &*call : nullptr;
+      backend::DeviceArray<std::uint8_t> route(std::size_t(outs[i].size()), device);
+      Tensor& y = drop != nullptr ? outs[i + 1] : outs[i];
+      Tensor& dy = drop != nullptr ? grads[i + 1] : grads[i];
+      const double f = median_seconds(1, steps, [&] {
+        be.relu_pool_forward(outs[i - 1], y, route.data(), g, c);
+        be.synchronize();
+      });
+      const double b = median_seconds(1, steps, [&] {
+        be.relu_pool_backward(dy, route.data(), grads[i - 1], g, c);
+        be.synchronize();
+      });
+      fused_times.push_back({fmt::format("relu of {} + {}{}", conv->name(), pool->name(),
+                                         drop != nullptr ? " + " + drop->name() : ""), f, b});
+    }
+  }
+
   // The optimizer: Adam over every parameter (on buffers of the model's size), then the MaxNorm projections.
   const auto params = std::size_t(model.count_params());
   Tensor pw({std::int64_t(params)}, device), pg({std::int64_t(params)}, device), pm({std::int64_t(params)}, device),
@@ -323,6 +356,13 @@ int run_throughput(std::span<const std::string> args) {
   fmt::print("| softmax + cross-entropy | | {:.2f} | | {:.1f} | | | |\n", loss_s * 1e3, 100 * loss_s / step_s);
   fmt::print("| adam ({} params) | | {:.2f} | | {:.1f} | | | |\n", params, adam_s * 1e3, 100 * adam_s / step_s);
   fmt::print("| max-norm (3 kernels) | | {:.2f} | | {:.1f} | | | |\n", maxnorm_s * 1e3, 100 * maxnorm_s / step_s);
+  if (!fused_times.empty()) {
+    fmt::print("\nfused blocks (what the training step runs in place of the relu inside the Conv2D and the "
+               "pool and dropout rows above; the conv's row still counts its relu):\n\n"
+               "| layers | forward ms | backward ms |\n|---|---:|---:|\n");
+    for (const FusedTime& f : fused_times)
+      fmt::print("| {} | {:.2f} | {:.2f} |\n", f.layers, f.forward * 1e3, f.backward * 1e3);
+  }
   if (device == Device::CPU) {
     // Which algorithm each convolution pass took (backend/cpu/conv_path.hpp; DROPNET_CPU_CONV pins it).
     fmt::print("\nCPU convolution paths (forward / input gradient / weight gradient):\n");

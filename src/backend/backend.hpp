@@ -28,6 +28,11 @@
 
 namespace dropnet::backend {
 
+// The fused relu-pool op's route byte of a pooled element whose gradient goes nowhere, and the largest
+// window it routes within (Backend::relu_pool_forward).
+constexpr std::uint8_t kReluPoolNoRoute = 255;
+constexpr std::int64_t kReluPoolMaxWindow = 64;
+
 // A Conv2D problem. Padding is given as the top/left pad; bottom/right follow from the output size.
 struct ConvGeometry {
   std::int64_t n, h, w, c;        // input (N, H, W, C)
@@ -209,6 +214,23 @@ class Backend {
   virtual void maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) = 0;
   virtual void maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
                                   const PoolGeometry& g) = 0;
+
+  // ---- Conv2D(relu) -> MaxPooling2D [-> Dropout] as one block (model/fused_blocks.hpp) ---------------------
+  // Whether this backend implements relu_pool_forward/backward. The model fuses a block only where it does
+  // and runs the layers one by one elsewhere (the CUDA backend); the defaults throw DeviceError.
+  virtual bool fuses_relu_pool() const noexcept { return false; }
+  // From the convolution's pre-activation z (N, H, W, C): y (N, OH, OW, C) = dropout(maxpool(relu(z))), the
+  // bits that activation_forward(ReLU), maxpool2d_forward and dropout_forward (when `dropout` is not null;
+  // its input shape is y's) give one after the other. With `route` (y.size() bytes) also what backward
+  // needs: per pooled element the row-major index in the ph x pw window of the position its gradient goes
+  // to (the first holding the max, as maxpool2d_backward routes it), or kReluPoolNoRoute where relu's gate
+  // (max > 0) or the mask stops it. Windows of at most kReluPoolMaxWindow positions.
+  virtual void relu_pool_forward(const Tensor& z, Tensor& y, std::uint8_t* route, const PoolGeometry& g,
+                                 const DropoutCall* dropout);
+  // dz (N, H, W, C) from dy (N, OH, OW, C) and the route of the forward with the same geometry and call (the
+  // same step and rate): the bits of dropout_backward, maxpool2d_backward and activation_backward(ReLU).
+  virtual void relu_pool_backward(const Tensor& dy, const std::uint8_t* route, Tensor& dz, const PoolGeometry& g,
+                                  const DropoutCall* dropout);
 
   // y = x @ w + b for x (N, IN), w (IN, OUT); b may be null.
   virtual void dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) = 0;

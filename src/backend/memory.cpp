@@ -3,6 +3,7 @@
 #include "backend/memory.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -20,8 +21,15 @@ namespace {
 }  // namespace
 #endif
 
+namespace {
+std::atomic<std::uint64_t> allocation_count{0};
+}  // namespace
+
+std::uint64_t allocations() noexcept { return allocation_count.load(std::memory_order_relaxed); }
+
 void* allocate(Device device, std::size_t bytes) {
   if (bytes == 0) return nullptr;
+  allocation_count.fetch_add(1, std::memory_order_relaxed);
   if (device == Device::CPU) {
     // 64-byte alignment for AVX-512 loads; aligned_alloc wants a size that is a multiple of it.
     void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 #include "dropnet/device.hpp"
 
@@ -20,6 +21,9 @@ namespace dropnet::backend::memory {
 // Throws DeviceUnavailable for CUDA without a usable GPU (or a build without CUDA), std::bad_alloc or
 // DeviceError when the allocation fails.
 void* allocate(Device device, std::size_t bytes);
+// How many buffers allocate() has handed out in this process, on any device (tests count the buffers a
+// pass allocates: an inference pass allocates none per batch).
+std::uint64_t allocations() noexcept;
 // Returns memory from allocate() (null is ignored).
 void release(Device device, void* ptr) noexcept;
 // Copies `bytes` between any two devices.

@@ -65,6 +65,19 @@ void maxpool2d_backward(Device device, const Tensor& x, const Tensor& y, const T
   tensor_of(device, dx, g.n * g.h * g.w * g.c, "MaxPooling2D input gradient");
 }
 
+void relu_pool(Device device, const Tensor& z, const Tensor& y, const PoolGeometry& g, const DropoutCall* dropout) {
+  tensor_of(device, z, g.n * g.h * g.w * g.c, "relu-pool pre-activation (gradient)");
+  tensor_of(device, y, g.n * g.oh * g.ow * g.c, "relu-pool output (gradient)");
+  if (g.ph * g.pw > kReluPoolMaxWindow)
+    fail("the fused relu-pool op takes windows of up to " + std::to_string(kReluPoolMaxWindow) + " positions, got " +
+         std::to_string(g.ph) + "x" + std::to_string(g.pw));
+  if (dropout != nullptr) dropout_call(*dropout, y.size());
+}
+
+void relu_pool_route(const std::uint8_t* route) {
+  if (route == nullptr) fail("the fused relu-pool backward needs the forward's route bytes");
+}
+
 namespace {
 DenseDims dense_dims(Device device, const Tensor& x, const Tensor& w) {
   on_device(device, x, "Dense input");
@@ -109,14 +122,18 @@ void activation_backward(Device device, const Tensor& y, const Tensor& dy, const
 void dropout(Device device, const Tensor& in, const Tensor& out, const DropoutCall& call, bool backward) {
   tensor_of(device, in, out.size(), backward ? "dropout output gradient" : "dropout input");
   on_device(device, out, backward ? "dropout input gradient" : "dropout output");
+  dropout_call(call, in.size());
+}
+
+void dropout_call(const DropoutCall& call, std::int64_t size) {
   const Shape& shape = call.input_shape;
   const Shape& mask = call.mask_shape;
   if (shape.size() > static_cast<std::size_t>(kernels::kDropoutMaxRank))
     fail("dropout supports inputs of rank up to 8, got " + to_string(shape));
   if (mask.size() != shape.size())
     fail("dropout mask shape " + to_string(mask) + " does not have the rank of the input " + to_string(shape));
-  if (element_count(shape) != in.size())
-    fail("dropout input shape " + to_string(shape) + " does not match the tensor's " + std::to_string(in.size()) +
+  if (element_count(shape) != size)
+    fail("dropout input shape " + to_string(shape) + " does not match the tensor's " + std::to_string(size) +
          " elements");
   for (std::size_t d = 0; d < shape.size(); ++d)
     if (mask[d] != shape[d] && mask[d] != 1)

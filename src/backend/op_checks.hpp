@@ -40,6 +40,11 @@ void conv2d_backward(Device device, const Tensor& x, const Tensor& w, const Tens
 void maxpool2d_forward(Device device, const Tensor& x, const Tensor& y, const PoolGeometry& g);
 void maxpool2d_backward(Device device, const Tensor& x, const Tensor& y, const Tensor& dy, const Tensor& dx,
                         const PoolGeometry& g);
+// The fused block (Backend::relu_pool_forward/backward): z or dz (N, H, W, C) and y or dy (N, OH, OW, C) of
+// the geometry, a window of at most kReluPoolMaxWindow positions, and a dropout call (if any) for y.
+void relu_pool(Device device, const Tensor& z, const Tensor& y, const PoolGeometry& g, const DropoutCall* dropout);
+// Backward's route bytes are given.
+void relu_pool_route(const std::uint8_t* route);
 DenseDims dense_forward(Device device, const Tensor& x, const Tensor& w, const Tensor* b, const Tensor& y);
 DenseDims dense_backward(Device device, const Tensor& x, const Tensor& w, const Tensor& dy, const Tensor* dx,
                          const Tensor& dw, const Tensor* db);
@@ -48,6 +53,8 @@ void activation_backward(Device device, const Tensor& y, const Tensor& dy, const
 // forward: in = x, out = y; backward: in = dy, out = dx. Also the call: a rate in (0, 1), an input shape
 // of the tensor's size and rank <= 8, and a mask shape that broadcasts to it.
 void dropout(Device device, const Tensor& in, const Tensor& out, const DropoutCall& call, bool backward);
+// The call part of that check, for an input of `size` elements.
+void dropout_call(const DropoutCall& call, std::int64_t size);
 // The Gaussian-noise family (forward: in = x, out = y; backward: in = dy, out = dx): an input shape of the
 // tensor's size and rank <= 8, a mask shape (AlphaDropout only; empty means the input's) that broadcasts to
 // it, and, without a slot, a rate in [0, 1] (GaussianNoise: a finite stddev >= 0).

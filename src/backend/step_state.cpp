@@ -11,6 +11,15 @@ Backend::Backend() : step_state_(std::make_unique<StepState>()) {}
 Backend::~Backend() = default;
 void Backend::set_step_state(StepState state) { *step_state_ = std::move(state); }
 
+// A backend that does not fuse says so (fuses_relu_pool() is false) and the model never calls these.
+void Backend::relu_pool_forward(const Tensor&, Tensor&, std::uint8_t*, const PoolGeometry&, const DropoutCall*) {
+  throw DeviceError(fmt::format("the {} backend has no fused relu-pool op", to_string(device())));
+}
+void Backend::relu_pool_backward(const Tensor&, const std::uint8_t*, Tensor&, const PoolGeometry&,
+                                 const DropoutCall*) {
+  throw DeviceError(fmt::format("the {} backend has no fused relu-pool op", to_string(device())));
+}
+
 namespace {
 
 // The slots of `layout` at `iteration`, with the given steps.

@@ -68,7 +68,8 @@ void Conv2D::allocate(std::int64_t max_batch, Device device) {
 void Conv2D::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
   const auto g = geometry(x.dim(0));
   const Tensor* bias = options_.use_bias ? &params_[1].value : nullptr;
-  layer_util::forward_activation(activation_, z_, y, ctx,
+  const ActivationKind kind = ctx.activation_deferred ? ActivationKind::Linear : activation_;
+  layer_util::forward_activation(kind, z_, y, ctx,
                                  [&](Tensor& out) { ctx.backend.conv2d_forward(x, params_[0].value, bias, out, g); });
 }
 

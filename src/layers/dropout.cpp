@@ -11,19 +11,18 @@
 #include "layers/layer_util.hpp"
 
 namespace dropnet {
-namespace {
+namespace layer_util {
 
 // The op's call: the mask's step and the rate are read from the layer's slot when the op runs.
-backend::DropoutCall make_call(std::uint64_t seed, double rate, const Shape& input_shape, Shape mask_shape,
-                               const RunContext& ctx, const std::string& name) {
+backend::DropoutCall dropout_call(const Dropout& layer, const Shape& input_shape, const RunContext& ctx) {
   if (ctx.slot == nullptr)
-    throw InvalidArgument(fmt::format("layer '{}': a training pass needs the layer's step-state slot", name));
-  backend::DropoutCall c{seed, 0, float(rate), input_shape, std::move(mask_shape)};
+    throw InvalidArgument(fmt::format("layer '{}': a training pass needs the layer's step-state slot", layer.name()));
+  backend::DropoutCall c{layer.seed(), 0, float(layer.rate()), input_shape, layer.mask_shape(input_shape)};
   c.slot = ctx.slot;
   return c;
 }
 
-}  // namespace
+}  // namespace layer_util
 
 Dropout::Dropout(double rate, DropoutOptions options) : rate_(rate), options_(std::move(options)) {
   layer_util::check_unit_interval(rate_, "rate");
@@ -49,12 +48,12 @@ Shape Dropout::mask_shape(const Shape& input_shape) const {
 
 void Dropout::forward(const Tensor& x, Tensor& y, RunContext& ctx) {
   if (layer_util::pass_without_draws(ctx, rate_, options_.schedule, x, y)) return;
-  ctx.backend.dropout_forward(x, y, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));
+  ctx.backend.dropout_forward(x, y, layer_util::dropout_call(*this, x.shape(), ctx));
 }
 
 void Dropout::backward(const Tensor& x, const Tensor&, const Tensor& dy, Tensor* dx, RunContext& ctx) {
   if (dx == nullptr || layer_util::pass_without_draws(ctx, rate_, options_.schedule, dy, *dx)) return;
-  ctx.backend.dropout_backward(dy, *dx, make_call(seed_, rate_, x.shape(), mask_shape(x.shape()), ctx, name_));
+  ctx.backend.dropout_backward(dy, *dx, layer_util::dropout_call(*this, x.shape(), ctx));
 }
 
 }  // namespace dropnet

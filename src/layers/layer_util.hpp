@@ -44,6 +44,12 @@ inline bool fixed_rate(double rate, const DropoutSchedule& s, double value) {
 // without its op where no draw decides: out = in in inference or at a constant rate of 0, zeros at a
 // constant rate of 1. Returns whether it did so (false: the op must run).
 bool pass_without_draws(RunContext& ctx, double rate, const DropoutSchedule& s, const Tensor& in, Tensor& out);
+// The op call of a training pass of `layer` (Dropout or a SpatialDropout) on an input of `input_shape`
+// (batch included): its seed, rate and mask shape, the step and the rate read from ctx.slot when the op
+// runs. Throws InvalidArgument without a slot.
+backend::DropoutCall dropout_call(const Dropout& layer, const Shape& input_shape, const RunContext& ctx);
+// MaxPooling2D's geometry for a batch of `batch` inputs of `input_shape` (batch excluded).
+backend::PoolGeometry pool_geometry(const MaxPooling2DOptions& options, const Shape& input_shape, std::int64_t batch);
 // Keras' noise_shape: each entry positive or None (constructor check, Keras' wording).
 void check_noise_shape(const std::vector<std::optional<std::int64_t>>& noise_shape);
 // The concrete mask shape (batch included) of `noise_shape` for an input of `input_shape` (batch

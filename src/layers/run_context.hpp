@@ -1,6 +1,7 @@
 // run_context.hpp: what a layer needs to run, internal to dropnet (include/dropnet/layers.hpp only declares
 // it): the backend of the model that owns the layer, whether this is a training pass, and for a layer with
-// a seed generator (Dropout) its slot of the model's step state, which the layer's ops read on the device.
+// a seed generator (Dropout) its slot of the model's step state, which the layer's ops read on the device,
+// and whether a fused block of the model takes over the layer's activation.
 #pragma once
 
 #include "backend/backend.hpp"
@@ -11,6 +12,9 @@ struct RunContext {
   backend::Backend& backend;
   bool training = false;
   const backend::StepSlot* slot = nullptr;
+  // The model applies this layer's activation itself, in a fused block (model/fused_blocks.hpp): Conv2D's
+  // forward then writes its pre-activation z as its output.
+  bool activation_deferred = false;
 };
 
 }  // namespace dropnet

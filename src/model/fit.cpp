@@ -178,13 +178,13 @@ Evaluation Sequential::evaluate(const Tensor& x, const Tensor& y, int batch_size
     const std::int64_t begin = step * batch_size, end = std::min(n, begin + batch_size);
     m.gather_range(x, &y, begin, end);
     RunContext ctx{*m.backend, false};
-    m.forward(end - begin, ctx);
+    m.forward(end - begin, ctx, /*backward=*/false);
     m.issue_loss(end - begin, ctx, nullptr);
     const auto [loss, correct] = m.read_stats();
     totals.loss += loss;
     totals.correct += correct;
     totals.seen += end - begin;
-    bar.update(step + 1, totals.logs());
+    if (bar.due(step + 1)) bar.update(step + 1, totals.logs());  // the logs only when they are shown
   }
   bar.finish(totals.logs());
   return {totals.loss / double(n), totals.correct / double(n)};
@@ -205,7 +205,7 @@ Tensor Sequential::predict(const Tensor& x, const PredictOptions& o) {
     const std::int64_t end = std::min(n, begin + o.batch_size);
     m.gather_range(x, nullptr, begin, end);
     RunContext ctx{*m.backend, o.dropout};
-    m.forward(end - begin, ctx);
+    m.forward(end - begin, ctx, /*backward=*/false);
     // Monte Carlo dropout: every stochastic layer drew a mask, so their steps move on.
     if (o.dropout)
       m.backend->advance_step(m.state().header(), m.state().slots(), {.optimizer_step = false});

@@ -10,6 +10,7 @@
 #include "backend/backend.hpp"
 #include "layers/run_context.hpp"
 #include "model/fit_plan.hpp"
+#include "model/fused_blocks.hpp"
 #include "dropnet/model.hpp"
 
 namespace dropnet {
@@ -51,11 +52,23 @@ struct Sequential::Impl {
     History history;
   } progress;
 
+  // The layer runs executed as one block (model/fused_blocks.hpp), found at compile on a backend that
+  // fuses and unless CompileOptions::fuse_layers or DROPNET_CPU_FUSE=0 says not to; block_from[i] is the
+  // index of the block whose first layer is i, block_to[i] of the block whose last layer is i, else -1.
+  std::vector<FusedBlock> blocks;
+  std::vector<std::int64_t> block_from, block_to;
+  void forward_block(FusedBlock& b, std::int64_t n, RunContext& ctx, bool backward);
+  // From the block's output gradient: its Conv2D's input gradient (unless it is the first layer) and
+  // weight gradients.
+  void backward_block(FusedBlock& b, std::int64_t n, RunContext& ctx);
+
   // Per-batch buffers, sized for the largest batch seen so far. `buffers_generation` goes up whenever
   // they are allocated anew (a recorded step holds their addresses and must then be dropped).
   std::int64_t capacity = 0;
   std::uint64_t buffers_generation = 0;
-  std::vector<Tensor> outputs;       // layer i's output (capacity, output_shape...)
+  // Layer i's output (capacity, output_shape...). Inside a fused block only the block's last layer's is
+  // written; its Conv2D's holds the pre-activation (fused_blocks.hpp).
+  std::vector<Tensor> outputs;
   std::vector<Tensor> output_grads;  // dL/d(output of layer i)
   Tensor batch_x, batch_y;
   Tensor stats;                      // [sum of losses, count of correct] of the last issue_loss
@@ -69,8 +82,10 @@ struct Sequential::Impl {
   void gather(const Tensor& x, const Tensor* y, std::span<const std::int64_t> index);
   // The same for the contiguous rows [begin, end).
   void gather_range(const Tensor& x, const Tensor* y, std::int64_t begin, std::int64_t end);
-  // Runs the layers on the first n rows of batch_x (each layer with its step-state slot).
-  void forward(std::int64_t n, RunContext& ctx);
+  // Runs the layers on the first n rows of batch_x (each layer with its step-state slot). `backward`: a
+  // backward pass follows (training), so the fused blocks keep what it needs; inference passes, Monte
+  // Carlo dropout included, skip it.
+  void forward(std::int64_t n, RunContext& ctx, bool backward);
   // Layer i's slot of the step state, or null.
   const backend::StepSlot* slot(std::size_t i) const;
   // The NVTX range names of layer i ("conv2d_1 forward", "conv2d_1 backward"), made once (CUDA builds
@@ -102,6 +117,8 @@ struct Sequential::Impl {
 struct ModelInternals {
   // The model's backend context (InvalidArgument before compile()).
   static backend::Backend& backend(const Sequential& model);
+  // How many fused blocks the compiled model runs (model/fused_blocks.hpp; 0 before compile()).
+  static std::size_t fused_blocks(const Sequential& model);
 };
 
 }  // namespace dropnet

@@ -9,6 +9,7 @@
 #include "kernels/philox.hpp"
 #include "layers/layer_util.hpp"
 #include "core/nvtx.hpp"
+#include "backend/memory.hpp"
 #include "model/impl.hpp"
 
 namespace dropnet {
@@ -114,6 +115,16 @@ void Sequential::compile(const CompileOptions& options) {
       layout.push_back({gen->draws ? 1u : 0u, layer_util::rate_schedule(gen->rate, gen->schedule)});
     }
   }
+  // The fused blocks, where the backend fuses and nothing says not to.
+  m.blocks.clear();
+  m.block_from.assign(m.layers.size(), -1);
+  m.block_to.assign(m.layers.size(), -1);
+  if (options.fuse_layers && fusion_allowed_by_environment() && context->fuses_relu_pool())
+    m.blocks = find_fused_blocks(m.layers);
+  for (std::size_t b = 0; b < m.blocks.size(); ++b) {
+    m.block_from[m.blocks[b].conv] = static_cast<std::int64_t>(b);
+    m.block_to[m.blocks[b].last] = static_cast<std::int64_t>(b);
+  }
   m.backend = std::move(context);
   m.backend->set_step_state(backend::StepState(*m.backend, layout));
   m.progress = {};
@@ -150,6 +161,8 @@ void Sequential::Impl::ensure_capacity(std::int64_t batch) {
     output_grads.emplace_back(s, device);
     l->allocate(batch, device);
   }
+  for (FusedBlock& b : blocks)
+    b.route = backend::DeviceArray<std::uint8_t>(static_cast<std::size_t>(outputs[b.pool].size()), device);
   Shape xs{batch};
   xs.insert(xs.end(), input_shape.begin(), input_shape.end());
   batch_x = Tensor(xs, device);
@@ -189,8 +202,14 @@ const char* Sequential::Impl::range_name(std::size_t i, bool backward) {
   return range_names[2 * i + (backward ? 1 : 0)].c_str();
 }
 
-void Sequential::Impl::forward(std::int64_t n, RunContext& ctx) {
+void Sequential::Impl::forward(std::int64_t n, RunContext& ctx, bool backward) {
   for (std::size_t i = 0; i < layers.size(); ++i) {
+    if (block_from[i] >= 0) {
+      FusedBlock& b = blocks[std::size_t(block_from[i])];
+      forward_block(b, n, ctx, backward);
+      i = b.last;
+      continue;
+    }
     DROPNET_NVTX_RANGE(range_name(i, false));
     Tensor in = layer_input(i, n);
     Tensor out = outputs[i].rows(0, n);
@@ -216,6 +235,12 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
   }
   if (update == nullptr) return;
   for (std::size_t i = last + 1; i-- > 0;) {
+    if (block_to[i] >= 0) {
+      FusedBlock& b = blocks[std::size_t(block_to[i])];
+      backward_block(b, n, ctx);
+      i = b.conv;
+      continue;
+    }
     DROPNET_NVTX_RANGE(range_name(i, true));
     Tensor in = layer_input(i, n);
     Tensor dx = i > 0 ? output_grads[i - 1].rows(0, n) : Tensor();
@@ -241,7 +266,8 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
 }
 
 std::pair<double, double> Sequential::Impl::read_stats() const {
-  const std::vector<float> s = stats.to_vector();
+  float s[2];  // read once per evaluated batch: no vector
+  backend::memory::copy(s, Device::CPU, stats.data(), stats.device(), sizeof(s));
   return {double(s[0]), double(s[1])};
 }
 
@@ -267,7 +293,7 @@ void Sequential::Impl::issue_fit_step(FitPlan& plan, std::int64_t batch_size, st
     backend->gather_batch(plan.data(), plan.order(), header, batch_size, bx, by);
   }
   RunContext ctx{*backend, true};
-  forward(n, ctx);
+  forward(n, ctx, /*backward=*/true);
   // Adam's constants do not depend on the step but alpha, which the op reads from the epoch's table.
   const backend::AdamCall update(adam_step(1), plan.alpha_by_batch(), header);
   issue_loss(n, ctx, &update);
@@ -286,7 +312,7 @@ Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
   const std::uint64_t iteration = m.state().read().header.iteration;
   m.gather_range(x, &y, 0, n);
   RunContext ctx{*m.backend, true};
-  m.forward(n, ctx);
+  m.forward(n, ctx, /*backward=*/true);
   const backend::AdamCall update(m.adam_step(static_cast<std::int64_t>(iteration) + 1));
   m.issue_loss(n, ctx, &update);
   m.backend->advance_step(m.state().header(), m.state().slots(), {.optimizer_step = true});
@@ -316,6 +342,7 @@ backend::Backend& ModelInternals::backend(const Sequential& model) {
   model.impl_->require_compiled("backend()");
   return *model.impl_->backend;
 }
+std::size_t ModelInternals::fused_blocks(const Sequential& model) { return model.impl_->blocks.size(); }
 std::uint64_t Sequential::seed() const { impl_->require_compiled("seed()"); return impl_->seed; }
 std::int64_t Sequential::iterations() const {
   if (!impl_->compiled) return 0;

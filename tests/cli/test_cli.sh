@@ -151,6 +151,14 @@ for threads in 1 3; do
     fail "DROPNET_CPU_THREADS=$threads: exit $rc or the weights differ from the default thread count's"
   fi
 done
+# The CPU fuses each Conv2D(relu) > MaxPooling2D > Dropout into one pass (docs/design.md): the same bytes
+# as the layers one by one.
+DROPNET_CPU_FUSE=0 run train $T --epochs 3 --save "$WORK/unfused.safetensors"
+if [[ $rc -eq 0 ]] && cmp -s "$WORK/straight.safetensors" "$WORK/unfused.safetensors"; then
+  pass "DROPNET_CPU_FUSE=0 (layers one by one) trains to the same bytes as the fused blocks"
+else
+  fail "DROPNET_CPU_FUSE=0: exit $rc or the weights differ from the fused run's"
+fi
 if [[ $(head -n 1 "$WORK/run.csv") == "epoch,accuracy,loss,val_accuracy,val_loss" && $(wc -l <"$WORK/run.csv") -eq 4 ]]; then
   pass "--log: CSVLogger columns, one row per epoch across the resume"
 else

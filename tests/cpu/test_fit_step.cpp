@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "backend/backend.hpp"
+#include "backend/memory.hpp"
 #include "dropnet/checkpoint.hpp"
 #include "dropnet/dropnet.hpp"
 #include "kernels/adam_math.hpp"
@@ -237,4 +238,37 @@ TEST_CASE("fit waits for the backend only at progress ticks and epoch ends, not 
   waits_for(2, 1, {&quiet});
   CHECK(quiet.calls == 24);
   CHECK(quiet.with_logs == 1);  // the epoch's last batch, read for its end
+}
+
+TEST_CASE("evaluate, predict and Monte Carlo predict allocate no buffer per batch, fit none per epoch",
+          "[fit_step][model]") {
+  // Buffers come from the memory layer, which counts them. Once the model's per-batch buffers are sized
+  // (the first pass), an inference pass allocates none at all (predict: only its result), whatever the
+  // number of batches; fit allocates its plan once per call, not per epoch or batch.
+  const std::int64_t n = 48;
+  const Tensor x = dropnet::testing::random_tensor({n, 6, 6, 2}, 41, 0.0, 1.0);
+  std::vector<float> labels(std::size_t(n * 3), 0.0f);
+  for (std::int64_t i = 0; i < n; ++i) labels[std::size_t(i * 3 + i % 3)] = 1.0f;
+  const Tensor y = Tensor::from_vector({n, 3}, labels);
+  Sequential m({6, 6, 2});
+  m.add(Conv2D(4, {3, 3}, {.activation = "relu"}));
+  m.add(MaxPooling2D());
+  m.add(Dropout(0.5));
+  m.add(Flatten());
+  m.add(Dense(3, {.activation = "softmax"}));
+  m.compile({.device = Device::CPU, .seed = 3});
+  m.fit(x, y, {.batch_size = 8, .epochs = 1, .verbose = 0});  // sizes the per-batch buffers for 8 rows
+  auto allocations_of = [](auto&& pass) {
+    const std::uint64_t before = backend::memory::allocations();
+    pass();
+    return backend::memory::allocations() - before;
+  };
+  CHECK(allocations_of([&] { m.evaluate(x, y, 8, 0, nullptr); }) == 0);       // 6 batches
+  CHECK(allocations_of([&] { m.predict(x, {.batch_size = 8}); }) == 1);      // the result
+  CHECK(allocations_of([&] { m.predict(x, {.batch_size = 8, .dropout = true}); }) == 1);
+  const std::uint64_t one_epoch = allocations_of([&] { m.fit(x, y, {.batch_size = 8, .epochs = 1, .verbose = 0}); });
+  const std::uint64_t three_epochs = allocations_of([&] {
+    m.fit(x, y, {.batch_size = 4, .epochs = 3, .verbose = 0, .validation_split = 0.25});
+  });
+  CHECK(three_epochs == one_epoch);
 }

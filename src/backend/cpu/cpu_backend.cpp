@@ -8,6 +8,7 @@
 
 
 #include "backend/cpu/ops.hpp"
+#include "backend/cpu/parallel.hpp"
 #include "backend/op_checks.hpp"
 #include "dropnet/errors.hpp"
 #include "kernels/data_math.hpp"
@@ -50,6 +51,19 @@ void CpuBackend::maxpool2d_backward(const Tensor& x, const Tensor& y, const Tens
                                     const PoolGeometry& g) {
   checks::maxpool2d_backward(kCpu, x, y, dy, dx, g);
   cpu::maxpool2d_backward(x.data(), y.data(), dy.data(), dx.data(), g);
+}
+
+void CpuBackend::relu_pool_forward(const Tensor& z, Tensor& y, std::uint8_t* route, const PoolGeometry& g,
+                                   const DropoutCall* dropout) {
+  checks::relu_pool(kCpu, z, y, g, dropout);
+  cpu::relu_pool_forward(z.data(), y.data(), route, g, dropout);
+}
+
+void CpuBackend::relu_pool_backward(const Tensor& dy, const std::uint8_t* route, Tensor& dz, const PoolGeometry& g,
+                                    const DropoutCall* dropout) {
+  checks::relu_pool(kCpu, dz, dy, g, dropout);
+  checks::relu_pool_route(route);
+  cpu::relu_pool_backward(dy.data(), route, dz.data(), g, dropout);
 }
 
 void CpuBackend::dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
@@ -123,8 +137,11 @@ void CpuBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> in
   const std::int64_t row = src.dim(0) ? src.size() / src.dim(0) : 0;
   const float* s = src.data();
   float* d = dst.data();
-  for (std::size_t r = 0; r < index.size(); ++r)
-    std::memcpy(d + std::int64_t(r) * row, s + index[r] * row, sizeof(float) * std::size_t(row));
+  // Rows split over the threads: a batch of images is megabytes, copied once per evaluated batch.
+  parallel_for(std::int64_t(index.size()), 32, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r)
+      std::memcpy(d + r * row, s + index[std::size_t(r)] * row, sizeof(float) * std::size_t(row));
+  });
 }
 
 void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepHeader* state,
@@ -135,23 +152,26 @@ void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order
   const std::int64_t* index = order + state->batch * batch_size;
   float* x = bx.data();
   float* y = by.data();
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const std::int64_t i = index[r];
-    float* xr = x + r * data.x_row;
-    if (data.x_bytes != nullptr) {
-      const std::uint8_t* src = data.x_bytes + i * data.x_row;
-      for (std::int64_t c = 0; c < data.x_row; ++c) xr[c] = kernels::unit_from_byte(src[c]);
-    } else {
-      std::memcpy(xr, data.x_float + i * data.x_row, sizeof(float) * std::size_t(data.x_row));
+  // Rows split over the threads (each row is written by one), as gather_rows.
+  parallel_for(rows, 32, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t i = index[r];
+      float* xr = x + r * data.x_row;
+      if (data.x_bytes != nullptr) {
+        const std::uint8_t* src = data.x_bytes + i * data.x_row;
+        for (std::int64_t c = 0; c < data.x_row; ++c) xr[c] = kernels::unit_from_byte(src[c]);
+      } else {
+        std::memcpy(xr, data.x_float + i * data.x_row, sizeof(float) * std::size_t(data.x_row));
+      }
+      float* yr = y + r * data.classes;
+      if (data.y_class != nullptr) {
+        std::fill(yr, yr + data.classes, 0.0f);
+        yr[data.y_class[i]] = 1.0f;
+      } else {
+        std::memcpy(yr, data.y_float + i * data.classes, sizeof(float) * std::size_t(data.classes));
+      }
     }
-    float* yr = y + r * data.classes;
-    if (data.y_class != nullptr) {
-      std::fill(yr, yr + data.classes, 0.0f);
-      yr[data.y_class[i]] = 1.0f;
-    } else {
-      std::memcpy(yr, data.y_float + i * data.classes, sizeof(float) * std::size_t(data.classes));
-    }
-  }
+  });
 }
 
 void CpuBackend::advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance) {

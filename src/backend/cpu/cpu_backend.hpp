@@ -23,6 +23,11 @@ class CpuBackend final : public Backend {
   void maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) override;
   void maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
                           const PoolGeometry& g) override;
+  bool fuses_relu_pool() const noexcept override { return true; }
+  void relu_pool_forward(const Tensor& z, Tensor& y, std::uint8_t* route, const PoolGeometry& g,
+                         const DropoutCall* dropout) override;                          // cpu/relu_pool.cpp
+  void relu_pool_backward(const Tensor& dy, const std::uint8_t* route, Tensor& dz, const PoolGeometry& g,
+                          const DropoutCall* dropout) override;
   void dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) override;
   void dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                       Tensor* db) override;

@@ -42,6 +42,13 @@ void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g);
 template <typename T>
 void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGeometry& g);
 
+// The fused Conv2D(relu) -> MaxPooling2D [-> Dropout] block (Backend::relu_pool_forward/backward, which
+// state the contract), float only: y = dropout(maxpool(relu(z))) and, unless route is null, the route bytes;
+// dz from dy and the route. `dropout` may be null (none).
+void relu_pool_forward(const float* z, float* y, std::uint8_t* route, const PoolGeometry& g, const DropoutCall* dropout);
+void relu_pool_backward(const float* dy, const std::uint8_t* route, float* dz, const PoolGeometry& g,
+                        const DropoutCall* dropout);
+
 // y (N,OUT) = x (N,IN) w (IN,OUT) + b.
 template <typename T>
 void dense_forward(const T* x, const T* w, const T* b, T* y, std::int64_t n, std::int64_t in, std::int64_t out);
