@@ -62,16 +62,6 @@ FitOptions options(int epochs) {
   return o;
 }
 
-std::vector<float> all_weights(const Sequential& m) {
-  std::vector<float> out;
-  for (std::size_t i = 0; i < m.layer_count(); ++i)
-    for (const Param& p : m.layer(i).params()) {
-      const std::vector<float> v = p.value.to_vector();
-      out.insert(out.end(), v.begin(), v.end());
-    }
-  return out;
-}
-
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -79,7 +69,7 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 std::vector<float> trained(double rate, DropoutSchedule schedule, int epochs, const Data& d) {
   Sequential m = scheduled_model(rate, schedule);
   m.fit(d.x, d.y, options(epochs));
-  return all_weights(m);
+  return testing::all_weights(m);
 }
 
 std::string slurp(const fs::path& p) {
@@ -156,7 +146,7 @@ TEST_CASE("a run resumed mid-schedule ends bit-identical to an uninterrupted one
   resume_from(o, s);
   resumed.fit(d.x, d.y, o);
   save_checkpoint(resumed, dir / "resumed.safetensors");
-  CHECK(same_bits(all_weights(straight), all_weights(resumed)));
+  CHECK(same_bits(testing::all_weights(straight), testing::all_weights(resumed)));
   CHECK(slurp(dir / "straight.safetensors") == slurp(dir / "resumed.safetensors"));
 }
 

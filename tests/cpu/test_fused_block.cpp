@@ -239,16 +239,6 @@ Sequential block_model(bool fuse) {
   return m;
 }
 
-std::vector<float> all_weights(const Sequential& m) {
-  std::vector<float> out;
-  for (std::size_t i = 0; i < m.layer_count(); ++i)
-    for (const Param& p : m.layer(i).params()) {
-      const std::vector<float> v = p.value.to_vector();
-      out.insert(out.end(), v.begin(), v.end());
-    }
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("a model trains, evaluates and predicts to the same bits with its blocks fused or not", "[fused]") {
@@ -262,7 +252,7 @@ TEST_CASE("a model trains, evaluates and predicts to the same bits with its bloc
   // Blocks: conv+pool+dropout, conv+pool+spatial dropout, conv+pool (the GaussianDropout stays a layer).
   CHECK(ModelInternals::fused_blocks(on) == 3);
   CHECK(ModelInternals::fused_blocks(off) == 0);
-  REQUIRE(same_bits(all_weights(on), all_weights(off)));
+  REQUIRE(same_bits(testing::all_weights(on), testing::all_weights(off)));
 
   // 3 epochs of batches of 8 (the last one of 6 rows), with a validation split: 9 steps, evaluation too.
   FitOptions o;
@@ -272,11 +262,11 @@ TEST_CASE("a model trains, evaluates and predicts to the same bits with its bloc
   o.validation_split = 0.2;
   const History h_on = on.fit(x, y, o), h_off = off.fit(x, y, o);
   CHECK(h_on.history == h_off.history);
-  CHECK(same_bits(all_weights(on), all_weights(off)));
+  CHECK(same_bits(testing::all_weights(on), testing::all_weights(off)));
   CHECK(on.train_on_batch(x.rows(0, 5), y.rows(0, 5)) == off.train_on_batch(x.rows(0, 5), y.rows(0, 5)));
-  CHECK(same_bits(all_weights(on), all_weights(off)));
+  CHECK(same_bits(testing::all_weights(on), testing::all_weights(off)));
   // The weights moved: the runs are not equal by doing nothing.
-  CHECK_FALSE(same_bits(all_weights(on), all_weights(block_model(true))));
+  CHECK_FALSE(same_bits(testing::all_weights(on), testing::all_weights(block_model(true))));
 
   const Evaluation e_on = on.evaluate(x, y, 7, 0, nullptr), e_off = off.evaluate(x, y, 7, 0, nullptr);
   CHECK(e_on.loss == e_off.loss);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "dropnet/model.hpp"
 #include "dropnet/tensor.hpp"
 #include "kernels/philox.hpp"
 
@@ -37,6 +38,17 @@ double worst_ratio(const A& a, const B& b, double atol, double rtol) {
   for (std::size_t i = 0; i < a.size(); ++i)
     worst = std::max(worst, std::abs(double(a[i]) - double(b[i])) / (atol + rtol * std::abs(double(b[i]))));
   return worst;
+}
+
+// Every parameter of the model, layer by layer, as host floats (to compare two runs' weights).
+inline std::vector<float> all_weights(const Sequential& m) {
+  std::vector<float> out;
+  for (std::size_t i = 0; i < m.layer_count(); ++i)
+    for (const Param& p : m.layer(i).params()) {
+      const std::vector<float> v = p.value.to_vector();
+      out.insert(out.end(), v.begin(), v.end());
+    }
+  return out;
 }
 
 }  // namespace dropnet::testing

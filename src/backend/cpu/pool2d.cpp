@@ -8,25 +8,10 @@
 
 #include "backend/cpu/ops.hpp"
 #include "backend/cpu/parallel.hpp"
+#include "backend/cpu/pool_window.hpp"
 
 namespace dropnet::backend::cpu {
 namespace {
-
-// Calls at(offset) for each input position of output position r's window that lies inside the input, in
-// row-major window order; offset is the position's first channel in x (and dx).
-template <typename F>
-void for_each_in_window(const PoolGeometry& g, std::int64_t r, F&& at) {
-  const std::int64_t img = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
-  for (std::int64_t ky = 0; ky < g.ph; ++ky) {
-    const std::int64_t iy = oy * g.sh - g.pad_top + ky;
-    if (iy < 0 || iy >= g.h) continue;
-    for (std::int64_t kx = 0; kx < g.pw; ++kx) {
-      const std::int64_t ix = ox * g.sw - g.pad_left + kx;
-      if (ix < 0 || ix >= g.w) continue;
-      at(((img * g.h + iy) * g.w + ix) * g.c);
-    }
-  }
-}
 
 // The output positions [ox0, ox1) of output row q (image q / oh, row q % oh) whose 2x2 windows lie inside
 // the input: the runs the one-pass rows below take; empty unless the pool is 2x2.
@@ -147,7 +132,7 @@ void maxpool2d_forward(const T* x, T* y, const PoolGeometry& g) {
         const std::int64_t r = q * g.ow + ox;
         T* out = y + r * g.c;
         std::fill(out, out + g.c, -std::numeric_limits<T>::infinity());
-        for_each_in_window(g, r, [&](std::int64_t at) {
+        for_each_in_window(g, r, [&](std::int64_t at, std::int64_t) {
           for (std::int64_t c = 0; c < g.c; ++c) out[c] = std::max(out[c], x[at + c]);
         });
       }
@@ -182,7 +167,7 @@ void maxpool2d_backward(const T* x, const T* y, const T* dy, T* dx, const PoolGe
         const T* ymax = y + r * g.c;
         std::copy(dy + r * g.c, dy + (r + 1) * g.c, pending.begin());
         T* pend = pending.data();
-        for_each_in_window(g, r, [&](std::int64_t at) {
+        for_each_in_window(g, r, [&](std::int64_t at, std::int64_t) {
           for (std::int64_t c = 0; c < g.c; ++c) {
             const bool hit = x[at + c] == ymax[c];
             const T p = pend[c];

@@ -16,6 +16,7 @@
 
 #include "backend/cpu/ops.hpp"
 #include "backend/cpu/parallel.hpp"
+#include "backend/cpu/pool_window.hpp"
 #include "kernels/activation_math.hpp"
 #include "kernels/dropout_math.hpp"
 
@@ -39,18 +40,11 @@ struct Window {
 
 Window window_of(const PoolGeometry& g, std::int64_t r) {
   Window win;
-  const std::int64_t img = r / (g.oh * g.ow), oy = (r / g.ow) % g.oh, ox = r % g.ow;
-  for (std::int64_t ky = 0; ky < g.ph; ++ky) {
-    const std::int64_t iy = oy * g.sh - g.pad_top + ky;
-    if (iy < 0 || iy >= g.h) continue;
-    for (std::int64_t kx = 0; kx < g.pw; ++kx) {
-      const std::int64_t ix = ox * g.sw - g.pad_left + kx;
-      if (ix < 0 || ix >= g.w) continue;
-      win.offset[win.count] = ((img * g.h + iy) * g.w + ix) * g.c;
-      win.index[win.count] = static_cast<std::int32_t>(ky * g.pw + kx);
-      ++win.count;
-    }
-  }
+  for_each_in_window(g, r, [&](std::int64_t offset, std::int64_t index) {
+    win.offset[win.count] = offset;
+    win.index[win.count] = static_cast<std::int32_t>(index);
+    ++win.count;
+  });
   return win;
 }
 
