@@ -122,13 +122,10 @@ void fill(RunContext& ctx, Tensor& dst, float value) {
 }
 
 bool pass_without_draws(RunContext& ctx, double rate, const DropoutSchedule& s, const Tensor& in, Tensor& out) {
-  if (!ctx.training || fixed_rate(rate, s, 0.0)) {
-    copy(ctx, out, in);
-    return true;
-  }
-  if (fixed_rate(rate, s, 1.0)) {
-    fill(ctx, out, 0.0f);
-    return true;
+  switch (draw_case(ctx, rate, s)) {
+    case DrawCase::Identity: copy(ctx, out, in); return true;
+    case DrawCase::Zeros: fill(ctx, out, 0.0f); return true;
+    case DrawCase::Draw: return false;
   }
   return false;
 }

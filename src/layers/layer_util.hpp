@@ -44,6 +44,14 @@ inline bool fixed_rate(double rate, const DropoutSchedule& s, double value) {
 // without its op where no draw decides: out = in in inference or at a constant rate of 0, zeros at a
 // constant rate of 1. Returns whether it did so (false: the op must run).
 bool pass_without_draws(RunContext& ctx, double rate, const DropoutSchedule& s, const Tensor& in, Tensor& out);
+// The decision behind pass_without_draws, for callers that run the op themselves (the model's fused
+// blocks): Identity in inference or at a constant rate of 0, Zeros at a constant rate of 1, else Draw.
+enum class DrawCase { Identity, Zeros, Draw };
+inline DrawCase draw_case(const RunContext& ctx, double rate, const DropoutSchedule& s) {
+  if (!ctx.training || fixed_rate(rate, s, 0.0)) return DrawCase::Identity;
+  if (fixed_rate(rate, s, 1.0)) return DrawCase::Zeros;
+  return DrawCase::Draw;
+}
 // The op call of a training pass of `layer` (Dropout or a SpatialDropout) on an input of `input_shape`
 // (batch included): its seed, rate and mask shape, the step and the rate read from ctx.slot when the op
 // runs. Throws InvalidArgument without a slot.

@@ -15,13 +15,16 @@ namespace {
 // What the fused op does in place of the dropout layer: nothing where the layer passes its input on
 // (inference, a constant rate of 0), zeros at a constant rate of 1 (a call of rate 1 without a slot: the
 // op's rate edge), else the layer's own call, its step and rate read from its slot. These are the cases of
-// layer_util::pass_without_draws, so the block does what Dropout::forward and backward do.
+// layer_util::pass_without_draws (layer_util::draw_case decides for both), so the block does what
+// Dropout::forward and backward do.
 std::optional<backend::DropoutCall> block_dropout(const Dropout& layer, const Shape& input_shape,
                                                   const RunContext& ctx) {
-  const DropoutSchedule schedule = layer.seed_generator()->schedule;
-  if (!ctx.training || layer_util::fixed_rate(layer.rate(), schedule, 0.0)) return std::nullopt;
-  if (layer_util::fixed_rate(layer.rate(), schedule, 1.0))
-    return backend::DropoutCall{layer.seed(), 0, 1.0f, input_shape, layer.mask_shape(input_shape)};
+  switch (layer_util::draw_case(ctx, layer.rate(), layer.seed_generator()->schedule)) {
+    case layer_util::DrawCase::Identity: return std::nullopt;
+    case layer_util::DrawCase::Zeros:
+      return backend::DropoutCall{layer.seed(), 0, 1.0f, input_shape, layer.mask_shape(input_shape)};
+    case layer_util::DrawCase::Draw: break;
+  }
   return layer_util::dropout_call(layer, input_shape, ctx);
 }
 
