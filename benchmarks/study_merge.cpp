@@ -124,15 +124,15 @@ MergeResult merge_studies(const std::vector<MergeInput>& inputs) {
       if (!kept.ok && r.ok) it->second = std::pair(r, in.path.string());  // a retry that finished
     }
 
-  // The premise of the paired comparison, across shards: one seed, one set of initial weights.
+  // The premise of the paired comparison, across shards: one seed, one set of initial weights, one batch order.
   std::map<std::uint64_t, const RunRecord*> by_seed;
   for (const auto& [id, entry] : runs) {
     const RunRecord& r = entry.first;
     if (!r.ok) continue;
     auto [it, fresh] = by_seed.emplace(r.seed, &r);
-    if (!fresh && it->second->init_hash != r.init_hash)
-      throw DataError(fmt::format("runs {} and {} start from different initial weights (seed {}), so they cannot be "
-                                  "compared paired by seed", it->second->id, r.id, r.seed));
+    if (!fresh)
+      if (const auto why = pairing_conflict(*it->second, r))
+        throw DataError(fmt::format("{}, so they cannot be compared paired by seed", *why));
   }
 
   m.study.config = f0.config;

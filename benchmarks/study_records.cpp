@@ -199,11 +199,12 @@ std::string run_line(const RunRecord& r) {
   }
   return fmt::format(
       R"({{"type":"run","id":{},"status":"{}","failure":{},{}"rate":{},"max_norm":{},"seed_index":{},"seed":{},)"
-      R"("init_weights_fnv1a":{},"best_epoch":{},"test_loss":{},"test_accuracy":{},"best_test_loss":{},)"
+      R"("init_weights_fnv1a":{},{}"best_epoch":{},"test_loss":{},"test_accuracy":{},"best_test_loss":{},)"
       R"("best_test_accuracy":{},"standard":{},"mc":{},"wall_seconds":{},"train_seconds":{},)"
       R"("images_per_second":{},"peak_memory_mib":{},"epochs":{}}})",
       str(r.id), r.ok ? "ok" : "failed", r.ok ? "null" : str(r.failure), variant, num(r.rate), num(r.max_norm), r.seed_index,
-      r.seed, str(r.init_hash), r.best_epoch, num(r.test_loss), num(r.test_accuracy), num(r.best_test_loss),
+      r.seed, str(r.init_hash),
+      r.order_hash.empty() ? std::string() : fmt::format(R"("batch_order_fnv1a":{},)", str(r.order_hash)), r.best_epoch, num(r.test_loss), num(r.test_accuracy), num(r.best_test_loss),
       num(r.best_test_accuracy), prediction_json(r.standard), prediction_json(r.mc), num(r.wall_seconds),
       num(r.train_seconds), num(r.images_per_second), num(r.peak_memory_mib), epochs);
 }
@@ -307,6 +308,7 @@ RunsFile read_runs_file(const std::filesystem::path& path, const SweepConfig& de
     r.seed_index = int(rd.number(v, "seed_index"));
     r.seed = std::uint64_t(rd.number(v, "seed"));
     r.init_hash = rd.text(v, "init_weights_fnv1a");
+    if (v.find("batch_order_fnv1a") != nullptr) r.order_hash = rd.text(v, "batch_order_fnv1a");
     r.best_epoch = int(rd.number(v, "best_epoch"));
     r.test_loss = rd.number(v, "test_loss"), r.test_accuracy = rd.number(v, "test_accuracy");
     r.best_test_loss = rd.number(v, "best_test_loss"), r.best_test_accuracy = rd.number(v, "best_test_accuracy");
@@ -333,6 +335,17 @@ void write_runs_file(const std::filesystem::path& path, const SweepConfig& c, co
   for (const RunRecord& r : runs) text += run_line(r) + "\n";
   const auto* bytes = reinterpret_cast<const std::uint8_t*>(text.data());
   io::write_file_atomic(path, {std::span<const std::uint8_t>(bytes, text.size())});
+}
+
+std::optional<std::string> pairing_conflict(const RunRecord& a, const RunRecord& b) {
+  if (a.seed != b.seed || !a.ok || !b.ok) return std::nullopt;
+  if (a.init_hash != b.init_hash)
+    return fmt::format("runs {} and {} start from different initial weights (seed {}: {} against {})", a.id, b.id,
+                       a.seed, a.init_hash, b.init_hash);
+  if (!a.order_hash.empty() && !b.order_hash.empty() && a.order_hash != b.order_hash)
+    return fmt::format("runs {} and {} trained on different batch orders (seed {}: {} against {})", a.id, b.id,
+                       a.seed, a.order_hash, b.order_hash);
+  return std::nullopt;
 }
 
 void sort_runs(const SweepConfig& c, std::vector<RunRecord>& runs) {

@@ -348,8 +348,17 @@ void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, con
   std::vector<Callback*> callbacks = {&progress, &nan_guard};
   const bool has_val = config.validation_split > 0;
   if (has_val) callbacks.push_back(&best);
-  model.fit(x, y, {.batch_size = config.batch_size, .epochs = config.epochs, .verbose = config.verbose,
-                   .validation_split = config.validation_split, .callbacks = callbacks, .out = stderr});
+  const History history = model.fit(x, y, {.batch_size = config.batch_size, .epochs = config.epochs,
+                                            .verbose = config.verbose, .validation_split = config.validation_split,
+                                            .callbacks = callbacks, .out = stderr});
+  // Same seed => same batches in the same order, whatever the rate: the other half of the pairing.
+  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the epochs' order hashes, little-endian
+  for (const std::uint64_t e : history.order_fnv1a)
+    for (int b = 0; b < 8; ++b) h = (h ^ ((e >> (8 * b)) & 0xffu)) * 0x100000001b3ull;
+  run.order_hash = fmt::format("{:016x}", h);
+  for (const RunRecord& other : done)
+    if (const auto why = pairing_conflict(other, run))
+      throw Error(fmt::format("{}: the training order no longer depends on the model seed alone", *why));
   const Evaluation test = model.evaluate(xt, yt, config.batch_size, 0, nullptr);
   run.test_loss = test.loss;
   run.test_accuracy = test.accuracy;
@@ -438,6 +447,10 @@ int run_sweep(std::span<const std::string> args) {
     }
     done = std::move(f.runs);
     if (config.retry_failed) retried = std::erase_if(done, [](const RunRecord& r) { return !r.ok; });
+    for (std::size_t i = 0; i < done.size(); ++i)
+      for (std::size_t j = i + 1; j < done.size(); ++j)
+        if (const auto why = pairing_conflict(done[i], done[j]))
+          throw DataError(fmt::format("--resume {}: {}, so the study cannot be paired by seed", resume.string(), *why));
     recorded = f.provenance;
   }
 

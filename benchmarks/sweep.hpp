@@ -129,6 +129,8 @@ struct RunRecord {
   int seed_index = 0;
   std::uint64_t seed = 0;
   std::string init_hash;                      // FNV-1a of the initial weights (all layers, in order), hex
+  std::string order_hash;                     // FNV-1a of the batch order of every epoch (History::order_fnv1a),
+                                              // hex; empty in studies recorded before it existed
   std::vector<EpochRecord> epochs;
   int best_epoch = -1;                        // lowest val_loss, from 0; -1 without validation
   double test_loss = kNaN, test_accuracy = kNaN;              // after the last epoch (evaluate)
@@ -189,6 +191,9 @@ RunsFile read_runs_file(const std::filesystem::path& path, const SweepConfig& de
 // Writes the header and the runs, atomically (io::write_file_atomic).
 void write_runs_file(const std::filesystem::path& path, const SweepConfig& c, const Provenance& p,
                      const std::vector<RunRecord>& runs);
+// Why runs `a` and `b` of one seed cannot be paired (different initial weights, or different batch orders
+// where both recorded one), or nothing when they can (or are of different seeds or not both ok).
+std::optional<std::string> pairing_conflict(const RunRecord& a, const RunRecord& b);
 // Sorts runs into canonical order: max-norm, then variant, then rate as the settings list them, then seed.
 void sort_runs(const SweepConfig& c, std::vector<RunRecord>& runs);
 

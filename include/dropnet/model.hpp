@@ -106,6 +106,10 @@ struct FitOptions {
 struct History {
   std::vector<int> epoch;
   std::map<std::string, std::vector<double>> history;  // "loss", "accuracy", "val_loss", "val_accuracy"
+  // FNV-1a 64 of each epoch's training-row order, the index sequence the batches were cut from (as
+  // little-endian int64s), one per epoch of this fit call. Two runs with equal hashes saw the same batches
+  // in the same order: what a paired comparison of two runs rests on. Not part of checkpoints.
+  std::vector<std::uint64_t> order_fnv1a;
 };
 
 struct Evaluation {

@@ -32,6 +32,14 @@ std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, int ep
   return order;
 }
 
+// FNV-1a 64 over the little-endian bytes of the order's indices.
+std::uint64_t order_hash(const std::vector<std::int64_t>& order) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (const std::int64_t i : order)
+    for (int b = 0; b < 8; ++b) h = (h ^ ((std::uint64_t(i) >> (8 * b)) & 0xffu)) * 0x100000001b3ull;
+  return h;
+}
+
 struct Totals {
   double loss = 0, correct = 0;
   std::int64_t seen = 0;
@@ -153,6 +161,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     bar.finish(logs);
     history.epoch.push_back(epoch);
     for (const auto& [k, v] : logs) history.history[k].push_back(v);
+    history.order_fnv1a.push_back(order_hash(order));
     m.progress.epoch = epoch + 1;
     m.progress.mid_epoch = false;
     m.progress.history.epoch.push_back(epoch);
