@@ -19,6 +19,7 @@
 #include "dropnet/dropnet.hpp"
 #include "backend/cpu/parallel.hpp"
 #include "dropnet/checkpoint.hpp"
+#include "git_commit.hpp"  // generated at build time (cmake/git_commit.cmake)
 #include "dropnet/version.hpp"
 #include "metrics/calibration.hpp"
 #include "sweep.hpp"
