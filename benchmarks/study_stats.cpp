@@ -95,45 +95,46 @@ Wilcoxon wilcoxon(const std::vector<double>& d) {
   for (double x : d)
     if (std::isfinite(x) && x != 0) nz.push_back(x);
   const std::size_t n = nz.size();
-  Wilcoxon w{.w_plus = kNaN, .p = kNaN, .exact = false, .n_used = n};
+  Wilcoxon w{.w_plus = kNaN, .p = kNaN, .exact = false, .n_used = n, .smallest_p = kNaN};
   if (n == 0) return w;
   std::vector<std::size_t> order(n);
   std::iota(order.begin(), order.end(), std::size_t(0));
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return std::abs(nz[a]) < std::abs(nz[b]); });
-  std::vector<double> rank(n);
-  bool ties = false;
+  // Mid-ranks, kept doubled so that they are integers: 2 r = i + 1 + j for the tie group [i, j).
+  std::vector<std::size_t> rank2(n);
   double tie_term = 0;  // sum over tie groups of t^3 - t
   for (std::size_t i = 0; i < n;) {
     std::size_t j = i;
     while (j < n && std::abs(nz[order[j]]) == std::abs(nz[order[i]])) ++j;
     const double t = double(j - i);
-    if (j - i > 1) ties = true, tie_term += t * t * t - t;
-    for (std::size_t m = i; m < j; ++m) rank[order[m]] = (double(i + 1) + double(j)) / 2.0;
+    tie_term += t * t * t - t;
+    for (std::size_t m = i; m < j; ++m) rank2[order[m]] = i + 1 + j;
     i = j;
   }
-  double w_plus = 0;
+  std::size_t w2 = 0;  // 2 W+
   for (std::size_t i = 0; i < n; ++i)
-    if (nz[i] > 0) w_plus += rank[i];
-  const double total = double(n) * double(n + 1) / 2.0;
-  w.w_plus = w_plus;
-  if (n <= 25 && !ties) {
-    // counts[s] = number of sign patterns whose positive ranks sum to s (ranks 1..n, all integers here).
-    const auto max_sum = std::size_t(total);
-    std::vector<double> counts(max_sum + 1, 0.0);
+    if (nz[i] > 0) w2 += rank2[i];
+  const std::size_t total2 = n * (n + 1);  // 2 (W+ + W-)
+  w.w_plus = double(w2) / 2.0;
+  if (n <= 25) {
+    // counts[s] = number of sign patterns whose positive doubled ranks sum to s: the exact null distribution
+    // of 2 W+ given these ranks (with ties, the conditional distribution).
+    std::vector<double> counts(total2 + 1, 0.0);
     counts[0] = 1;
-    for (std::size_t r = 1; r <= n; ++r)
-      for (std::size_t s = max_sum; s >= r; --s) counts[s] += counts[s - r];
+    for (std::size_t r : rank2)
+      for (std::size_t s = total2; s >= r; --s) counts[s] += counts[s - r];
     const double all = std::ldexp(1.0, int(n));
-    const auto k = std::size_t(std::llround(w_plus));
-    double below = 0, above = 0;  // P(W <= w+), P(W >= w+)
-    for (std::size_t s = 0; s <= max_sum; ++s) {
-      if (s <= k) below += counts[s];
-      if (s >= k) above += counts[s];
+    double below = 0, above = 0;  // P(W <= w+), P(W >= w+), as counts
+    for (std::size_t s = 0; s <= total2; ++s) {
+      if (s <= w2) below += counts[s];
+      if (s >= w2) above += counts[s];
     }
     w.p = std::min(1.0, 2.0 * std::min(below, above) / all);
     w.exact = true;
+    w.smallest_p = std::min(1.0, 2.0 / all);
     return w;
   }
+  const double w_plus = w.w_plus, total = double(total2) / 2.0;
   const double stat = std::min(w_plus, total - w_plus);
   const double mean = double(n) * double(n + 1) / 4.0;
   const double var = double(n) * double(n + 1) * double(2 * n + 1) / 24.0 - tie_term / 48.0;
@@ -143,8 +144,24 @@ Wilcoxon wilcoxon(const std::vector<double>& d) {
   return w;
 }
 
+std::vector<double> holm(const std::vector<double>& p) {
+  std::vector<std::size_t> order;
+  for (std::size_t i = 0; i < p.size(); ++i)
+    if (std::isfinite(p[i])) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return p[a] < p[b]; });
+  std::vector<double> out(p.size(), kNaN);
+  const std::size_t m = order.size();
+  double running = 0;
+  for (std::size_t j = 0; j < m; ++j) {
+    running = std::max(running, std::min(1.0, double(m - j) * p[order[j]]));
+    out[order[j]] = running;
+  }
+  return out;
+}
+
 PairedTest paired_test(const std::vector<double>& d, double alpha) {
-  PairedTest r{.difference = describe(d, alpha), .t = kNaN, .p_t = kNaN, .w_plus = kNaN, .p_wilcoxon = kNaN};
+  PairedTest r{.difference = describe(d, alpha), .t = kNaN, .p_t = kNaN, .w_plus = kNaN, .p_wilcoxon = kNaN,
+               .wilcoxon_smallest_p = kNaN};
   const Summary& s = r.difference;
   // Differences that do not vary (up to rounding: accuracies are multiples of 1/N) leave t undefined.
   if (s.n >= 2 && s.std > 1e-12 * std::max(1.0, std::abs(s.mean))) {
@@ -156,6 +173,7 @@ PairedTest paired_test(const std::vector<double>& d, double alpha) {
   r.w_plus = w.w_plus;
   r.p_wilcoxon = w.p;
   r.wilcoxon_exact = w.exact;
+  r.wilcoxon_smallest_p = w.smallest_p;
   return r;
 }
 

@@ -11,13 +11,20 @@
 //   paired_t_test(d): the one-sample t-test of the per-seed differences d against 0 (scipy.stats.ttest_rel /
 //       ttest_1samp): t = mean / (std / sqrt(n)), df = n - 1, two-sided p = I_{df/(df+t^2)}(df/2, 1/2);
 //       t and p NaN for n < 2 or when every difference is equal (std 0)
-//   wilcoxon(d): the signed-rank test, zero differences dropped ("wilcox"), |d| mid-ranked;
+//   wilcoxon(d): the signed-rank test, zero differences dropped ("wilcox"), |d| mid-ranked (ties: equal |d|,
+//       compared exactly, so give accuracy differences as integer counts of records, not as fractions);
 //       W+ = sum of ranks of positive d; two-sided p:
-//         exact (n <= 25, no ties among |d| after dropping zeros): 2 min(P(W <= W+), P(W >= W+)), capped
-//           at 1, from the exact null distribution of W+ (every sign pattern equally likely)
+//         exact for n <= 25 (after dropping zeros), with or without ties: 2 min(P(W <= W+), P(W >= W+)),
+//           capped at 1, from the exact null distribution of W+ given the ranks (every one of the 2^n sign
+//           patterns of these mid-ranks equally likely: the sign-flip permutation test of W+);
+//           its smallest possible value is 2 / 2^n (smallest_p)
 //         otherwise the normal approximation without continuity correction:
 //           z = (min(W+, W-) - n(n+1)/4) / sqrt(n(n+1)(2n+1)/24 - sum(t^3 - t)/48), p = erfc(|z| / sqrt 2)
-//       (SciPy's wilcoxon(method="exact") and method="approx", correction=False); NaN when no d != 0.
+//       (without ties, SciPy's wilcoxon(method="exact") and method="approx", correction=False; with ties,
+//       scipy.stats.permutation_test of W+); NaN when no d != 0.
+//   holm(p): Holm's step-down adjustment of a family of p-values: sorted ascending, the i-th (from 0) of the m
+//       finite ones becomes max over j <= i of min(1, (m - j) p_(j)); NaN entries stay NaN and do not count
+//       in m (statsmodels' multipletests(method="holm")).
 #pragma once
 
 #include <cstddef>
@@ -42,6 +49,7 @@ struct PairedTest {
   double t, p_t;                      // paired t-test
   double w_plus, p_wilcoxon;          // Wilcoxon signed-rank
   bool wilcoxon_exact = false;        // which p-value method ran
+  double wilcoxon_smallest_p;         // exact: the smallest p its n allows (2 / 2^n); NaN otherwise
 };
 PairedTest paired_test(const std::vector<double>& d, double alpha = 0.05);
 
@@ -49,7 +57,10 @@ struct Wilcoxon {
   double w_plus, p;
   bool exact;
   std::size_t n_used;                 // differences left after dropping zeros
+  double smallest_p;                  // exact: 2 / 2^n_used capped at 1; NaN otherwise
 };
 Wilcoxon wilcoxon(const std::vector<double>& d);
+
+std::vector<double> holm(const std::vector<double>& p);
 
 }  // namespace dropnet::bench::stats

@@ -69,9 +69,17 @@ std::vector<ReliabilityBin> reliability(std::span<const double> probs, std::span
   for (std::size_t b = 0; b < out.size(); ++b) out[b].lo = double(b) / bins, out[b].hi = double(b + 1) / bins;
   for (std::size_t i = 0; i < n; ++i) {
     const double* row = &probs[i * k];
+    for (std::size_t c = 0; c < k; ++c)
+      if (!(row[c] >= 0.0 && row[c] <= 1.0))  // NaN fails both
+        throw std::invalid_argument("metrics: record " + std::to_string(i) + " has probability " +
+                                    std::to_string(row[c]) + " for class " + std::to_string(c) +
+                                    "; probabilities must be in [0, 1]");
     const std::size_t pred = argmax(row, k);
     const double conf = row[pred];
-    const auto b = std::size_t(std::clamp(int(std::floor(conf * bins)), 0, bins - 1));
+    // The last bin whose lower edge (exactly the double b / bins that ReliabilityBin::lo reports) is <= conf:
+    // [lo, hi), with 1.0 in the last bin. Not floor(conf * bins), whose rounding can move an edge.
+    std::size_t b = out.size() - 1;
+    while (b > 0 && conf < out[b].lo) --b;
     ++out[b].count;
     conf_sum[b] += conf;
     right[b] += pred == std::size_t(labels[i]);

@@ -7,8 +7,11 @@
 //   accuracy  fraction of records whose arg-max (first on ties) equals the label
 //   nll       mean of -ln(max(p[label], kProbFloor)), in nats
 //   brier     mean over records of sum_c (p_c - [c == label])^2 (multi-class form, range [0, 2])
-//   ece       15 (or `bins`) equal-width confidence bins over [0, 1]; confidence = max_c p_c; a record goes
-//             to bin min(floor(confidence * bins), bins - 1); ECE = sum_b (n_b / n) |acc_b - conf_b| (L1)
+//   ece       15 (or `bins`) equal-width confidence bins over [0, 1]; confidence = max_c p_c; bin b is
+//             [b / bins, (b + 1) / bins) (edges as doubles), except that the last holds 1.0 too;
+//             ECE = sum_b (n_b / n) |acc_b - conf_b| (L1). Guo et al. (2017) use (lo, hi]; torchmetrics
+//             gives 1.0 a bin of its own: the three differ only for confidences on an edge (tested).
+//             A probability outside [0, 1] or NaN throws std::invalid_argument.
 //   entropy   H(p) = -sum_c p_c ln p_c (nats; 0 ln 0 = 0)
 //   mutual information (BALD) = H(mean_t p_t) - mean_t H(p_t) over T stochastic passes
 //   AUROC     P(score of a positive > score of a negative) + 0.5 P(tie): the Mann-Whitney statistic

@@ -88,12 +88,41 @@ TEST_CASE("paired t-test and Wilcoxon signed-rank match SciPy (exact and normal 
     close(p.w_plus, num(c, "w_plus"), "W+");
     close(p.p_wilcoxon, num(c, "p_wilcoxon"), "Wilcoxon p");
     CHECK(p.wilcoxon_exact == at(c, "wilcoxon_exact").boolean);
+    close(p.wilcoxon_smallest_p, num(c, "smallest_p"), "Wilcoxon's smallest possible p");
   }
   // Equal differences: no variance, so no t-test; all zero: no Wilcoxon.
   const st::PairedTest flat = st::paired_test({0.01, 0.01, 0.01});
   CHECK(std::isnan(flat.t));
   CHECK(std::isnan(flat.p_t));
   CHECK(std::isnan(st::wilcoxon({0.0, 0.0}).p));
+}
+
+TEST_CASE("Wilcoxon with tied accuracy differences stays exact and never goes below its floor", "[study][stats]") {
+  // Five seeds whose accuracy differences, in images, tie: the exact conditional test (not the normal
+  // approximation, which gives p = 0.0431 here, below what 5 pairs can give).
+  const st::Wilcoxon w = st::wilcoxon({25, 25, 31, 12, 25});
+  CHECK(w.exact);
+  CHECK(w.w_plus == 15.0);
+  CHECK(w.p == 0.0625);
+  CHECK(w.smallest_p == 0.0625);
+  // The floor follows n: 4 pairs cannot give less than 0.125, 3 pairs less than 0.25.
+  CHECK(st::wilcoxon({3, 1, 2, 4}).p == 0.125);
+  CHECK(st::wilcoxon({3, 1, 2, 4}).smallest_p == 0.125);
+  CHECK(st::wilcoxon({1, 1, 1}).p == 0.25);
+}
+
+TEST_CASE("Holm's adjustment matches statsmodels and leaves NaN out of the family", "[study][stats]") {
+  const json::Value g = load("stats.json");
+  for (const json::Value& c : at(g, "holm").items) {
+    const std::vector<double> got = st::holm(nums(at(c, "p")));
+    const std::vector<double> want = nums(at(c, "adjusted"));
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) close(got[i], want[i], "Holm-adjusted p");
+  }
+  const std::vector<double> with_nan = st::holm({0.01, std::nan(""), 0.04});
+  CHECK(with_nan[0] == 0.02);  // m = 2, not 3
+  CHECK(std::isnan(with_nan[1]));
+  CHECK(with_nan[2] == 0.04);
 }
 
 TEST_CASE("NLL, Brier, ECE, entropy, mutual information and AUROC match NumPy/SciPy", "[study][calibration]") {
@@ -135,7 +164,34 @@ TEST_CASE("NLL, Brier, ECE, entropy, mutual information and AUROC match NumPy/Sc
   close(mt::auroc(nums(at(ties, "score")), positive), num(ties, "value"), "AUROC with ties");
 }
 
+TEST_CASE("ECE bins are [lo, hi) with 1.0 in the last bin, which tells it from Guo's and torchmetrics'",
+          "[study][calibration]") {
+  const json::Value g = at(load("calibration.json"), "ece_edges");
+  const auto k = std::size_t(num(g, "k"));
+  std::vector<std::int32_t> labels;
+  for (double l : nums(at(g, "labels"))) labels.push_back(std::int32_t(l));
+  const std::vector<double> probs = nums(at(g, "probs"));
+  // Each record's bin, against NumPy's np.digitize on the inner edges.
+  const std::vector<double> want_bins = nums(at(g, "bins"));
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const std::vector<mt::ReliabilityBin> one =
+        mt::reliability(std::span(probs).subspan(i * k, k), std::span(labels).subspan(i, 1), k);
+    std::size_t bin = 0;
+    while (one[bin].count == 0) ++bin;
+    INFO("record " << i << " with confidence " << probs[i * k + i % k]);
+    CHECK(double(bin) == want_bins[i]);
+  }
+  const double ece = mt::ece(probs, labels, k);
+  close(ece, num(g, "ece"), "ECE on edges");
+  // The goldens differ between conventions, so matching one is matching it alone.
+  CHECK(std::abs(ece - num(g, "ece_guo")) > 1e-3);
+  CHECK(std::abs(ece - num(g, "ece_torchmetrics_style")) > 1e-3);
+}
+
 TEST_CASE("calibration metrics reject inconsistent input with an exception", "[study][calibration]") {
+  const std::vector<double> nan_row = {std::nan(""), 0.5, 0.3, 0.2};
+  CHECK_THROWS_AS(mt::ece(nan_row, std::vector<std::int32_t>{0, 1}, 2), std::invalid_argument);
+  CHECK_THROWS_AS(mt::ece(std::vector<double>{1.5, -0.5}, std::vector<std::int32_t>{0}, 2), std::invalid_argument);
   const std::vector<double> p = {0.2, 0.8, 0.6, 0.4};
   CHECK_THROWS_AS(mt::nll(p, std::vector<std::int32_t>{0}, 2), std::invalid_argument);
   CHECK_THROWS_AS(mt::brier(p, std::vector<std::int32_t>{0, 2}, 2), std::invalid_argument);

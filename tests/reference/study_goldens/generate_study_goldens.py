@@ -46,22 +46,45 @@ def stats_goldens():
              [0.01, 0.02, 0.03, 0.04, 0.05],                       # all positive: smallest exact p for n = 5
              [0.003, -0.002, 0.001, 0.004, -0.005, 0.006, 0.007],
              list(np.round(rng.normal(0.005, 0.01, 30), 4)),       # n = 30: normal approximation
-             [0.01, -0.01, 0.02, 0.02, 0.0, 0.03, -0.02, 0.01]]    # ties and a zero: normal approximation
+             [0.01, -0.01, 0.02, 0.02, 0.0, 0.03, -0.02, 0.01],    # ties and a zero: exact, conditional
+             [25, 25, 31, -12, 25],                                # accuracy differences in images, tied
+             [7, 7, 7],                                            # all tied, one sign: the floor 2 / 2^3
+             [4, -4, 4, -4],                                       # tied, balanced: p = 1
+             list(rng.integers(-40, 60, 26))]                      # n = 26 integers with ties: normal approx.
     out["paired"] = []
     for d in diffs:
         d = np.asarray(d, dtype=float)
         t = stats.ttest_1samp(d, 0.0)
         nz = d[d != 0]
         ties = len(np.unique(np.abs(nz))) != len(nz)
-        exact = len(nz) <= 25 and not ties
-        w = stats.wilcoxon(d, zero_method="wilcox", correction=False,
-                           mode="exact" if exact else "approx") if scipy.__version__ < "1.9" else \
-            stats.wilcoxon(d, zero_method="wilcox", correction=False, method="exact" if exact else "approx")
+        exact = len(nz) <= 25
         r = stats.rankdata(np.abs(nz))
+        if not exact:
+            w = stats.wilcoxon(d, zero_method="wilcox", correction=False, method="approx").pvalue
+        elif not ties:
+            w = stats.wilcoxon(d, zero_method="wilcox", correction=False, method="exact").pvalue
+        else:
+            # SciPy's exact Wilcoxon refuses ties; the sign-flip permutation test of W+ (every one of the 2^n
+            # sign patterns of the mid-ranks) is the exact conditional test.
+            ranks = r
+            w = stats.permutation_test((nz,), lambda x: np.sum(ranks[x > 0]), permutation_type="samples",
+                                       n_resamples=np.inf, alternative="two-sided").pvalue
         lo, hi = stats.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=stats.sem(d))
-        out["paired"].append({"d": d.tolist(), "mean": f(d.mean()), "ci_low": f(lo), "ci_high": f(hi),
-                              "t": f(t.statistic), "p_t": f(t.pvalue), "w_plus": f(r[nz > 0].sum()),
-                              "p_wilcoxon": f(w.pvalue), "wilcoxon_exact": bool(exact)})
+        if d.std() == 0:  # every difference equal: no t-test (dropnet's contract; SciPy says t = inf), and
+            lo = hi = d.mean()  # the interval is the mean itself (SciPy: NaN)
+            t_stat = p_t = None
+        else:
+            t_stat, p_t = f(t.statistic), f(t.pvalue)
+        out["paired"].append({"d": d.tolist(), "mean": f(d.mean()), "ci_low": None if lo is None else f(lo), "ci_high": None if hi is None else f(hi),
+                              "t": t_stat, "p_t": p_t, "w_plus": f(r[nz > 0].sum()),
+                              "p_wilcoxon": f(w), "wilcoxon_exact": bool(exact),
+                              "smallest_p": f(min(1.0, 2.0 / 2 ** len(nz))) if exact else None})
+    from statsmodels.stats.multitest import multipletests
+    import statsmodels
+    out["statsmodels"] = statsmodels.__version__
+    out["holm"] = []
+    for p in [[0.01, 0.04, 0.03, 0.005], [0.2, 0.01], [0.5], [0.03, 0.03, 0.02, 0.9, 0.04], [0.0022, 0.018]]:
+        out["holm"].append({"p": p, "adjusted": multipletests(p, method="holm")[1].tolist()})
     return out
 
 
@@ -104,6 +127,31 @@ def calibration_goldens():
             "single_pass": {"accuracy": f((passes[0].argmax(-1) == labels).mean()),
                             "nll": f(-np.mean(np.log(np.maximum(passes[0][np.arange(n), labels], 1e-12)))),
                             "mean_entropy": f(entropy(passes[0]).mean())}})
+    # ECE on bin edges: confidences exactly b / 15 (as float64) and 1.0, where the conventions part. dropnet:
+    # [lo, hi) with 1.0 in the last bin (np.digitize against the inner edges); Guo et al. 2017: (lo, hi];
+    # torchmetrics: 1.0 in a bin of its own beyond the last. Labels make the bins' accuracies differ.
+    bins, k = 15, 10
+    confs = [3 / 15, 4 / 15, 6 / 15, 9 / 15, 12 / 15, 1.0, 1.0, 0.55, 0.9, 0.13, 10 / 15, 0.7, 0.95]
+    wrong = {0, 3, 5, 6, 9}
+    rows, labels = [], []
+    for i, c in enumerate(confs):
+        row = np.full(k, (1.0 - c) / (k - 1))
+        row[i % k] = c
+        rows.append(row)
+        labels.append((i + 1) % k if i in wrong else i % k)
+    probs = np.array(rows)
+    conf, pred = probs.max(-1), probs.argmax(-1)
+    correct = (pred == np.array(labels)).astype(float)
+    edges = np.arange(bins + 1) / bins
+    def ece_of(idx, nb):
+        return sum(np.sum(idx == b) / len(conf) * abs(correct[idx == b].mean() - conf[idx == b].mean())
+                   for b in range(nb) if np.any(idx == b))
+    ours = np.digitize(conf, edges[1:-1], right=False)                 # [lo, hi), 1.0 -> bin 14
+    guo = np.maximum(np.digitize(conf, edges[1:-1], right=True), 0)    # (lo, hi], 0 -> bin 0
+    torchm = np.where(conf == 1.0, bins, np.digitize(conf, edges[1:-1], right=False))
+    out["ece_edges"] = {"k": k, "probs": probs.reshape(-1).tolist(), "labels": labels, "bins": ours.tolist(),
+                        "ece": f(ece_of(ours, bins)), "ece_guo": f(ece_of(guo, bins)),
+                        "ece_torchmetrics_style": f(ece_of(torchm, bins + 1))}
     # AUROC with ties (scores rounded), against the Mann-Whitney U statistic.
     s = np.round(rng.normal(size=50), 1)
     y = rng.random(50) < 0.3
