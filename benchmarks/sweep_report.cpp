@@ -104,6 +104,48 @@ std::vector<std::string> joined(std::vector<std::string> a, const std::vector<st
   return a;
 }
 
+// One row per condition and metric of a paired comparison.
+void add_paired_rows(const SweepConfig& c, const std::vector<Paired>& family, Table& t) {
+  for (const Paired& p : family)
+    for (const analysis::MetricTest& m : p.metrics)
+      t.rows.push_back(joined(key_cells(c, p.variant, p.rate, p.max_norm), {
+                         m.name, std::to_string(m.test.difference.n), signed_ci(m.test.difference, m.decimals),
+                         pval(m.test.p_t), pval(m.p_holm),
+                         pval(m.test.p_wilcoxon) + (std::isfinite(m.test.p_wilcoxon) && !m.test.wilcoxon_exact
+                                                        ? " (normal approx.)" : "")}));
+}
+
+// What the tests of a comparison table are, with the numbers of this study: the Holm family's size, and the
+// smallest p the exact Wilcoxon test can give with the table's numbers of pairs.
+std::string test_note(const SweepConfig& c, const std::vector<Paired>& family, const std::string& what,
+                      bool in_conclusion) {
+  std::map<std::size_t, double> floors;  // pairs -> smallest exact p (n is the pairs left after zeros)
+  for (const Paired& p : family)
+    for (const analysis::MetricTest& m : p.metrics)
+      if (m.test.wilcoxon_exact) floors.emplace(m.test.difference.n, std::min(1.0, std::ldexp(2.0, -int(m.test.difference.n))));
+  std::string floor_text;
+  for (const auto& [n, f] : floors)
+    floor_text += fmt::format("{}{} with {} pair{}", floor_text.empty() ? "" : ", ", fmt::format("{:.4g}", f), n,
+                              n == 1 ? "" : "s");
+  std::size_t per_max_norm = family.size() / std::max<std::size_t>(1, c.max_norms.size());
+  std::string s = fmt::format(
+      "Two-sided tests at α = {}. Paired t-test (df = pairs − 1); Holm p: its p adjusted by Holm's step-down method "
+      "within each metric over the {} {}{} (each metric is its own family){}. Accuracies are compared as counts of correct test images, so equal "
+      "differences tie exactly. Wilcoxon signed-rank test (zero differences dropped): exact for up to 25 pairs, "
+      "ties included (the sign-flip distribution of the mid-ranks), else the normal approximation.",
+      c.alpha, per_max_norm, what, c.max_norms.size() > 1 ? " of each max-norm" : "",
+      in_conclusion ? "; the conclusion uses the Holm-adjusted p of test accuracy" : "");
+  if (!floor_text.empty()) {
+    double lowest = 1.0;
+    for (const auto& [n, f] : floors) lowest = std::min(lowest, f);
+    s += fmt::format(" The exact test's smallest possible p is {}{}.", floor_text,
+                     lowest >= c.alpha ? fmt::format(", so at α = {} it cannot reject here whatever the data",
+                                                     c.alpha)
+                                       : "");
+  }
+  return s;
+}
+
 std::vector<Table> tables(const Study& st, const Analysis& an) {
   const SweepConfig& c = st.config;
   const std::vector<std::string> key = key_header(c);
@@ -137,19 +179,16 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
   Table paired{.title = variants ? fmt::format("Paired by seed against the baseline, {}, rate {}", c.baseline_variant,
                                                c.baseline)
                                  : fmt::format("Paired by seed against the baseline, rate {}", c.baseline)};
-  paired.header = joined(key, {"pairs", fmt::format("Δ test acc [{}% CI]", level), "t-test p", "Wilcoxon p",
-                               fmt::format("Δ test loss [{}% CI]", level), "t-test p (loss)"});
-  for (const Paired& p : an.paired)
-    paired.rows.push_back(joined(key_cells(c, p.variant, p.rate, p.max_norm), {
-                           std::to_string(p.acc.difference.n), signed_ci(p.acc.difference, 4), pval(p.acc.p_t),
-                           pval(p.acc.p_wilcoxon) + (p.acc.wilcoxon_exact ? "" : " (normal approx.)"),
-                           signed_ci(p.loss.difference, 4), pval(p.loss.p_t)}));
+  paired.header = joined(key, {"metric", "pairs", fmt::format("Δ [{}% CI]", level), "t-test p", "Holm p",
+                               "Wilcoxon p"});
+  add_paired_rows(c, an.paired, paired);
   paired.notes.push_back(fmt::format(
-      "Δ = {} − baseline on the same seed (same initial weights and batches). Two-sided paired t-test "
-      "(df = pairs − 1) and Wilcoxon signed-rank test (exact for up to 25 pairs without ties; with 5 pairs its "
-      "smallest possible p is 0.0625). α = {}; the p-values are not corrected for comparing {} {} with the "
-      "baseline.", variants ? "condition" : "rate", c.alpha,
-      an.groups.size() / c.max_norms.size() - 1, variants ? "conditions" : "rates"));
+      "Δ = {} − baseline on the same seed, which starts from the same initial weights and trains on the same "
+      "batches in the same order (init_weights_fnv1a and batch_order_fnv1a in runs.jsonl; the sweep refuses a "
+      "study whose runs of one seed differ in either). Metrics as in the tables above: NLL, Brier and ECE of "
+      "weight-scaling inference; best epoch counted from 1.", variants ? "condition" : "rate"));
+  paired.notes.push_back(test_note(c, an.paired, variants ? "conditions compared with the baseline"
+                                                          : "rates compared with the baseline", true));
   out.push_back(paired);
 
   Table cal{.title = fmt::format("Uncertainty and calibration on the test set{}",
@@ -168,7 +207,8 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
     cal.rows.push_back(std::move(row));
   }
   cal.notes.push_back("Mean ± std over seeds. NLL in nats (probabilities floored at 1e-12); Brier: mean over "
-                      "records of Σ_c (p_c − y_c)², range [0, 2]; ECE: 15 equal-width confidence bins, L1; entropy: "
+                      "records of Σ_c (p_c − y_c)², range [0, 2]; ECE: 15 equal-width confidence bins [lo, hi) with a "
+                      "confidence of 1.0 in the last (Guo et al. use (lo, hi]), L1; entropy: "
                       "mean predictive entropy (nats); AUROC: how well the predictive entropy tells misclassified "
                       "test records from correct ones (0.5: not at all).");
   if (c.mc_samples > 0)
@@ -180,6 +220,18 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
                                                "step, so early dropout (rate 0 by then) is one deterministic pass too."
                                              : ""));
   out.push_back(cal);
+
+  if (!an.mc_vs_standard.empty()) {
+    Table mc{.title = fmt::format("Monte Carlo dropout ({} passes) against weight scaling, paired by run",
+                                  c.mc_samples)};
+    mc.header = joined(key, {"metric", "runs", fmt::format("Δ [{}% CI]", level), "t-test p", "Holm p", "Wilcoxon p"});
+    add_paired_rows(c, an.mc_vs_standard, mc);
+    mc.notes.push_back("Δ = Monte Carlo dropout − weight scaling on the same trained model and test set (for NLL, "
+                       "Brier and ECE, negative is better). Only conditions with dropout active after the last "
+                       "training step appear: without it the passes are deterministic and the two are the same.");
+    mc.notes.push_back(test_note(c, an.mc_vs_standard, variants ? "conditions with dropout" : "rates with dropout", false));
+    out.push_back(mc);
+  }
   return out;
 }
 
@@ -484,10 +536,28 @@ std::string summary_json(const Summary& s) {
   return fmt::format(R"({{"n": {}, "mean": {}, "std": {}, "ci_low": {}, "ci_high": {}}})", s.n, jnum(s.mean),
                      jnum(s.std), jnum(s.ci_low), jnum(s.ci_high));
 }
-std::string paired_json(const stats::PairedTest& p) {
-  return fmt::format(R"({{"difference": {}, "t": {}, "p_t": {}, "w_plus": {}, "p_wilcoxon": {}, "wilcoxon_exact": {}}})",
-                     summary_json(p.difference), jnum(p.t), jnum(p.p_t), jnum(p.w_plus), jnum(p.p_wilcoxon),
-                     p.wilcoxon_exact);
+std::string paired_json(const analysis::MetricTest& m) {
+  const stats::PairedTest& p = m.test;
+  return fmt::format(R"({{"difference": {}, "t": {}, "p_t": {}, "p_holm": {}, "w_plus": {}, "p_wilcoxon": {}, )"
+                     R"("wilcoxon_exact": {}, "wilcoxon_smallest_p": {}, "compared_as_counts": {}}})",
+                     summary_json(p.difference), jnum(p.t), jnum(p.p_t), jnum(m.p_holm), jnum(p.w_plus),
+                     jnum(p.p_wilcoxon), p.wilcoxon_exact, jnum(p.wilcoxon_smallest_p), m.counts);
+}
+std::string paired_list_json(const Study& st, const std::vector<Paired>& family, bool with_baseline) {
+  std::string o;
+  for (std::size_t i = 0; i < family.size(); ++i) {
+    const Paired& p = family[i];
+    std::string head;
+    if (!p.variant.empty()) head += fmt::format("\"variant\": {}, ", json_string(p.variant));
+    if (!p.variant.empty() && with_baseline)
+      head += fmt::format("\"baseline_variant\": {}, ", json_string(st.config.baseline_variant));
+    head += fmt::format("\"rate\": {}, \"max_norm\": {}", p.rate, p.max_norm);
+    if (with_baseline) head += fmt::format(", \"baseline\": {}", st.config.baseline);
+    o += "    {" + head;
+    for (const analysis::MetricTest& m : p.metrics) o += fmt::format(",\n     \"{}\": {}", m.key, paired_json(m));
+    o += fmt::format("}}{}\n", i + 1 < family.size() ? "," : "");
+  }
+  return o;
 }
 
 void write_json(const Study& st, const Analysis& an, const std::filesystem::path& out) {
@@ -517,16 +587,8 @@ void write_json(const Study& st, const Analysis& an, const std::filesystem::path
                        k + 1 < fields.size() ? "," : "");
     o += fmt::format("    }}{}\n", i + 1 < an.rows.size() ? "," : "");
   }
-  o += "  ],\n  \"paired\": [\n";
-  for (std::size_t i = 0; i < an.paired.size(); ++i) {
-    const Paired& p = an.paired[i];
-    const std::string variant =
-        p.variant.empty() ? "" : fmt::format("\"variant\": {}, \"baseline_variant\": {}, ", json_string(p.variant),
-                                             json_string(st.config.baseline_variant));
-    o += fmt::format("    {{{}\"rate\": {}, \"max_norm\": {}, \"baseline\": {}, \"test_accuracy\": {}, \"test_loss\": {}}}{}\n",
-                     variant, p.rate, p.max_norm, st.config.baseline, paired_json(p.acc), paired_json(p.loss),
-                     i + 1 < an.paired.size() ? "," : "");
-  }
+  o += "  ],\n  \"paired\": [\n" + paired_list_json(st, an.paired, true);
+  o += "  ],\n  \"mc_vs_standard\": [\n" + paired_list_json(st, an.mc_vs_standard, false);
   o += "  ],\n  \"runs\": [\n";
   for (std::size_t i = 0; i < st.runs.size(); ++i) {
     RunRecord r = st.runs[i];  // the record without its timings, which are not reproducible

@@ -49,10 +49,22 @@ assert [(r["rate"], r["seed"]) for r in runs] == [(0, 1), (0, 2), (0.5, 1), (0.5
 assert all(len(r["epochs"]) == 2 and r["status"] == "ok" for r in runs)
 assert all(0 <= r["test_accuracy"] <= 1 and 0 <= r["standard"]["ece"] <= 1 for r in runs)
 assert all(r["wall_seconds"] is None for r in runs), "timings leaked into sweep.json"
-# The premise of the comparison: the same seed gives the same initial weights whatever the rate.
+# The premise of the comparison: the same seed gives the same initial weights and the same batch order
+# whatever the rate; another seed another order.
 for s in (1, 2):
     hashes = {r["init_weights_fnv1a"] for r in runs if r["seed"] == s}
     assert len(hashes) == 1, f"initial weights differ between rates for seed {s}"
+    orders = {r["batch_order_fnv1a"] for r in runs if r["seed"] == s}
+    assert len(orders) == 1, f"batch orders differ between rates for seed {s}"
+assert runs[0]["batch_order_fnv1a"] != runs[1]["batch_order_fnv1a"], "seeds 1 and 2 trained on one batch order"
+# Every reported metric is compared paired, with Holm beside the raw p; MC against weight scaling at 0.5.
+p = report["paired"][0]
+for key in ["test_accuracy", "test_loss", "best_val_epoch_test_accuracy", "best_epoch", "final_gap", "nll",
+            "brier", "ece"]:
+    assert key in p and "p_holm" in p[key], f"paired {key}"
+assert p["test_accuracy"]["compared_as_counts"] and not p["nll"]["compared_as_counts"]
+mc = report["mc_vs_standard"]
+assert [m["rate"] for m in mc] == [0.5] and all(k in mc[0] for k in ["accuracy", "nll", "brier", "ece"]), mc
 assert runs[0]["mc"]["passes"] == 1 and runs[2]["mc"]["passes"] == 3, "MC passes"
 assert runs[0]["mc"]["mutual_information"] == 0, "rate 0 has no model uncertainty"
 assert len(report["paired"]) == 1 and report["paired"][0]["test_accuracy"]["difference"]["n"] == 2
@@ -81,6 +93,19 @@ done
 grep -q "resuming .*: 4 of 4 runs" "$tmp/resume2.log" || fail "a finished study was not recognised"
 if "$bench" sweep --epochs 3 --resume "$tmp/killed" >/dev/null 2>"$tmp/bad.err"; then fail "resume with other settings accepted"; fi
 [[ $(wc -l <"$tmp/bad.err") -eq 1 ]] || fail "resume with other settings: expected one line on stderr"
+
+# Runs of one seed that trained on different batch orders cannot be paired: resume and merge refuse them.
+mkdir "$tmp/tampered"
+python3 - "$tmp/out/runs.jsonl" "$tmp/tampered/runs.jsonl" <<'PY'
+import re, sys
+lines = open(sys.argv[1]).read().splitlines(keepends=True)
+lines[-1] = re.sub(r'"batch_order_fnv1a":"[0-9a-f]+"', '"batch_order_fnv1a":"0123456789abcdef"', lines[-1])
+open(sys.argv[2], "w").writelines(lines)
+PY
+if "$bench" sweep --resume "$tmp/tampered" >/dev/null 2>"$tmp/tampered.err"; then fail "resume accepted two batch orders for one seed"; fi
+grep -q "trained on different batch orders (seed 2" "$tmp/tampered.err" || { cat "$tmp/tampered.err" >&2; fail "resume: wrong reason"; }
+if "$bench" merge "$tmp/tampered-merged" "$tmp/tampered" >/dev/null 2>"$tmp/tampered.err"; then fail "merge accepted two batch orders for one seed"; fi
+grep -q "trained on different batch orders (seed 2" "$tmp/tampered.err" || { cat "$tmp/tampered.err" >&2; fail "merge: wrong reason"; }
 
 # A failing run is recorded with its reason, the study goes on, and the report lists it.
 DROPNET_BENCH_FAIL_RUN="rate=0.5,max_norm=2,seed=2" "$bench" sweep --rates 0,0.5 --seeds 2 --mc-samples 0 \
