@@ -1,5 +1,6 @@
 // block_scheduler.cpp: fibers, barriers and warp exchanges of the emulated device (see block_scheduler.hpp).
 #include "emulated_device/block_scheduler.hpp"
+#include "emulated_device/memory_check.hpp"
 
 #include <sys/mman.h>
 #include <ucontext.h>
@@ -360,6 +361,10 @@ bool run_grid(const char* name, dim3 grid, dim3 block, const std::function<void(
   b.body = &thread_body;
   b.ctx.block_dim = block;
   b.ctx.grid_dim = grid;
+  set_running_kernel(name);  // for memcheck's and initcheck's messages
+  struct Done {
+    ~Done() { set_running_kernel(nullptr); }
+  } done;
   for (int linear_block : block_order) {
     const auto lb = static_cast<unsigned>(linear_block);
     b.ctx.block_idx = uint3{lb % grid.x, lb / grid.x % grid.y, lb / (grid.x * grid.y)};

@@ -4,16 +4,23 @@
 // Device memory is host memory that the runtime tracks, so that copies and the library doubles can check
 // that a pointer is device memory, and so that it can be guarded:
 //   - new memory is filled with 0xFF bytes (a NaN in every float): a kernel that reads memory nobody wrote
-//     computes NaN, and a test notices;
-//   - every allocation is followed by guard bytes (the rest of its 256-byte granule and a 256-byte
-//     redzone) holding the same fill; after every queued op the runtime checks them, so a write past the
-//     end of a buffer (an off-by-one bound) becomes a sticky device fault naming the op and the buffer.
+//     computes NaN, and a test notices; initcheck (memory_check.hpp) reports the read itself;
+//   - every allocation has guard bytes before its start (a 256-byte redzone) and after its end (the rest of
+//     its 256-byte granule and a 256-byte redzone) holding the same fill. The instrumented kernels and
+//     doubles fault at the instruction that reaches into them (memory_check.cpp); for everything else the
+//     runtime checks the fill after every queued op, so a write before the start or past the end becomes a
+//     sticky device fault naming the op and the buffer. Under ASan the guard zones are poisoned instead.
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 #include "emulated_device/device_state.hpp"
+#include "emulated_device/memory_check.hpp"
 #include "emulated_device/runtime_state.hpp"
 
 namespace dropnet::emulated {
@@ -32,10 +39,19 @@ cudaError_t allocate(void** ptr, std::size_t bytes, bool pinned) {
   *ptr = nullptr;
   if (bytes == 0) return cudaSuccess;  // CUDA returns success and no memory
   const std::size_t rounded = (bytes + kGranule - 1) / kGranule * kGranule;
-  void* p = std::aligned_alloc(kGranule, rounded + kRedzone);
-  if (p == nullptr) return fail(cudaErrorMemoryAllocation);
-  std::memset(p, kFill, rounded + kRedzone);
-  r.allocations.emplace(reinterpret_cast<std::uintptr_t>(p), Allocation{bytes, rounded + kRedzone - bytes, pinned});
+  auto* base = static_cast<unsigned char*>(std::aligned_alloc(kGranule, kRedzone + rounded + kRedzone));
+  if (base == nullptr) return fail(cudaErrorMemoryAllocation);
+  std::memset(base, kFill, kRedzone + rounded + kRedzone);
+  unsigned char* p = base + kRedzone;
+  static std::uint64_t next_id = 1;
+  Allocation a{.bytes = bytes, .guarded = rounded + kRedzone - bytes, .pinned = pinned, .front = kRedzone,
+               .id = next_id++};
+  if (!pinned && initcheck_enabled()) a.written.assign(bytes, 0);
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_POISON_MEMORY_REGION(base, kRedzone);
+  ASAN_POISON_MEMORY_REGION(p + bytes, a.guarded);
+#endif
+  r.allocations.emplace(reinterpret_cast<std::uintptr_t>(p), std::move(a));
   *ptr = p;
   return cudaSuccess;
 }
@@ -50,8 +66,12 @@ cudaError_t release(void* ptr, bool pinned) {
   // cudaFree waits for the device: work still queued may use this memory.
   const cudaError_t e = run_everything();
   check_guards(pinned ? "cudaFreeHost" : "cudaFree");
+  unsigned char* base = static_cast<unsigned char*>(ptr) - found->second.front;
+#if defined(__SANITIZE_ADDRESS__)
+  ASAN_UNPOISON_MEMORY_REGION(base, found->second.front + found->second.bytes + found->second.guarded);
+#endif
   r.allocations.erase(found);
-  std::free(ptr);
+  std::free(base);
   return e == cudaSuccess ? cudaSuccess : fail(e);
 }
 
@@ -102,19 +122,28 @@ bool is_device_range(const void* p, std::size_t bytes) {
 }
 
 void check_guards(const std::string& what) {
+#if defined(__SANITIZE_ADDRESS__)
+  (void)what;  // the guard zones are poisoned: ASan reports an access at the instruction
+#else
   Runtime& r = runtime();
+  if (r.sticky != cudaSuccess) return;  // the fault is reported (memcheck saw the store itself)
   for (const auto& [start, a] : r.allocations) {
-    const auto* guard = reinterpret_cast<const unsigned char*>(start + a.bytes);
-    for (std::size_t i = 0; i < a.guarded; ++i) {
-      if (guard[i] == kFill) continue;
-      device_fault(cudaErrorIllegalAddress,
-                   what + " wrote past the end of a " + std::to_string(a.bytes) + "-byte " +
-                       (a.pinned ? "pinned host" : "device") + " allocation (byte " + std::to_string(a.bytes + i) +
-                       " from its start)");
-      std::memset(const_cast<unsigned char*>(guard), kFill, a.guarded);  // report each overrun once
-      break;
-    }
+    auto report = [&](unsigned char* zone, std::size_t size, const std::string& where) {
+      for (std::size_t i = 0; i < size; ++i) {
+        if (zone[i] == kFill) continue;
+        device_fault(cudaErrorIllegalAddress,
+                     what + " wrote " + where + " a " + std::to_string(a.bytes) + "-byte " +
+                         (a.pinned ? "pinned host" : "device") + " allocation (byte " +
+                         std::to_string(static_cast<long long>(zone + i - reinterpret_cast<unsigned char*>(start))) +
+                         " from its start)");
+        std::memset(zone, kFill, size);  // report each overrun once
+        return;
+      }
+    };
+    report(reinterpret_cast<unsigned char*>(start + a.bytes), a.guarded, "past the end of");
+    report(reinterpret_cast<unsigned char*>(start - a.front), a.front, "before the start of");
   }
+#endif
 }
 
 }  // namespace dropnet::emulated
@@ -139,6 +168,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   if (const cudaError_t e = implicit_legacy_dependency(); e != cudaSuccess) return fail(e);
   if (const cudaError_t e = run_until(&r.legacy, UINT64_MAX); e != cudaSuccess) return fail(e);
   std::memmove(dst, src, bytes);
+  mark_written(dst, bytes);
   return cudaSuccess;
 }
 
@@ -168,9 +198,15 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   if (pageable_src) {
     auto staged = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(src),
                                                                 static_cast<const unsigned char*>(src) + bytes);
-    e = enqueue(stream, "cudaMemcpyAsync", [dst, staged] { std::memcpy(dst, staged->data(), staged->size()); });
+    e = enqueue(stream, "cudaMemcpyAsync", [dst, staged] {
+      std::memcpy(dst, staged->data(), staged->size());
+      mark_written(dst, staged->size());
+    });
   } else {
-    e = enqueue(stream, "cudaMemcpyAsync", [dst, src, bytes] { std::memmove(dst, src, bytes); });
+    e = enqueue(stream, "cudaMemcpyAsync", [dst, src, bytes] {
+      std::memmove(dst, src, bytes);
+      mark_written(dst, bytes);
+    });
   }
   if (e != cudaSuccess) return fail(e);
   if (pageable_dst) return fail(run_until(s, r.next_seq - 1));
@@ -181,7 +217,10 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t str
   std::lock_guard lock(runtime().mutex);
   if (bytes == 0) return cudaSuccess;
   if (!is_device(ptr, bytes)) return fail(cudaErrorInvalidValue);
-  return fail(enqueue(stream, "cudaMemsetAsync", [ptr, value, bytes] { std::memset(ptr, value, bytes); }));
+  return fail(enqueue(stream, "cudaMemsetAsync", [ptr, value, bytes] {
+    std::memset(ptr, value, bytes);
+    mark_written(ptr, bytes);
+  }));
 }
 
 cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {

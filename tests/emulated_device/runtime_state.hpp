@@ -51,6 +51,9 @@ struct Allocation {
   std::size_t bytes = 0;        // what cudaMalloc was asked for
   std::size_t guarded = 0;      // bytes after the allocation that must keep their fill (slack + redzone)
   bool pinned = false;          // cudaMallocHost (host memory the copies may read when they run)
+  std::size_t front = 0;        // guard bytes before the start (a redzone holding the same fill)
+  std::uint64_t id = 0;         // 1, 2, ... in allocation order, for fault messages
+  std::vector<unsigned char> written;  // initcheck: 1 per byte written since cudaMalloc (empty: not checked)
 };
 
 struct GraphData {
@@ -102,7 +105,8 @@ cudaError_t implicit_legacy_dependency();
 cudaError_t run_until(Stream* stream, std::uint64_t seq);
 cudaError_t run_everything();
 
-// After an op ran: every allocation's guard bytes still hold their fill, else a sticky fault naming `what`.
+// After an op ran: every allocation's guard bytes (before and after it) still hold their fill, else a sticky
+// fault naming `what`. (Under ASan the guard zones are poisoned instead, and faults come at the instruction.)
 void check_guards(const std::string& what);
 // The allocation holding [p, p + bytes), or nullptr.
 const Allocation* find_allocation(const void* p, std::size_t bytes, std::uintptr_t* start = nullptr);

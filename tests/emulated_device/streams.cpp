@@ -6,6 +6,7 @@
 
 #include "emulated_device/block_scheduler.hpp"
 #include "emulated_device/device_state.hpp"
+#include "emulated_device/memory_check.hpp"
 #include "emulated_device/runtime_state.hpp"
 
 namespace dropnet::emulated {
@@ -109,6 +110,7 @@ cudaError_t implicit_legacy_dependency() {
 }
 
 cudaError_t enqueue(cudaStream_t handle, const char* what, std::function<void()> work) {
+  work = checked_work(what, std::move(work));  // memcheck and initcheck while it runs (memory_check.hpp)
   Runtime& r = runtime();
   std::lock_guard lock(r.mutex);
   if (r.sticky != cudaSuccess) return r.sticky;
