@@ -349,7 +349,9 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   if (s->capture && e.capture == s->capture->id) return cudaSuccess;
   if (s->capture || e.capture != 0) {
     std::fprintf(stderr, "dropnet emulated device: cudaStreamWaitEvent across a capture boundary is not emulated\n");
-    if (s->capture) invalidate(*s->capture, cudaErrorNotSupported);
+    for (Stream* capturing : all_streams())  // the capture waiting, and the one the event was recorded in
+      if (capturing->capture && (capturing == s || capturing->capture->id == e.capture))
+        invalidate(*capturing->capture, cudaErrorNotSupported);
     return fail(cudaErrorNotSupported);
   }
   if (s == &r.legacy) {

@@ -292,3 +292,38 @@ TEST_CASE("calls CUDA forbids during capture fail and invalidate it", "[emulatio
   CHECK(cudaStreamSynchronize(s) == cudaSuccess);  // the stream is usable again
   cudaStreamDestroy(s);
 }
+
+TEST_CASE("cudaStreamWaitEvent within one capture is stream order; across a capture's boundary it is refused",
+          "[emulation]") {
+  cudaStream_t s = nullptr, other = nullptr;
+  REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
+  REQUIRE(cudaStreamCreate(&other) == cudaSuccess);
+  cudaEvent_t inside = nullptr, outside = nullptr;
+  REQUIRE(cudaEventCreate(&inside) == cudaSuccess);
+  REQUIRE(cudaEventCreate(&outside) == cudaSuccess);
+  REQUIRE(cudaEventRecord(outside, other) == cudaSuccess);
+  DeviceFloats p(4);
+  cudaGraph_t g = nullptr;
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  t::fill_to(p.p, 4, 4, 1.0f, s);
+  REQUIRE(cudaEventRecord(inside, s) == cudaSuccess);
+  CHECK(cudaStreamWaitEvent(s, inside, 0) == cudaSuccess);
+  REQUIRE(cudaStreamEndCapture(s, &g) == cudaSuccess);
+  CHECK(cudaGraphDestroy(g) == cudaSuccess);
+  // A fork (another stream waits for an event recorded in the capture) and a wait for an event recorded
+  // outside it are not emulated: refused, and the capture with them.
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  REQUIRE(cudaEventRecord(inside, s) == cudaSuccess);
+  CHECK(cudaStreamWaitEvent(other, inside, 0) == cudaErrorNotSupported);
+  CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated);
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  CHECK(cudaStreamWaitEvent(s, outside, 0) == cudaErrorNotSupported);
+  CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated);
+  (void)cudaGetLastError();
+  CHECK(cudaStreamSynchronize(other) == cudaSuccess);  // both streams are usable again
+  CHECK(cudaStreamSynchronize(s) == cudaSuccess);
+  cudaEventDestroy(inside);
+  cudaEventDestroy(outside);
+  cudaStreamDestroy(s);
+  cudaStreamDestroy(other);
+}
