@@ -1,7 +1,7 @@
 // Tests of the emulated device itself: that it catches what it is there to catch (a missing barrier, a
 // write past a buffer, a barrier that can never open, a host read without its wait, a stream reading
-// another's output without waiting for it, a value frozen into a graph, calls CUDA forbids during capture). A fault makes the device's error sticky, as on a GPU, so
-// those cases run in a child process.
+// another's output without waiting for it, a value frozen into a graph, calls CUDA forbids during
+// capture). A fault makes the device's error sticky, as on a GPU, so those cases run in a child process.
 #include "support/catch.hpp"
 
 #include <cuda_runtime.h>
