@@ -166,7 +166,7 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind 
   if (kind == cudaMemcpyDefault) kind = infer(dst, src, bytes);
   if (!valid_copy(dst, src, bytes, kind)) return fail(cudaErrorInvalidValue);
   if (const cudaError_t e = implicit_legacy_dependency(); e != cudaSuccess) return fail(e);
-  if (const cudaError_t e = run_until(&r.legacy, UINT64_MAX); e != cudaSuccess) return fail(e);
+  if (const cudaError_t e = run_legacy_and_blocking(); e != cudaSuccess) return fail(e);
   std::memmove(dst, src, bytes);
   mark_written(dst, bytes);
   return cudaSuccess;

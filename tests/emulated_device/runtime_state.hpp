@@ -3,13 +3,19 @@
 // without a GPU"); the short version:
 //   - Streams are asynchronous: queued work runs only when the host waits for it. A read of device memory
 //     without the wait it needs sees what was there before, and a test fails.
-//   - The legacy default stream (0) is ordered with every blocking stream (cudaStreamCreate), not with
-//     non-blocking ones (cudaStreamNonBlocking); waiting for one of them runs what it depends on.
+//   - Streams are independent queues. Waiting for one runs only its own work and what that work depends
+//     on: stream order, cudaStreamWaitEvent (an op after the wait runs after the event's recorded point),
+//     and the legacy default stream's implicit rules (an op on stream 0 waits for all prior work on
+//     blocking streams; an op on a blocking stream, cudaStreamCreate, waits for prior stream-0 work;
+//     non-blocking streams, cudaStreamNonBlocking, neither). Work nothing waited for does not run, so a
+//     consumer stream that lacks its cudaStreamWaitEvent reads its input before the producer wrote it.
+//     Where everything must run (cudaDeviceSynchronize, cudaFree), the stream with the newest work runs
+//     first, with what it depends on: again a missing dependency shows as a stale read.
 //   - A stream being captured records its work, arguments by value, instead of queueing it; a replay runs
 //     the recorded work again. Calls CUDA forbids during capture fail with CUDA's error and invalidate it.
 //   - Errors: a launch's configuration error is the "last error" (cleared by cudaGetLastError); a fault
 //     found while running (an out-of-bounds write, a barrier deadlock) is sticky: every later call
-//     returns it, as after a real device fault.
+//     returns it, as after a real device fault, and the queued work is dropped.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -23,6 +29,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace dropnet::emulated {
@@ -31,9 +38,13 @@ struct Op {
   std::uint64_t seq = 0;        // global issue order
   std::string what;             // for fault messages
   std::function<void()> work;
+  // The ops (by seq, on other streams) that must have run before this one: the event point of a
+  // cudaStreamWaitEvent, the legacy stream's implicit waits. Empty in a capture's nodes.
+  std::vector<std::uint64_t> after;
 };
 
 struct Capture {
+  std::uint64_t id = 0;         // unique, for the events recorded in it
   cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
   std::thread::id thread;       // the thread that began it
   std::vector<Op> nodes;        // in stream order
@@ -42,7 +53,7 @@ struct Capture {
 
 struct Stream {
   unsigned flags = 0;           // cudaStreamDefault (blocking) or cudaStreamNonBlocking
-  std::deque<Op> pending;
+  std::deque<Op> pending;       // not yet run, in stream order (rising seq)
   std::unique_ptr<Capture> capture;
   bool blocking() const { return (flags & cudaStreamNonBlocking) == 0; }
 };
@@ -61,15 +72,17 @@ struct GraphData {
 };
 
 struct EventData {
-  Stream* stream = nullptr;     // where it was last recorded (null: never, or recorded during capture)
-  std::uint64_t seq = 0;
+  std::uint64_t seq = 0;        // the op it was last recorded as (0: never, or recorded during a capture)
+  std::uint64_t capture = 0;    // the capture it was last recorded in (0: none)
 };
 
 struct Runtime {
   std::recursive_mutex mutex;
   std::uint64_t next_seq = 1;
+  std::uint64_t next_capture = 1;
   Stream legacy;                               // stream 0
   std::map<cudaStream_t, std::unique_ptr<Stream>> streams;
+  std::unordered_map<std::uint64_t, Stream*> queued;  // every op not yet run, by seq: where it waits
   std::map<cudaEvent_t, std::unique_ptr<EventData>> events;
   std::map<cudaGraph_t, std::unique_ptr<GraphData>> graphs;
   std::map<cudaGraphExec_t, std::unique_ptr<GraphData>> execs;
@@ -100,9 +113,13 @@ cudaError_t forbidden_during_capture();
 // would depend on it); that capture is invalidated.
 cudaError_t implicit_legacy_dependency();
 
-// Runs queued work until `seq` on `stream` has run (and what it depends on; see the header comment).
-// Returns the sticky error if running it faulted.
+// Runs the work queued on `stream` up to and including op `seq`, each op after what it depends on (see
+// the header comment), and nothing else. Returns the sticky error if running it faulted.
 cudaError_t run_until(Stream* stream, std::uint64_t seq);
+// What a synchronous call on the legacy stream waits for (cudaMemcpy, cudaStreamSynchronize(0)): all work
+// queued on it and on every blocking stream, and what that depends on.
+cudaError_t run_legacy_and_blocking();
+// All queued work (cudaDeviceSynchronize, cudaFree).
 cudaError_t run_everything();
 
 // After an op ran: every allocation's guard bytes (before and after it) still hold their fill, else a sticky

@@ -45,31 +45,88 @@ std::vector<Stream*> all_streams() {
   return out;
 }
 
-// Runs the work of `streams` whose seq is <= `until`, lowest seq first.
-cudaError_t run_streams(const std::vector<Stream*>& streams, std::uint64_t until) {
-  Runtime& r = runtime();
-  if (r.executing) {
+void abort_if_executing() {
+  if (runtime().executing) {
     std::fprintf(stderr, "dropnet emulated device: a runtime call waited from inside queued work\n");
     std::abort();
   }
-  for (;;) {
-    if (r.sticky != cudaSuccess) {
-      for (Stream* s : streams) s->pending.clear();  // a faulted device runs nothing more
-      return r.sticky;
+}
+
+// A faulted device runs nothing more: the queued work is dropped. Returns the sticky error.
+cudaError_t drop_queued_work() {
+  Runtime& r = runtime();
+  for (Stream* s : all_streams()) s->pending.clear();
+  r.queued.clear();
+  return r.sticky;
+}
+
+// Runs the op at the front of `s`, then checks every allocation's guard bytes.
+void run_front(Stream* s) {
+  Runtime& r = runtime();
+  Op op = std::move(s->pending.front());
+  s->pending.pop_front();
+  r.queued.erase(op.seq);
+  r.executing = true;
+  op.work();
+  r.executing = false;
+  check_guards(op.what);
+}
+
+// Runs `s`'s ops with seq <= `until` in stream order, each after the ops it depends on (recursively: an op
+// depends only on ops issued before it, so this ends, and each stream is entered at most once at a time).
+// Nothing else runs: a stream that nothing here depends on keeps its work queued.
+void run_stream(Stream* s, std::uint64_t until) {
+  Runtime& r = runtime();
+  while (r.sticky == cudaSuccess && !s->pending.empty() && s->pending.front().seq <= until) {
+    const std::vector<std::uint64_t> after = s->pending.front().after;  // a copy: a fault clears the queue
+    for (std::uint64_t seq : after) {
+      auto waited = r.queued.find(seq);
+      if (waited != r.queued.end()) run_stream(waited->second, seq);
+      if (r.sticky != cudaSuccess) return;
     }
+    run_front(s);
+  }
+}
+
+// Runs all the work of `streams` (and what it depends on). The stream whose newest op is the newest goes
+// first, not the order of issue: of two streams that nothing orders, the consumer usually issued its work
+// last, and running it first shows a missing cudaStreamWaitEvent as a stale read.
+cudaError_t run_all_of(const std::vector<Stream*>& streams) {
+  Runtime& r = runtime();
+  abort_if_executing();
+  for (;;) {
+    if (r.sticky != cudaSuccess) return drop_queued_work();
     Stream* next = nullptr;
     for (Stream* s : streams)
-      if (!s->pending.empty() && s->pending.front().seq <= until &&
-          (next == nullptr || s->pending.front().seq < next->pending.front().seq))
-        next = s;
+      if (!s->pending.empty() && (next == nullptr || s->pending.back().seq > next->pending.back().seq)) next = s;
     if (next == nullptr) return cudaSuccess;
-    Op op = std::move(next->pending.front());
-    next->pending.pop_front();
-    r.executing = true;
-    op.work();
-    r.executing = false;
-    check_guards(op.what);
+    run_stream(next, UINT64_MAX);
   }
+}
+
+// The ops that a new op on `s` implicitly waits for (the legacy default stream's rules): on the legacy
+// stream, the newest queued op of every blocking stream; on a blocking stream, the legacy stream's newest.
+// (Ops that have run need no wait; stream order covers the older ones.)
+std::vector<std::uint64_t> implicit_waits(Stream* s) {
+  Runtime& r = runtime();
+  std::vector<std::uint64_t> after;
+  if (s == &r.legacy) {
+    for (auto& [handle, other] : r.streams)
+      if (other->blocking() && !other->pending.empty()) after.push_back(other->pending.back().seq);
+  } else if (s->blocking() && !r.legacy.pending.empty()) {
+    after.push_back(r.legacy.pending.back().seq);
+  }
+  return after;
+}
+
+// Queues `op` on `s` (not being captured) with the implicit waits and `extra` ones; returns its seq.
+std::uint64_t queue(Stream* s, const char* what, std::function<void()> work, std::vector<std::uint64_t> extra = {}) {
+  Runtime& r = runtime();
+  Op op{r.next_seq++, what, std::move(work), implicit_waits(s)};
+  op.after.insert(op.after.end(), extra.begin(), extra.end());
+  r.queued.emplace(op.seq, s);
+  s->pending.push_back(std::move(op));
+  return r.next_seq - 1;
 }
 
 }  // namespace
@@ -79,14 +136,20 @@ void invalidate(Capture& c, cudaError_t error) {
 }
 
 cudaError_t run_until(Stream* stream, std::uint64_t seq) {
-  if (!stream->blocking()) return run_streams({stream}, seq);
-  std::vector<Stream*> ordered;  // the legacy stream and every blocking stream are ordered together
-  for (Stream* s : all_streams())
-    if (s->blocking()) ordered.push_back(s);
-  return run_streams(ordered, seq);
+  Runtime& r = runtime();
+  abort_if_executing();
+  if (r.sticky == cudaSuccess) run_stream(stream, seq);
+  return r.sticky != cudaSuccess ? drop_queued_work() : cudaSuccess;
 }
 
-cudaError_t run_everything() { return run_streams(all_streams(), UINT64_MAX); }
+cudaError_t run_legacy_and_blocking() {
+  std::vector<Stream*> ordered;
+  for (Stream* s : all_streams())
+    if (s->blocking()) ordered.push_back(s);  // the legacy stream counts as blocking
+  return run_all_of(ordered);
+}
+
+cudaError_t run_everything() { return run_all_of(all_streams()); }
 
 cudaError_t forbidden_during_capture() {
   for (Stream* s : all_streams()) {
@@ -119,13 +182,13 @@ cudaError_t enqueue(cudaStream_t handle, const char* what, std::function<void()>
   if (!ok) return cudaErrorInvalidResourceHandle;
   if (s->capture) {
     if (s->capture->invalidated != cudaSuccess) return cudaErrorStreamCaptureInvalidated;
-    s->capture->nodes.push_back(Op{0, what, std::move(work)});
+    s->capture->nodes.push_back(Op{0, what, std::move(work), {}});
     return cudaSuccess;
   }
   if (s == &r.legacy) {
     if (const cudaError_t e = implicit_legacy_dependency(); e != cudaSuccess) return e;
   }
-  s->pending.push_back(Op{r.next_seq++, what, std::move(work)});
+  queue(s, what, std::move(work));
   return cudaSuccess;
 }
 
@@ -205,6 +268,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   }
   if (s == &r.legacy) {
     if (const cudaError_t e = implicit_legacy_dependency(); e != cudaSuccess) return fail(e);
+    return fail(run_legacy_and_blocking());
   }
   return fail(run_until(s, UINT64_MAX));
 }
@@ -253,18 +317,52 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (!ok) return fail(cudaErrorInvalidResourceHandle);
   if (const cudaError_t e = enqueue(stream, "cudaEventRecord", [] {}); e != cudaSuccess) return fail(e);
   // Recorded into a graph, the event marks no point of any stream's queue.
-  found->second->stream = s->capture ? nullptr : s;
   found->second->seq = s->capture ? 0 : r.next_seq - 1;
+  found->second->capture = s->capture ? s->capture->id : 0;
   return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  std::lock_guard lock(runtime().mutex);
-  auto found = runtime().events.find(event);
-  if (found == runtime().events.end()) return fail(cudaErrorInvalidResourceHandle);
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  auto found = r.events.find(event);
+  if (found == r.events.end()) return fail(cudaErrorInvalidResourceHandle);
   if (const cudaError_t e = forbidden_during_capture(); e != cudaSuccess) return fail(e);
-  if (found->second->stream == nullptr) return cudaSuccess;  // never recorded: complete
-  return fail(run_until(found->second->stream, found->second->seq));
+  if (found->second->seq == 0) return cudaSuccess;  // never recorded: complete
+  auto queued = r.queued.find(found->second->seq);
+  if (queued == r.queued.end()) return fail(r.sticky);  // it ran (or the device faulted)
+  return fail(run_until(queued->second, found->second->seq));
+}
+
+// The ops queued on `stream` after this call run after the op the event was last recorded as (and so after
+// everything before it on its stream). Waiting within one capture for an event recorded earlier in it is
+// stream order already; a capture joined across streams (a fork or join through an event) is not emulated.
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
+  Runtime& r = runtime();
+  std::lock_guard lock(r.mutex);
+  auto found = r.events.find(event);
+  if (found == r.events.end()) return fail(cudaErrorInvalidResourceHandle);
+  bool ok = false;
+  Stream* s = resolve(stream, &ok);
+  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  if (flags != cudaEventWaitDefault) return fail(cudaErrorInvalidValue);  // cudaEventWaitExternal: capture only
+  if (r.sticky != cudaSuccess) return fail(r.sticky);
+  const EventData& e = *found->second;
+  if (s->capture && e.capture == s->capture->id) return cudaSuccess;
+  if (s->capture || e.capture != 0) {
+    std::fprintf(stderr, "dropnet emulated device: cudaStreamWaitEvent across a capture boundary is not emulated\n");
+    for (Stream* capturing : all_streams())  // the capture waiting, and the one the event was recorded in
+      if (capturing->capture && (capturing == s || capturing->capture->id == e.capture))
+        invalidate(*capturing->capture, cudaErrorNotSupported);
+    return fail(cudaErrorNotSupported);
+  }
+  if (s == &r.legacy) {
+    if (const cudaError_t err = implicit_legacy_dependency(); err != cudaSuccess) return fail(err);
+  }
+  std::vector<std::uint64_t> after;
+  if (e.seq != 0) after.push_back(e.seq);  // never recorded: nothing to wait for
+  queue(s, "cudaStreamWaitEvent", [] {}, std::move(after));
+  return cudaSuccess;
 }
 
 // ---- capture and graphs ----------------------------------------------------------------------------
@@ -277,6 +375,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mo
   if (s == &runtime().legacy) return fail(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot
   if (s->capture) return fail(cudaErrorIllegalState);
   s->capture = std::make_unique<Capture>();
+  s->capture->id = runtime().next_capture++;
   s->capture->mode = mode;
   s->capture->thread = std::this_thread::get_id();
   return cudaSuccess;

@@ -1,7 +1,7 @@
 // Tests of the emulated device itself: that it catches what it is there to catch (a missing barrier, a
-// write past a buffer, a barrier that can never open, a host read without its wait, a value frozen into a
-// graph, calls CUDA forbids during capture). A fault makes the device's error sticky, as on a GPU, so
-// those cases run in a child process.
+// write past a buffer, a barrier that can never open, a host read without its wait, a stream reading
+// another's output without waiting for it, a value frozen into a graph, calls CUDA forbids during
+// capture). A fault makes the device's error sticky, as on a GPU, so those cases run in a child process.
 #include "support/catch.hpp"
 
 #include <cuda_runtime.h>
@@ -161,6 +161,84 @@ TEST_CASE("work queued on a stream runs only when the host waits for it", "[emul
   cudaStreamDestroy(s);
 }
 
+// Stream A writes `in` (a kernel), stream B copies it to `out`, the host waits in one of the ways below and
+// reads `out`. Blocking streams, as the CUDA backend's.
+TEST_CASE("a stream sees another stream's write only when it waits for it (cudaStreamWaitEvent)", "[emulation]") {
+  cudaStream_t a = nullptr, b = nullptr;
+  REQUIRE(cudaStreamCreate(&a) == cudaSuccess);
+  REQUIRE(cudaStreamCreate(&b) == cudaSuccess);
+  cudaEvent_t written = nullptr, copied = nullptr;
+  REQUIRE(cudaEventCreate(&written) == cudaSuccess);
+  REQUIRE(cudaEventCreate(&copied) == cudaSuccess);
+  DeviceFloats in(4), out(4);
+  auto wait_and_read = [&](const std::string& how) {
+    if (how == "cudaStreamSynchronize(B)") REQUIRE(cudaStreamSynchronize(b) == cudaSuccess);
+    if (how == "cudaEventSynchronize on B") {
+      REQUIRE(cudaEventRecord(copied, b) == cudaSuccess);
+      REQUIRE(cudaEventSynchronize(copied) == cudaSuccess);
+    }
+    if (how == "a copy on B to pageable memory") {  // complete when the call returns
+      std::vector<float> host(4);
+      REQUIRE(cudaMemcpyAsync(host.data(), out.p, 4 * sizeof(float), cudaMemcpyDeviceToHost, b) == cudaSuccess);
+      return host;
+    }
+    if (how == "cudaDeviceSynchronize") REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    return out.read();  // on the legacy stream: runs A's fill now, after B's copy if that ran first
+  };
+  for (const std::string how : {"cudaStreamSynchronize(B)", "cudaEventSynchronize on B",
+                                "a copy on B to pageable memory", "cudaDeviceSynchronize"}) {
+    for (const bool wait : {true, false}) {
+      INFO(how << (wait ? " after cudaStreamWaitEvent" : " without cudaStreamWaitEvent"));
+      in.write({1, 1, 1, 1});
+      out.write({0, 0, 0, 0});
+      t::fill_to(in.p, 4, 4, 7.0f, a);
+      REQUIRE(cudaEventRecord(written, a) == cudaSuccess);
+      if (wait) REQUIRE(cudaStreamWaitEvent(b, written, 0) == cudaSuccess);
+      REQUIRE(cudaMemcpyAsync(out.p, in.p, 4 * sizeof(float), cudaMemcpyDeviceToDevice, b) == cudaSuccess);
+      // Without the wait, B copies `in` before A's fill runs: the missing dependency shows as the old values.
+      CHECK(wait_and_read(how) == (wait ? std::vector<float>{7, 7, 7, 7} : std::vector<float>{1, 1, 1, 1}));
+      REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    }
+  }
+  cudaEventDestroy(written);
+  cudaEventDestroy(copied);
+  cudaStreamDestroy(a);
+  cudaStreamDestroy(b);
+}
+
+TEST_CASE("the legacy default stream orders blocking streams, not non-blocking ones", "[emulation]") {
+  cudaStream_t blocking = nullptr, non_blocking = nullptr;
+  REQUIRE(cudaStreamCreate(&blocking) == cudaSuccess);
+  REQUIRE(cudaStreamCreateWithFlags(&non_blocking, cudaStreamNonBlocking) == cudaSuccess);
+  cudaEvent_t copied = nullptr;
+  REQUIRE(cudaEventCreate(&copied) == cudaSuccess);
+  DeviceFloats in(4), out(4);
+  for (cudaStream_t s : {blocking, non_blocking}) {
+    const bool ordered = s == blocking;
+    INFO((ordered ? "blocking stream" : "non-blocking stream"));
+    // Legacy-stream work, then a copy on `s` of what it wrote: no event between them.
+    in.write({1, 1, 1, 1});
+    out.write({0, 0, 0, 0});
+    t::fill_to(in.p, 4, 4, 3.0f, nullptr);
+    REQUIRE(cudaMemcpyAsync(out.p, in.p, 4 * sizeof(float), cudaMemcpyDeviceToDevice, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    CHECK(out.read() == (ordered ? std::vector<float>{3, 3, 3, 3} : std::vector<float>{1, 1, 1, 1}));
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    // Work on `s`, then a copy on the legacy stream, waited for through an event on the legacy stream only.
+    in.write({1, 1, 1, 1});
+    out.write({0, 0, 0, 0});
+    t::fill_to(in.p, 4, 4, 5.0f, s);
+    REQUIRE(cudaMemcpyAsync(out.p, in.p, 4 * sizeof(float), cudaMemcpyDeviceToDevice, nullptr) == cudaSuccess);
+    REQUIRE(cudaEventRecord(copied, nullptr) == cudaSuccess);
+    REQUIRE(cudaEventSynchronize(copied) == cudaSuccess);
+    CHECK(out.read() == (ordered ? std::vector<float>{5, 5, 5, 5} : std::vector<float>{1, 1, 1, 1}));
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  }
+  cudaEventDestroy(copied);
+  cudaStreamDestroy(blocking);
+  cudaStreamDestroy(non_blocking);
+}
+
 TEST_CASE("a graph replays the argument values it was recorded with and reads device memory afresh",
           "[emulation]") {
   cudaStream_t s = nullptr;
@@ -213,4 +291,39 @@ TEST_CASE("calls CUDA forbids during capture fail and invalidate it", "[emulatio
                   cudaErrorStreamCaptureUnsupported);
   CHECK(cudaStreamSynchronize(s) == cudaSuccess);  // the stream is usable again
   cudaStreamDestroy(s);
+}
+
+TEST_CASE("cudaStreamWaitEvent within one capture is stream order; across a capture's boundary it is refused",
+          "[emulation]") {
+  cudaStream_t s = nullptr, other = nullptr;
+  REQUIRE(cudaStreamCreate(&s) == cudaSuccess);
+  REQUIRE(cudaStreamCreate(&other) == cudaSuccess);
+  cudaEvent_t inside = nullptr, outside = nullptr;
+  REQUIRE(cudaEventCreate(&inside) == cudaSuccess);
+  REQUIRE(cudaEventCreate(&outside) == cudaSuccess);
+  REQUIRE(cudaEventRecord(outside, other) == cudaSuccess);
+  DeviceFloats p(4);
+  cudaGraph_t g = nullptr;
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  t::fill_to(p.p, 4, 4, 1.0f, s);
+  REQUIRE(cudaEventRecord(inside, s) == cudaSuccess);
+  CHECK(cudaStreamWaitEvent(s, inside, 0) == cudaSuccess);
+  REQUIRE(cudaStreamEndCapture(s, &g) == cudaSuccess);
+  CHECK(cudaGraphDestroy(g) == cudaSuccess);
+  // A fork (another stream waits for an event recorded in the capture) and a wait for an event recorded
+  // outside it are not emulated: refused, and the capture with them.
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  REQUIRE(cudaEventRecord(inside, s) == cudaSuccess);
+  CHECK(cudaStreamWaitEvent(other, inside, 0) == cudaErrorNotSupported);
+  CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated);
+  REQUIRE(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal) == cudaSuccess);
+  CHECK(cudaStreamWaitEvent(s, outside, 0) == cudaErrorNotSupported);
+  CHECK(cudaStreamEndCapture(s, &g) == cudaErrorStreamCaptureInvalidated);
+  (void)cudaGetLastError();
+  CHECK(cudaStreamSynchronize(other) == cudaSuccess);  // both streams are usable again
+  CHECK(cudaStreamSynchronize(s) == cudaSuccess);
+  cudaEventDestroy(inside);
+  cudaEventDestroy(outside);
+  cudaStreamDestroy(s);
+  cudaStreamDestroy(other);
 }
