@@ -80,6 +80,8 @@ struct Thread {
   ThreadContext ctx{};
   State state = State::Unstarted;
   unsigned warp_mask = 0;      // the lanes an AtWarpBarrier thread waits for
+  const char* site_file = nullptr;  // the __syncthreads() an AtBlockBarrier thread waits at
+  int site_line = 0;
   Worker* worker = nullptr;    // the fiber running it, once started
 };
 
@@ -209,37 +211,75 @@ std::string describe(const Block& b) {
          std::to_string(b.ctx.block_idx.y) + ", " + std::to_string(b.ctx.block_idx.z) + ")";
 }
 
-// Opens the barriers whose threads have all arrived. Returns whether any opened.
-bool release_barriers(Block& b) {
-  bool released = false;
+std::string site(const Thread& t) {
+  return std::string(t.site_file != nullptr ? t.site_file : "?") + ":" + std::to_string(t.site_line);
+}
+
+// Opens the block barrier when every live thread has arrived, all at one call site (else a fault).
+bool release_block_barrier(Block& b) {
   std::size_t live = 0, at_block = 0;
+  const Thread* first = nullptr;
   for (const Thread& t : b.threads) {
     live += t.state != State::Done;
-    at_block += t.state == State::AtBlockBarrier;
-  }
-  if (at_block > 0 && at_block == live) {
-    for (Thread& t : b.threads)
-      if (t.state == State::AtBlockBarrier) t.state = State::Ready;
-    released = true;
-  }
-  const std::size_t n = b.threads.size();
-  for (std::size_t warp = 0; warp * 32 < n; ++warp) {
-    for (std::size_t lane = 0; lane < 32 && warp * 32 + lane < n; ++lane) {
-      Thread& t = b.threads[warp * 32 + lane];
-      if (t.state != State::AtWarpBarrier) continue;
-      bool all = true;
-      for (std::size_t other = 0; other < 32 && all; ++other) {
-        if (((t.warp_mask >> other) & 1u) == 0) continue;
-        const std::size_t i = warp * 32 + other;
-        all = i < n && b.threads[i].state == State::AtWarpBarrier && b.threads[i].warp_mask == t.warp_mask;
-      }
-      if (!all) continue;
-      for (std::size_t other = 0; other < 32; ++other)
-        if ((t.warp_mask >> other) & 1u) b.threads[warp * 32 + other].state = State::Ready;
-      released = true;
+    if (t.state != State::AtBlockBarrier) continue;
+    ++at_block;
+    if (first == nullptr) first = &t;
+    else if (t.site_line != first->site_line ||
+             std::strcmp(t.site_file ? t.site_file : "", first->site_file ? first->site_file : "") != 0) {
+      b.fault = describe(b) + ": threads wait at different __syncthreads() (thread " +
+                std::to_string(first->ctx.linear) + " at " + site(*first) + ", thread " + std::to_string(t.ctx.linear) +
+                " at " + site(t) + "): a barrier in divergent code, which CUDA leaves undefined";
+      return false;
     }
   }
+  if (at_block == 0 || at_block != live) return false;
+  for (Thread& t : b.threads)
+    if (t.state == State::AtBlockBarrier) t.state = State::Ready;
+  return true;
+}
+
+// Opens the warp barriers of `warp` whose lanes have all arrived. Returns whether any opened.
+bool release_warp_barriers(Block& b, std::size_t warp) {
+  bool released = false;
+  const std::size_t n = b.threads.size();
+  for (std::size_t lane = 0; lane < 32 && warp * 32 + lane < n; ++lane) {
+    Thread& t = b.threads[warp * 32 + lane];
+    if (t.state != State::AtWarpBarrier) continue;
+    bool all = true;
+    for (std::size_t other = 0; other < 32 && all; ++other) {
+      if (((t.warp_mask >> other) & 1u) == 0) continue;
+      const std::size_t i = warp * 32 + other;
+      all = i < n && b.threads[i].state == State::AtWarpBarrier && b.threads[i].warp_mask == t.warp_mask;
+    }
+    if (!all) continue;
+    for (std::size_t other = 0; other < 32; ++other)
+      if ((t.warp_mask >> other) & 1u) b.threads[warp * 32 + other].state = State::Ready;
+    released = true;
+  }
   return released;
+}
+
+// Opens the barriers whose threads have all arrived. Returns whether any opened.
+bool release_barriers(Block& b) {
+  bool released = release_block_barrier(b);
+  for (std::size_t warp = 0; warp * 32 < b.threads.size(); ++warp) released = release_warp_barriers(b, warp) || released;
+  return released;
+}
+
+// Runs the warp of `t` ahead of the others: while its lanes open their warp barriers, they go on (in the
+// block's order) to their next barrier, so a warp never waits for other warps at a __syncwarp or shuffle.
+void run_warp_ahead(Block& b, const Thread& t) {
+  const std::size_t warp = static_cast<std::size_t>(t.ctx.linear) / 32;
+  const std::size_t saved_cursor = b.cursor;  // the outer pass goes on from where it was
+  while (b.fault.empty() && release_warp_barriers(b, warp)) {
+    for (int i : *b.order) {
+      Thread& lane = b.threads[static_cast<std::size_t>(i)];
+      if (static_cast<std::size_t>(lane.ctx.linear) / 32 != warp || lane.state != State::Ready) continue;
+      resume(b, *lane.worker);
+      if (!b.fault.empty()) break;
+    }
+  }
+  b.cursor = saved_cursor;
 }
 
 bool run_block(Block& b, const std::vector<int>& order, WorkerPool& pool) {
@@ -268,6 +308,7 @@ bool run_block(Block& b, const std::vector<int>& order, WorkerPool& pool) {
       }
       resume(b, *t.worker);  // may run the threads after it too, moving b.cursor on
       ran = true;
+      if (t.state == State::AtWarpBarrier) run_warp_ahead(b, t);
     }
     if (!b.fault.empty()) break;
     if (std::all_of(b.threads.begin(), b.threads.end(), [](const Thread& t) { return t.state == State::Done; })) break;
@@ -309,8 +350,11 @@ ThreadContext& current_thread() {
   return running_worker->thread->ctx;
 }
 
-void sync_block() {
+void sync_block(const char* file, int line) {
   current_thread();
+  Thread& t = *running_worker->thread;
+  t.site_file = file;
+  t.site_line = line;
   wait(State::AtBlockBarrier);
 }
 

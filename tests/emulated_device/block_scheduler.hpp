@@ -7,6 +7,13 @@
 // thread it waits for has reached it, exactly like the hardware's; threads that returned no longer count,
 // as on sm_70 and later.
 //
+// Warps do not move in lockstep: when every lane of a warp has reached its warp barrier (__syncwarp or a
+// shuffle), that warp goes on at once, up to its next barrier, while the other warps wait where they are.
+// So a warp runs ahead of the others exactly as far as the barriers allow, and a __syncwarp() where a
+// __syncthreads() is needed (one warp reading what another has not yet written) shows. All threads that
+// wait at a block barrier must have reached the same __syncthreads() call site; threads at different
+// sites (a barrier in divergent code, which CUDA leaves undefined) are a fault.
+//
 // The order is chosen per run (DROPNET_EMULATION_THREAD_ORDER):
 //   forward   thread 0, 1, 2, ... (a missing barrier shows where low threads read what high ones write)
 //   reverse   the last thread first (it shows where high threads read what low ones write)
@@ -49,7 +56,8 @@ struct ThreadContext {
 // __device__ function called from host code).
 ThreadContext& current_thread();
 
-void sync_block();
+// `file` and `line` name the __syncthreads() call site: threads waiting at different sites are a fault.
+void sync_block(const char* file = nullptr, int line = 0);
 void sync_warp(unsigned mask = 0xffffffffu);
 
 // One warp exchange: every lane in `mask` publishes `bytes` of `value`, waits for the others, reads the

@@ -43,7 +43,36 @@ __global__ void warp_sum_kernel(const float* in, float* out) {
 
 __global__ void add_kernel(float* p, float by_value, const float* by_pointer) { p[0] += by_value + *by_pointer; }
 
+// Two warps each sum their 32 values, then thread 0 adds the two warp sums from shared memory. Which
+// barrier orders warp 1's write before thread 0's read: __syncthreads() (right) or __syncwarp() (wrong: it
+// orders lanes of one warp only, so warp 0 may read warp 1's slot before warp 1 has written it).
+__global__ void cross_warp_sum_kernel(const float* in, float* out, bool block_barrier) {
+  __shared__ float warp_sums[2];
+  float v = in[threadIdx.x];
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = v;
+  if (block_barrier) __syncthreads();
+  else __syncwarp();
+  if (threadIdx.x == 0) out[0] = warp_sums[0] + warp_sums[1];
+}
+
+// The even threads reach one __syncthreads(), the odd ones another: undefined in CUDA (a barrier in
+// divergent code), a fault on the emulated device even though every thread reaches "a" barrier.
+__global__ void split_barrier_kernel(float* p) {
+  if (threadIdx.x % 2 == 0) {
+    __syncthreads();
+  } else {
+    __syncthreads();
+  }
+  p[threadIdx.x] = 1.0f;
+}
+
 }  // namespace
+
+void cross_warp_sum(const float* in, float* out, bool block_barrier, void* stream) {
+  DROPNET_LAUNCH(cross_warp_sum_kernel, dim3(1), dim3(64), stream, in, out, block_barrier);
+}
+void split_barrier(float* p, void* stream) { DROPNET_LAUNCH(split_barrier_kernel, dim3(1), dim3(64), stream, p); }
 
 void block_sum(const float* in, float* out, int blocks, bool barrier, void* stream) {
   DROPNET_LAUNCH(block_sum_kernel, dim3(blocks), dim3(256), stream, in, out, barrier);

@@ -9,7 +9,9 @@
 //                                                       "dropnet_shared", refilled with NaN bytes before
 //                                                       every block (so a read before a write shows)
 //   threadIdx, blockIdx, blockDim, gridDim              the running emulated thread's coordinates
-//   __syncthreads()                                     a real barrier among the block's threads
+//   __syncthreads()                                     a real barrier among the block's threads (all at
+//                                                       one call site: else a fault, as CUDA leaves it
+//                                                       undefined)
 //   __shfl_xor_sync / _down_ / _up_ / __shfl_sync       an exchange among the warp's 32 lanes
 //   atomicAdd, atomicMax, atomicMin, atomicCAS, ...     read-modify-write (blocks never interleave
 //                                                       inside one of them: see block_scheduler.hpp)
@@ -52,7 +54,7 @@
 #define blockDim (::dropnet::emulated::current_thread().block->block_dim)
 #define gridDim (::dropnet::emulated::current_thread().block->grid_dim)
 #define warpSize 32
-#define __syncthreads() ::dropnet::emulated::sync_block()
+#define __syncthreads() ::dropnet::emulated::sync_block(__FILE__, __LINE__)
 #define __syncwarp(...) ::dropnet::emulated::sync_warp(__VA_ARGS__)
 
 namespace dropnet::emulated {

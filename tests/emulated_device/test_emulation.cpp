@@ -92,6 +92,40 @@ TEST_CASE("warp shuffles exchange among the 32 lanes of each warp", "[emulation]
   for (int i = 0; i < 64; ++i) CHECK(got[static_cast<std::size_t>(i)] == (i < 32 ? 496.0f : 1520.0f));
 }
 
+TEST_CASE("warps do not move in lockstep: __syncwarp where __syncthreads is needed gives a wrong sum",
+          "[emulation]") {
+  OrderGuard guard;
+  std::vector<float> values(64);
+  for (int i = 0; i < 64; ++i) values[static_cast<std::size_t>(i)] = static_cast<float>(i);
+  DeviceFloats in(64), out(1);
+  in.write(values);
+  auto sum_right = [&](bool block_barrier) {
+    t::cross_warp_sum(in.p, out.p, block_barrier, nullptr);
+    return out.read()[0] == 2016.0f;
+  };
+  int caught = 0;
+  for (const char* order : {"forward", "reverse", "shuffle"}) {
+    emu::set_thread_order(order);
+    INFO("order " << order);
+    CHECK(sum_right(true));
+    caught += sum_right(false) ? 0 : 1;
+  }
+  // Forward: warp 0 runs ahead past its __syncwarp and reads warp 1's slot before warp 1 has written it.
+  CHECK(caught >= 1);
+  emu::set_thread_order("forward");
+  CHECK_FALSE(sum_right(false));
+}
+
+TEST_CASE("threads waiting at different __syncthreads() call sites are a device fault", "[emulation]") {
+  const int code = in_child([] {
+    float* p = nullptr;
+    cudaMalloc(&p, 64 * sizeof(float));
+    t::split_barrier(p, nullptr);
+    return cudaDeviceSynchronize() == cudaErrorLaunchFailure ? cudaSuccess : cudaErrorUnknown;
+  });
+  CHECK(code == 0);
+}
+
 TEST_CASE("a kernel writing one element past its buffer is a sticky device fault", "[emulation]") {
   const int code = in_child([] {
     float* p = nullptr;
