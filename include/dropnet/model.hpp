@@ -50,7 +50,10 @@ class DROPNET_EXPORT Callback {
 struct CompileOptions {
   Adam optimizer{};
   std::string loss = "categorical_crossentropy";    // the only loss: on a softmax output, from logits
-  std::vector<std::string> metrics = {"accuracy"};  // "accuracy" (categorical) or none
+  // "accuracy" (categorical) or none. Written as a constructor call, not = {"accuracy"}: that braced list
+  // makes GCC 12 (Debian 12's compiler) stop with an internal compiler error (check_noexcept_r) wherever
+  // compile({.device = ..., .seed = ...}) appears inside a function template (tests/cpu/test_api_templates.cpp).
+  std::vector<std::string> metrics = std::vector<std::string>(1, "accuracy");
   std::optional<Device> device;                     // default: CUDA when available, else CPU
   // Seeds weight initialisation, unseeded dropout layers and shuffling. Default: a random seed
   // (as Keras without set_random_seed); seed() tells which was used.
