@@ -82,6 +82,8 @@ struct Thread {
   unsigned warp_mask = 0;      // the lanes an AtWarpBarrier thread waits for
   const char* site_file = nullptr;  // the __syncthreads() an AtBlockBarrier thread waits at
   int site_line = 0;
+  std::uint32_t block_epoch = 0;    // __syncthreads() passed (racecheck)
+  std::uint32_t warp_epoch = 0;     // warp barriers passed
   Worker* worker = nullptr;    // the fiber running it, once started
 };
 
@@ -356,6 +358,7 @@ void sync_block(const char* file, int line) {
   t.site_file = file;
   t.site_line = line;
   wait(State::AtBlockBarrier);
+  ++t.block_epoch;
 }
 
 void sync_warp(unsigned mask) {
@@ -379,6 +382,7 @@ void sync_warp(unsigned mask) {
     }
   }
   wait(State::AtWarpBarrier, mask);
+  ++running_worker->thread->warp_epoch;
 }
 
 void warp_exchange(unsigned mask, const void* value, std::size_t bytes, int source_lane, void* out) {
@@ -389,6 +393,22 @@ void warp_exchange(unsigned mask, const void* value, std::size_t bytes, int sour
   const bool in_mask = source_lane >= 0 && source_lane < 32 && ((mask >> source_lane) & 1u) != 0;
   std::memcpy(out, in_mask ? &running_block->threads[source].ctx.slot : &t.slot, bytes);
   sync_warp(mask);
+}
+
+bool thread_position(ThreadPosition& out) {
+  if (running_worker == nullptr || running_worker->thread == nullptr || running_block == nullptr) return false;
+  const Thread& t = *running_worker->thread;
+  const BlockContext& c = running_block->ctx;
+  out.block = c.block_idx.x + c.block_idx.y * c.grid_dim.x + c.block_idx.z * c.grid_dim.x * c.grid_dim.y;
+  out.thread = static_cast<std::uint32_t>(t.ctx.linear);
+  out.block_epoch = t.block_epoch;
+  out.warp_epoch = t.warp_epoch;
+  return true;
+}
+
+void shared_memory_range(const char*& begin, const char*& end) {
+  begin = __start_dropnet_shared;
+  end = __stop_dropnet_shared;
 }
 
 void set_thread_order(const char* order) { chosen_order = order != nullptr ? parse_order(order) : env_order; }

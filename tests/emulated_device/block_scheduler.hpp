@@ -74,6 +74,16 @@ T exchange_in_warp(unsigned mask, T value, SourceLane source_lane) {
   return out;
 }
 
+// Where the running emulated thread is, for racecheck (memory_check.cpp): its block (linear index) and
+// thread (linear index in the block), and how many __syncthreads() and warp barriers (__syncwarp, shuffles)
+// it has passed. False outside a kernel's thread.
+struct ThreadPosition {
+  std::uint32_t block = 0, thread = 0, block_epoch = 0, warp_epoch = 0;
+};
+bool thread_position(ThreadPosition& out);
+// The bytes that hold every __shared__ variable (one copy, refilled before each block); null when none.
+void shared_memory_range(const char*& begin, const char*& end);
+
 // Tests of the emulation choose the order themselves: "forward", "reverse", "shuffle", or null for the
 // environment's (default forward).
 void set_thread_order(const char* order);

@@ -31,6 +31,7 @@
 #include <utility>
 
 #include "emulated_device/block_scheduler.hpp"
+#include "emulated_device/memory_check.hpp"
 
 #undef __global__
 #undef __device__
@@ -83,9 +84,19 @@ T shfl(unsigned mask, T value, int src_lane, int width) {
 }
 
 // Atomics: a thread is never preempted inside one (fibers switch only at barriers and shuffles, and blocks
-// do not run concurrently), so a plain read-modify-write is atomic here. They return the old value.
+// do not run concurrently), so a plain read-modify-write is atomic here. They return the old value, and
+// racecheck does not count their accesses (a non-atomic update of memory other blocks update is a race).
+// The accesses inside are an atomic's: racecheck does not count them (memory_check.hpp).
+struct AtomicScope {
+  AtomicScope() { begin_atomic(); }
+  ~AtomicScope() { end_atomic(); }
+  AtomicScope(const AtomicScope&) = delete;
+  AtomicScope& operator=(const AtomicScope&) = delete;
+};
+
 template <typename T>
 T atomic_update(T* address, T value, T (*op)(T, T)) {
+  const AtomicScope atomic;
   const T old = *address;
   *address = op(old, value);
   return old;
@@ -132,6 +143,7 @@ inline T atomicExch(T* address, T value) {
 }
 template <typename T>
 inline T atomicCAS(T* address, T compare, T value) {
+  const ::dropnet::emulated::AtomicScope atomic;
   const T old = *address;
   if (old == compare) *address = value;
   return old;

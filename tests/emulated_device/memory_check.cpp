@@ -6,8 +6,10 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
+#include "emulated_device/block_scheduler.hpp"
 #include "emulated_device/device_state.hpp"
 #include "emulated_device/runtime_state.hpp"
 
@@ -19,6 +21,24 @@ bool initcheck_from_environment() {
   return v != nullptr && std::strcmp(v, "1") == 0;
 }
 bool g_initcheck = initcheck_from_environment();
+
+bool racecheck_from_environment() {
+  const char* v = std::getenv("DROPNET_EMULATION_RACECHECK");
+  return v != nullptr && std::strcmp(v, "1") == 0;
+}
+bool g_racecheck = racecheck_from_environment();
+
+// racecheck's shadow of one 4-byte granule during a launch: its last write and last read.
+struct Access {
+  ThreadPosition at;
+  bool valid = false;
+};
+struct Granule {
+  Access write, read;
+};
+thread_local std::unordered_map<std::uintptr_t, Granule> t_granules;  // cleared at each launch
+thread_local bool t_race_reported = false;                            // one report per launch
+thread_local int t_atomic_depth = 0;
 
 // The queued operation running on this host thread (null outside queued work: the hooks then return at
 // once, since only queued work may touch device memory) and the kernel, if the operation is a launch.
@@ -53,6 +73,41 @@ Allocation* find_guarded(std::uintptr_t addr, std::uintptr_t& start) {
   return &it->second;
 }
 
+// Whether `before` happens before `now` by what CUDA guarantees within a launch (see memory_check.hpp).
+bool ordered(const ThreadPosition& before, const ThreadPosition& now, bool shared) {
+  if (before.block != now.block) return shared;  // shared memory: another block's own copy
+  if (before.thread == now.thread) return true;
+  if (now.block_epoch > before.block_epoch) return true;
+  return before.thread / 32 == now.thread / 32 && now.warp_epoch > before.warp_epoch;
+}
+
+std::string position(const ThreadPosition& p) {
+  return "thread " + std::to_string(p.thread) + " of block " + std::to_string(p.block);
+}
+
+// racecheck of one access by the running kernel thread; `where` names the memory for the report.
+void check_race(std::uintptr_t addr, std::size_t n, bool store, bool shared, const std::string& where,
+                std::uintptr_t base) {
+  ThreadPosition now;
+  if (t_atomic_depth > 0 || !thread_position(now)) return;
+  for (std::uintptr_t g = addr & ~std::uintptr_t{3}; g < addr + n; g += 4) {
+    Granule& cell = t_granules[g];
+    const Access* conflict = nullptr;
+    const char* kind = nullptr;
+    if (cell.write.valid && !ordered(cell.write.at, now, shared)) conflict = &cell.write, kind = store ? "write" : "read";
+    else if (store && cell.read.valid && !ordered(cell.read.at, now, shared)) conflict = &cell.read, kind = "write";
+    if (conflict != nullptr && !t_race_reported) {
+      t_race_reported = true;
+      device_fault(cudaErrorLaunchFailure,
+                   who() + ": data race on " + where + " at offset " + std::to_string(g - base) + ": " +
+                       position(now) + " " + kind + "s it, " + position(conflict->at) +
+                       (conflict == &cell.write ? " wrote it" : " read it") +
+                       ", and no __syncthreads(), warp barrier or atomic orders the two (racecheck)");
+    }
+    (store ? cell.write : cell.read) = Access{now, true};
+  }
+}
+
 void on_access(const void* p, std::size_t n, bool store) {
   if (t_operation == nullptr || n == 0) return;
   const auto addr = reinterpret_cast<std::uintptr_t>(p);
@@ -62,7 +117,15 @@ void on_access(const void* p, std::size_t n, bool store) {
     a = t_cached, start = t_cached_start;
   } else {
     a = find_guarded(addr, start);
-    if (a == nullptr) return;  // host memory: a local, __shared__, a double's own buffer
+    if (a == nullptr) {  // host memory: a local, a double's own buffer, or __shared__
+      if (g_racecheck && t_kernel != nullptr) {
+        const char *shared_begin = nullptr, *shared_end = nullptr;
+        shared_memory_range(shared_begin, shared_end);
+        const auto b = reinterpret_cast<std::uintptr_t>(shared_begin), e = reinterpret_cast<std::uintptr_t>(shared_end);
+        if (shared_begin != nullptr && addr >= b && addr + n <= e) check_race(addr, n, store, true, "shared memory", b);
+      }
+      return;
+    }
   }
   if (addr < start || addr + n > start + a->bytes) {
     const long long offset = static_cast<long long>(addr - start);
@@ -72,6 +135,7 @@ void on_access(const void* p, std::size_t n, bool store) {
     return;
   }
   t_cached = a, t_cached_start = start, t_cached_end = start + a->bytes;
+  if (g_racecheck && t_kernel != nullptr) check_race(addr, n, store, false, describe(*a), start);
   if (a->written.empty()) return;  // no initcheck for this allocation
   const std::size_t off = addr - start;
   if (store) {
@@ -96,7 +160,16 @@ bool memory_check_instrumented() {
 
 bool set_initcheck(bool on) { return std::exchange(g_initcheck, on); }
 bool initcheck_enabled() { return g_initcheck; }
-void set_running_kernel(const char* name) { t_kernel = name; }
+bool set_racecheck(bool on) { return std::exchange(g_racecheck, on); }
+bool racecheck_enabled() { return g_racecheck; }
+void begin_atomic() { ++t_atomic_depth; }
+void end_atomic() { --t_atomic_depth; }
+
+void set_running_kernel(const char* name) {
+  t_kernel = name;
+  t_granules.clear();  // racecheck looks within one launch: launches on a stream are ordered
+  t_race_reported = false;
+}
 
 std::function<void()> checked_work(const char* what, std::function<void()> work) {
   return [what = std::string(what), work = std::move(work)] {
@@ -118,22 +191,36 @@ void mark_written(const void* p, std::size_t bytes) {
 
 }  // namespace dropnet::emulated
 
-// The calls GCC's outline kernel-address instrumentation makes (see memory_check.hpp). Under ASan its
-// runtime defines them, and the kernels are compiled with ASan instead.
-#if !defined(__SANITIZE_ADDRESS__)
+// The calls GCC's ThreadSanitizer instrumentation makes (see memory_check.hpp): every load and store, by
+// size, and function entry and exit (unused here). Not under a real sanitizer, whose runtime defines them
+// (the kernels are then compiled with that sanitizer instead).
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 using dropnet::emulated::on_access;
 extern "C" {
-#define DROPNET_ACCESS_HOOKS(N)                                                  \
-  void __asan_load##N##_noabort(void* p) { on_access(p, N, false); }               \
-  void __asan_store##N##_noabort(void* p) { on_access(p, N, true); }
+#define DROPNET_ACCESS_HOOKS(N)                                                            \
+  void __tsan_read##N(void* p) { on_access(p, N, false); }                                  \
+  void __tsan_write##N(void* p) { on_access(p, N, true); }                                  \
+  void __tsan_unaligned_read##N(void* p) { on_access(p, N, false); }                        \
+  void __tsan_unaligned_write##N(void* p) { on_access(p, N, true); }
 DROPNET_ACCESS_HOOKS(1)
 DROPNET_ACCESS_HOOKS(2)
 DROPNET_ACCESS_HOOKS(4)
 DROPNET_ACCESS_HOOKS(8)
 DROPNET_ACCESS_HOOKS(16)
 #undef DROPNET_ACCESS_HOOKS
-void __asan_loadN_noabort(void* p, long n) { on_access(p, static_cast<std::size_t>(n), false); }
-void __asan_storeN_noabort(void* p, long n) { on_access(p, static_cast<std::size_t>(n), true); }
-void __asan_handle_no_return() {}
+void __tsan_read_range(void* p, unsigned long n) { on_access(p, n, false); }
+void __tsan_write_range(void* p, unsigned long n) { on_access(p, n, true); }
+void __tsan_func_entry(void*) {}
+void __tsan_func_exit() {}
+void __tsan_init() {}
+void __tsan_vptr_update(void**, void*) {}
+void __tsan_vptr_read(void**) {}
+// std::atomic and function-local statics' guards: the operation itself, unchecked (host-side state).
+unsigned char __tsan_atomic8_load(const volatile unsigned char* a, int) { return __atomic_load_n(a, __ATOMIC_SEQ_CST); }
+void __tsan_atomic8_store(volatile unsigned char* a, unsigned char v, int) { __atomic_store_n(a, v, __ATOMIC_SEQ_CST); }
+int __tsan_atomic32_load(const volatile int* a, int) { return __atomic_load_n(a, __ATOMIC_SEQ_CST); }
+void __tsan_atomic32_store(volatile int* a, int v, int) { __atomic_store_n(a, v, __ATOMIC_SEQ_CST); }
+long __tsan_atomic64_load(const volatile long* a, int) { return __atomic_load_n(a, __ATOMIC_SEQ_CST); }
+void __tsan_atomic64_store(volatile long* a, long v, int) { __atomic_store_n(a, v, __ATOMIC_SEQ_CST); }
 }
 #endif

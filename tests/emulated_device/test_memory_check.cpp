@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "emulated_device/block_scheduler.hpp"
 #include "emulated_device/memory_check.hpp"
+#include "emulation_kernels.hpp"
 #include "memory_check_kernels.hpp"
 
 namespace emu = dropnet::emulated;
@@ -39,7 +41,11 @@ Outcome in_child(const std::function<void()>& body) {
   const pid_t pid = fork();
   if (pid == 0) {
     dup2(fd, 2);
-    body();
+    try {
+      body();
+    } catch (...) {  // a failed REQUIRE: never back into the test runner from a child
+      _exit(254);
+    }
     _exit(static_cast<int>(cudaDeviceSynchronize()) & 0xFF);
   }
   int status = 0;
@@ -142,4 +148,60 @@ TEST_CASE("initcheck: a read of device memory nothing wrote faults even where a 
   });
   CHECK(written.error == code(cudaSuccess));
   CHECK(written.messages.empty());
+}
+
+TEST_CASE("racecheck: a cross-warp sum after __syncwarp where __syncthreads is needed is a race, in every order",
+          "[emulation][racecheck]") {
+  if (!emu::memory_check_instrumented()) {
+    WARN("racecheck needs memory_check's instrumentation, which the asan preset replaces by ASan: not run");
+    return;
+  }
+  const std::vector<float> values(64, 1.0f);
+  for (const char* order : {"forward", "reverse", "shuffle"}) {
+    INFO("order " << order);
+    const Outcome bad = in_child([&] {
+      emu::set_thread_order(order);
+      emu::set_racecheck(true);
+      t::cross_warp_sum(device_floats(64, &values), device_floats(1), false, nullptr);
+    });
+    CHECK(bad.error == code(cudaErrorLaunchFailure));
+    CHECK(has(bad.messages, "kernel cross_warp_sum_kernel: data race on shared memory"));
+    CHECK(has(bad.messages, "(racecheck)"));
+    const Outcome good = in_child([&] {
+      emu::set_thread_order(order);
+      emu::set_racecheck(true);
+      t::cross_warp_sum(device_floats(64, &values), device_floats(1), true, nullptr);
+    });
+    CHECK(good.error == code(cudaSuccess));
+    CHECK(good.messages.empty());
+  }
+}
+
+TEST_CASE("racecheck: a non-atomic update by several blocks is a race; atomicAdd is not", "[emulation][racecheck]") {
+  if (!emu::memory_check_instrumented()) {
+    WARN("racecheck needs memory_check's instrumentation, which the asan preset replaces by ASan: not run");
+    return;
+  }
+  const std::vector<float> zero(1, 0.0f);
+  const Outcome bad = in_child([&] {
+    emu::set_racecheck(true);
+    t::count_blocks(device_floats(1, &zero), 4, false, nullptr);
+  });
+  INFO("the child's messages: " << bad.messages);
+  CHECK(bad.error == code(cudaErrorLaunchFailure));
+  CHECK(has(bad.messages, "kernel count_blocks_kernel: data race on allocation"));
+  CHECK(has(bad.messages, "of block 0"));
+  // Without racecheck the emulation's blocks run one after another, and the lost update does not show.
+  float* p = device_floats(1, &zero);
+  t::count_blocks(p, 4, false, nullptr);
+  float got = 0;
+  REQUIRE(cudaMemcpy(&got, p, sizeof got, cudaMemcpyDeviceToHost) == cudaSuccess);
+  CHECK(got == 4.0f);
+  cudaFree(p);
+  const Outcome good = in_child([&] {
+    emu::set_racecheck(true);
+    t::count_blocks(device_floats(1, &zero), 4, true, nullptr);
+  });
+  CHECK(good.error == code(cudaSuccess));
+  CHECK(good.messages.empty());
 }
