@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 #include <unordered_map>
+#include <vector>
 #include <utility>
 
 #include "emulated_device/block_scheduler.hpp"
@@ -36,8 +37,15 @@ struct Access {
 struct Granule {
   Access write, read;
 };
-thread_local std::unordered_map<std::uintptr_t, Granule> t_granules;  // cleared at each launch
-thread_local bool t_race_reported = false;                            // one report per launch
+// The shadows of the memory the running launch touched: one flat array per allocation (by start address)
+// and one for the shared-memory section, made on first touch and dropped when the launch ends.
+struct Shadow {
+  std::uintptr_t start = 0, end = 0;
+  std::vector<Granule> granules;
+};
+thread_local std::unordered_map<std::uintptr_t, Shadow> t_shadows;
+thread_local Shadow* t_last_shadow = nullptr;  // the shadow the last checked access fell in
+thread_local bool t_race_reported = false;     // one report per launch
 thread_local int t_atomic_depth = 0;
 
 // The queued operation running on this host thread (null outside queued work: the hooks then return at
@@ -86,12 +94,23 @@ std::string position(const ThreadPosition& p) {
 }
 
 // racecheck of one access by the running kernel thread; `where` names the memory for the report.
-void check_race(std::uintptr_t addr, std::size_t n, bool store, bool shared, const std::string& where,
-                std::uintptr_t base) {
+// racecheck of one access by the running kernel thread to [base, end), which holds [addr, addr + n);
+// `where` names the memory for the report.
+void check_race(std::uintptr_t addr, std::size_t n, bool store, bool shared, const char* where, const Allocation* a,
+                std::uintptr_t base, std::uintptr_t end) {
   ThreadPosition now;
   if (t_atomic_depth > 0 || !thread_position(now)) return;
-  for (std::uintptr_t g = addr & ~std::uintptr_t{3}; g < addr + n; g += 4) {
-    Granule& cell = t_granules[g];
+  Shadow* sh = t_last_shadow;
+  if (sh == nullptr || sh->start != base) {
+    sh = &t_shadows[base];
+    if (sh->granules.empty()) {
+      sh->start = base, sh->end = end;
+      sh->granules.resize((end - base + 3) / 4);
+    }
+    t_last_shadow = sh;
+  }
+  for (std::uintptr_t g = (addr - base) / 4; g * 4 < addr + n - base; ++g) {
+    Granule& cell = sh->granules[g];
     const Access* conflict = nullptr;
     const char* kind = nullptr;
     if (cell.write.valid && !ordered(cell.write.at, now, shared)) conflict = &cell.write, kind = store ? "write" : "read";
@@ -99,7 +118,8 @@ void check_race(std::uintptr_t addr, std::size_t n, bool store, bool shared, con
     if (conflict != nullptr && !t_race_reported) {
       t_race_reported = true;
       device_fault(cudaErrorLaunchFailure,
-                   who() + ": data race on " + where + " at offset " + std::to_string(g - base) + ": " +
+                   who() + ": data race on " + (a != nullptr ? describe(*a) : std::string(where)) + " at offset " +
+                       std::to_string(g * 4) + ": " +
                        position(now) + " " + kind + "s it, " + position(conflict->at) +
                        (conflict == &cell.write ? " wrote it" : " read it") +
                        ", and no __syncthreads(), warp barrier or atomic orders the two (racecheck)");
@@ -122,7 +142,8 @@ void on_access(const void* p, std::size_t n, bool store) {
         const char *shared_begin = nullptr, *shared_end = nullptr;
         shared_memory_range(shared_begin, shared_end);
         const auto b = reinterpret_cast<std::uintptr_t>(shared_begin), e = reinterpret_cast<std::uintptr_t>(shared_end);
-        if (shared_begin != nullptr && addr >= b && addr + n <= e) check_race(addr, n, store, true, "shared memory", b);
+        if (shared_begin != nullptr && addr >= b && addr + n <= e)
+          check_race(addr, n, store, true, "shared memory", nullptr, b, e);
       }
       return;
     }
@@ -135,7 +156,7 @@ void on_access(const void* p, std::size_t n, bool store) {
     return;
   }
   t_cached = a, t_cached_start = start, t_cached_end = start + a->bytes;
-  if (g_racecheck && t_kernel != nullptr) check_race(addr, n, store, false, describe(*a), start);
+  if (g_racecheck && t_kernel != nullptr) check_race(addr, n, store, false, "", a, start, start + a->bytes);
   if (a->written.empty()) return;  // no initcheck for this allocation
   const std::size_t off = addr - start;
   if (store) {
@@ -167,7 +188,8 @@ void end_atomic() { --t_atomic_depth; }
 
 void set_running_kernel(const char* name) {
   t_kernel = name;
-  t_granules.clear();  // racecheck looks within one launch: launches on a stream are ordered
+  t_shadows.clear();  // racecheck looks within one launch: launches on a stream are ordered
+  t_last_shadow = nullptr;
   t_race_reported = false;
 }
 
