@@ -271,7 +271,7 @@ TEST_CASE("merge: shards of a variants study, and a study with other variants re
   CHECK(report.find("has the highest mean test accuracy") != std::string::npos);
   CHECK(report.find("| dropout@late:1 | 0 |") == std::string::npos);
   CHECK(report.find("it is trained once per seed, as dropout, rate 0") != std::string::npos);
-  CHECK(report.find("comparing 2 conditions with the baseline") != std::string::npos);
+  CHECK(report.find("within each metric over the 2 conditions compared with the baseline") != std::string::npos);
 
   SweepConfig other = c;
   other.variants = parse_variants("dropout,dropout@late:2", 2);

@@ -50,6 +50,8 @@ def stats_goldens():
              [25, 25, 31, -12, 25],                                # accuracy differences in images, tied
              [7, 7, 7],                                            # all tied, one sign: the floor 2 / 2^3
              [4, -4, 4, -4],                                       # tied, balanced: p = 1
+             [10, 10, -3, 10],                                     # n = 4, tied
+             [12, 12, 5, -5, 12, 30],                              # n = 6, two tie groups
              list(rng.integers(-40, 60, 26))]                      # n = 26 integers with ties: normal approx.
     out["paired"] = []
     for d in diffs:
