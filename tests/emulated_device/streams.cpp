@@ -223,6 +223,18 @@ void submit_kernel(const char* name, dim3 grid, dim3 block, cudaStream_t stream,
   }));
 }
 
+// The event and the stream a call names: false for an unknown handle of either (CUDA's
+// cudaErrorInvalidResourceHandle).
+bool event_and_stream(cudaEvent_t event, cudaStream_t stream, EventData*& ev, Stream*& s) {
+  Runtime& r = runtime();
+  const auto found = r.events.find(event);
+  if (found == r.events.end()) return false;
+  bool ok = false;
+  s = resolve(stream, &ok);
+  ev = found->second.get();
+  return ok;
+}
+
 }  // namespace dropnet::emulated
 
 using namespace dropnet::emulated;
@@ -310,15 +322,13 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   Runtime& r = runtime();
   std::lock_guard lock(r.mutex);
-  auto found = r.events.find(event);
-  if (found == r.events.end()) return fail(cudaErrorInvalidResourceHandle);
-  bool ok = false;
-  Stream* s = resolve(stream, &ok);
-  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  EventData* ev = nullptr;
+  Stream* s = nullptr;
+  if (!event_and_stream(event, stream, ev, s)) return fail(cudaErrorInvalidResourceHandle);
   if (const cudaError_t e = enqueue(stream, "cudaEventRecord", [] {}); e != cudaSuccess) return fail(e);
   // Recorded into a graph, the event marks no point of any stream's queue.
-  found->second->seq = s->capture ? 0 : r.next_seq - 1;
-  found->second->capture = s->capture ? s->capture->id : 0;
+  ev->seq = s->capture ? 0 : r.next_seq - 1;
+  ev->capture = s->capture ? s->capture->id : 0;
   return cudaSuccess;
 }
 
@@ -340,14 +350,12 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
   Runtime& r = runtime();
   std::lock_guard lock(r.mutex);
-  auto found = r.events.find(event);
-  if (found == r.events.end()) return fail(cudaErrorInvalidResourceHandle);
-  bool ok = false;
-  Stream* s = resolve(stream, &ok);
-  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  EventData* ev = nullptr;
+  Stream* s = nullptr;
+  if (!event_and_stream(event, stream, ev, s)) return fail(cudaErrorInvalidResourceHandle);
   if (flags != cudaEventWaitDefault) return fail(cudaErrorInvalidValue);  // cudaEventWaitExternal: capture only
   if (r.sticky != cudaSuccess) return fail(r.sticky);
-  const EventData& e = *found->second;
+  const EventData& e = *ev;
   if (s->capture && e.capture == s->capture->id) return cudaSuccess;
   if (s->capture || e.capture != 0) {
     std::fprintf(stderr, "dropnet emulated device: cudaStreamWaitEvent across a capture boundary is not emulated\n");
