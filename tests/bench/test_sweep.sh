@@ -137,12 +137,15 @@ check_rejects "baseline not a rate" --rates 0,0.5 --baseline 0.3 --out "$tmp/bad
 check_rejects "duplicate rate" --rates 0.5,0.5 --out "$tmp/bad7"
 check_rejects "--seeds and --repeats" --seeds 2 --repeats 2 --out "$tmp/bad8"
 check_rejects "--resume of nothing" --resume "$tmp/nothing-here"
-# The committed study's reports come back byte for byte from its records (merge rebuilds them with today's
+# The committed studies' reports come back byte for byte from its records (merge rebuilds them with today's
 # report code): a change to the reports that alters a study without the new axes shows here.
-committed=$src/benchmarks/results/cifar10-cpu-5seeds-10epochs
-"$bench" merge "$tmp/committed" "$committed" >/dev/null 2>"$tmp/committed.log" || { cat "$tmp/committed.log" >&2; fail "merge of $committed"; }
-for f in report.md report.html runs.csv sweep.csv sweep.json accuracy.svg loss.svg gap.svg test_accuracy.svg \
-         reliability_rate0.svg reliability_rate0.25.svg reliability_rate0.5.svg; do
-  cmp "$committed/$f" "$tmp/committed/$f" || fail "$f rebuilt from $committed/runs.jsonl differs from the committed one"
+for study in cifar10-cpu-5seeds-10epochs cifar10-cpu-5seeds-55epochs; do
+  committed=$src/benchmarks/results/$study
+  rm -rf "$tmp/committed"
+  "$bench" merge "$tmp/committed" "$committed" >/dev/null 2>"$tmp/committed.log" || { cat "$tmp/committed.log" >&2; fail "merge of $committed"; }
+  for f in report.md report.html runs.csv sweep.csv sweep.json accuracy.svg loss.svg gap.svg test_accuracy.svg \
+           reliability_rate0.svg reliability_rate0.25.svg reliability_rate0.5.svg; do
+    cmp "$committed/$f" "$tmp/committed/$f" || fail "$f rebuilt from $committed/runs.jsonl differs from the committed one"
+  done
 done
 echo "test_sweep.sh: all checks passed"
