@@ -204,7 +204,8 @@ std::string run_line(const RunRecord& r) {
       R"("images_per_second":{},"peak_memory_mib":{},"epochs":{}}})",
       str(r.id), r.ok ? "ok" : "failed", r.ok ? "null" : str(r.failure), variant, num(r.rate), num(r.max_norm), r.seed_index,
       r.seed, str(r.init_hash),
-      r.order_hash.empty() ? std::string() : fmt::format(R"("batch_order_fnv1a":{},)", str(r.order_hash)), r.best_epoch, num(r.test_loss), num(r.test_accuracy), num(r.best_test_loss),
+      r.order_hash.empty() ? std::string() : fmt::format(R"("batch_order_fnv1a":{},)", str(r.order_hash)),
+      r.best_epoch, num(r.test_loss), num(r.test_accuracy), num(r.best_test_loss),
       num(r.best_test_accuracy), prediction_json(r.standard), prediction_json(r.mc), num(r.wall_seconds),
       num(r.train_seconds), num(r.images_per_second), num(r.peak_memory_mib), epochs);
 }

@@ -233,32 +233,44 @@ std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> given_a
 
 namespace {
 
-std::string hash_initial_weights(const Sequential& model) {
-  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the bytes of every weight, in layer order
-  for (std::size_t i = 0; i < model.layer_count(); ++i) {
-    for (const Param& p : model.layer(i).params()) {
-      for (float v : p.value.to_vector()) {
-        const auto* bytes = reinterpret_cast<const unsigned char*>(&v);
-        for (std::size_t b = 0; b < sizeof v; ++b) h = (h ^ bytes[b]) * 0x100000001b3ull;
-      }
-    }
-  }
-  return fmt::format("{:016x}", h);
-}
-
-// FNV-1a 64 of the data the study trains and tests on (images and labels, after --limit/--test-limit).
-std::string hash_data(const cifar10::Dataset& data) {
+// FNV-1a 64 over bytes as they lie in memory (x86-64: little-endian), written as 16 hex digits: the hashes
+// runs.jsonl records.
+struct Fnv1a {
   std::uint64_t h = 0xcbf29ce484222325ull;
-  auto add = [&h](const void* p, std::size_t n) {
+  void add(const void* p, std::size_t n) {
     const auto* bytes = static_cast<const unsigned char*>(p);
     for (std::size_t i = 0; i < n; ++i) h = (h ^ bytes[i]) * 0x100000001b3ull;
-  };
+  }
+  std::string hex() const { return fmt::format("{:016x}", h); }
+};
+
+// Over the bytes of every weight, in layer order.
+std::string hash_initial_weights(const Sequential& model) {
+  Fnv1a h;
+  for (std::size_t i = 0; i < model.layer_count(); ++i)
+    for (const Param& p : model.layer(i).params()) {
+      const std::vector<float> v = p.value.to_vector();
+      h.add(v.data(), v.size() * sizeof(float));
+    }
+  return h.hex();
+}
+
+// Of the data the study trains and tests on (images and labels, after --limit/--test-limit).
+std::string hash_data(const cifar10::Dataset& data) {
+  Fnv1a h;
   for (const cifar10::Split* s : {&data.train, &data.test}) {
     const std::vector<float> images = s->images.to_vector();
-    add(images.data(), images.size() * sizeof(float));
-    add(s->classes.data(), s->classes.size());
+    h.add(images.data(), images.size() * sizeof(float));
+    h.add(s->classes.data(), s->classes.size());
   }
-  return fmt::format("{:016x}", h);
+  return h.hex();
+}
+
+// Of the epochs' batch-order hashes (History::order_fnv1a), in epoch order.
+std::string hash_batch_order(const History& history) {
+  Fnv1a h;
+  h.add(history.order_fnv1a.data(), history.order_fnv1a.size() * sizeof(std::uint64_t));
+  return h.hex();
 }
 
 // The seed model of one run. `batches`: the batches of an epoch, which turn a variant's schedule from epochs
@@ -353,10 +365,7 @@ void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, con
                                             .verbose = config.verbose, .validation_split = config.validation_split,
                                             .callbacks = callbacks, .out = stderr});
   // Same seed => same batches in the same order, whatever the rate: the other half of the pairing.
-  std::uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the epochs' order hashes, little-endian
-  for (const std::uint64_t e : history.order_fnv1a)
-    for (int b = 0; b < 8; ++b) h = (h ^ ((e >> (8 * b)) & 0xffu)) * 0x100000001b3ull;
-  run.order_hash = fmt::format("{:016x}", h);
+  run.order_hash = hash_batch_order(history);
   for (const RunRecord& other : done)
     if (const auto why = pairing_conflict(other, run))
       throw Error(fmt::format("{}: the training order no longer depends on the model seed alone", *why));
