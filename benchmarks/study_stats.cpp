@@ -174,6 +174,7 @@ PairedTest paired_test(const std::vector<double>& d, double alpha) {
   r.p_wilcoxon = w.p;
   r.wilcoxon_exact = w.exact;
   r.wilcoxon_smallest_p = w.smallest_p;
+  r.wilcoxon_pairs = w.n_used;
   return r;
 }
 

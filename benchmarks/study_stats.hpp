@@ -50,6 +50,7 @@ struct PairedTest {
   double w_plus, p_wilcoxon;          // Wilcoxon signed-rank
   bool wilcoxon_exact = false;        // which p-value method ran
   double wilcoxon_smallest_p;         // exact: the smallest p its n allows (2 / 2^n); NaN otherwise
+  std::size_t wilcoxon_pairs = 0;     // the n it ranked: the differences left after dropping zeros
 };
 PairedTest paired_test(const std::vector<double>& d, double alpha = 0.05);
 

@@ -119,10 +119,10 @@ void add_paired_rows(const SweepConfig& c, const std::vector<Paired>& family, Ta
 // smallest p the exact Wilcoxon test can give with the table's numbers of pairs.
 std::string test_note(const SweepConfig& c, const std::vector<Paired>& family, const std::string& what,
                       bool in_conclusion) {
-  std::map<std::size_t, double> floors;  // pairs -> smallest exact p (n is the pairs left after zeros)
+  std::map<std::size_t, double> floors;  // pairs the exact test ranked -> its smallest possible p
   for (const Paired& p : family)
     for (const analysis::MetricTest& m : p.metrics)
-      if (m.test.wilcoxon_exact) floors.emplace(m.test.difference.n, std::min(1.0, std::ldexp(2.0, -int(m.test.difference.n))));
+      if (m.test.wilcoxon_exact) floors.emplace(m.test.wilcoxon_pairs, m.test.wilcoxon_smallest_p);
   std::string floor_text;
   for (const auto& [n, f] : floors)
     floor_text += fmt::format("{}{} with {} pair{}", floor_text.empty() ? "" : ", ", fmt::format("{:.4g}", f), n,
@@ -130,8 +130,8 @@ std::string test_note(const SweepConfig& c, const std::vector<Paired>& family, c
   std::size_t per_max_norm = family.size() / std::max<std::size_t>(1, c.max_norms.size());
   std::string s = fmt::format(
       "Two-sided tests at α = {}. Paired t-test (df = pairs − 1); Holm p: its p adjusted by Holm's step-down method "
-      "within each metric over the {} {}{} (each metric is its own family){}. Accuracies are compared as counts of correct test images, so equal "
-      "differences tie exactly. Wilcoxon signed-rank test (zero differences dropped): exact for up to 25 pairs, "
+      "within each metric over the {} {}{} (each metric is its own family){}. Accuracies are compared as counts "
+      "of correct test images, so equal differences tie exactly. Wilcoxon signed-rank test (zero differences dropped): exact for up to 25 pairs, "
       "ties included (the sign-flip distribution of the mid-ranks), else the normal approximation.",
       c.alpha, per_max_norm, what, c.max_norms.size() > 1 ? " of each max-norm" : "",
       in_conclusion ? "; the conclusion uses the Holm-adjusted p of test accuracy" : "");
@@ -229,7 +229,8 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
     mc.notes.push_back("Δ = Monte Carlo dropout − weight scaling on the same trained model and test set (for NLL, "
                        "Brier and ECE, negative is better). Only conditions with dropout active after the last "
                        "training step appear: without it the passes are deterministic and the two are the same.");
-    mc.notes.push_back(test_note(c, an.mc_vs_standard, variants ? "conditions with dropout" : "rates with dropout", false));
+    mc.notes.push_back(
+        test_note(c, an.mc_vs_standard, variants ? "conditions with dropout" : "rates with dropout", false));
     out.push_back(mc);
   }
   return out;
