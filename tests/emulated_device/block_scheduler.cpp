@@ -264,7 +264,8 @@ bool release_warp_barriers(Block& b, std::size_t warp) {
 // Opens the barriers whose threads have all arrived. Returns whether any opened.
 bool release_barriers(Block& b) {
   bool released = release_block_barrier(b);
-  for (std::size_t warp = 0; warp * 32 < b.threads.size(); ++warp) released = release_warp_barriers(b, warp) || released;
+  for (std::size_t warp = 0; warp * 32 < b.threads.size(); ++warp)
+    released = release_warp_barriers(b, warp) || released;
   return released;
 }
 
@@ -425,7 +426,7 @@ bool run_grid(const char* name, dim3 grid, dim3 block, const std::function<void(
   b.body = &thread_body;
   b.ctx.block_dim = block;
   b.ctx.grid_dim = grid;
-  set_running_kernel(name);  // for memcheck's and initcheck's messages
+  set_running_kernel(name);  // the launch memory_check's faults name, and racecheck's scope
   struct Done {
     ~Done() { set_running_kernel(nullptr); }
   } done;

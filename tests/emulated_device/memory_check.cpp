@@ -1,4 +1,4 @@
-// memory_check.cpp: memcheck and initcheck for the instrumented code of the emulated device (see
+// memory_check.cpp: memcheck, initcheck and racecheck for the instrumented code of the emulated device (see
 // memory_check.hpp). Test-only. Compiled without instrumentation.
 #include "emulated_device/memory_check.hpp"
 
@@ -7,8 +7,8 @@
 #include <cstring>
 #include <string>
 #include <unordered_map>
-#include <vector>
 #include <utility>
+#include <vector>
 
 #include "emulated_device/block_scheduler.hpp"
 #include "emulated_device/device_state.hpp"
@@ -17,17 +17,13 @@
 namespace dropnet::emulated {
 namespace {
 
-bool initcheck_from_environment() {
-  const char* v = std::getenv("DROPNET_EMULATION_INITCHECK");
+// Whether the environment variable `name` is "1".
+bool environment_flag(const char* name) {
+  const char* v = std::getenv(name);
   return v != nullptr && std::strcmp(v, "1") == 0;
 }
-bool g_initcheck = initcheck_from_environment();
-
-bool racecheck_from_environment() {
-  const char* v = std::getenv("DROPNET_EMULATION_RACECHECK");
-  return v != nullptr && std::strcmp(v, "1") == 0;
-}
-bool g_racecheck = racecheck_from_environment();
+bool g_initcheck = environment_flag("DROPNET_EMULATION_INITCHECK");
+bool g_racecheck = environment_flag("DROPNET_EMULATION_RACECHECK");
 
 // racecheck's shadow of one 4-byte granule during a launch: its last write and last read.
 struct Access {
@@ -40,7 +36,7 @@ struct Granule {
 // The shadows of the memory the running launch touched: one flat array per allocation (by start address)
 // and one for the shared-memory section, made on first touch and dropped when the launch ends.
 struct Shadow {
-  std::uintptr_t start = 0, end = 0;
+  std::uintptr_t start = 0;
   std::vector<Granule> granules;
 };
 thread_local std::unordered_map<std::uintptr_t, Shadow> t_shadows;
@@ -93,18 +89,18 @@ std::string position(const ThreadPosition& p) {
   return "thread " + std::to_string(p.thread) + " of block " + std::to_string(p.block);
 }
 
-// racecheck of one access by the running kernel thread; `where` names the memory for the report.
-// racecheck of one access by the running kernel thread to [base, end), which holds [addr, addr + n);
-// `where` names the memory for the report.
-void check_race(std::uintptr_t addr, std::size_t n, bool store, bool shared, const char* where, const Allocation* a,
-                std::uintptr_t base, std::uintptr_t end) {
+// racecheck of one access by the running kernel thread to [base, end), which holds [addr, addr + n): the
+// device allocation `a`, or the shared-memory section when `a` is null.
+void check_race(std::uintptr_t addr, std::size_t n, bool store, const Allocation* a, std::uintptr_t base,
+                std::uintptr_t end) {
+  const bool shared = a == nullptr;
   ThreadPosition now;
   if (t_atomic_depth > 0 || !thread_position(now)) return;
   Shadow* sh = t_last_shadow;
   if (sh == nullptr || sh->start != base) {
     sh = &t_shadows[base];
     if (sh->granules.empty()) {
-      sh->start = base, sh->end = end;
+      sh->start = base;
       sh->granules.resize((end - base + 3) / 4);
     }
     t_last_shadow = sh;
@@ -118,7 +114,7 @@ void check_race(std::uintptr_t addr, std::size_t n, bool store, bool shared, con
     if (conflict != nullptr && !t_race_reported) {
       t_race_reported = true;
       device_fault(cudaErrorLaunchFailure,
-                   who() + ": data race on " + (a != nullptr ? describe(*a) : std::string(where)) + " at offset " +
+                   who() + ": data race on " + (shared ? std::string("shared memory") : describe(*a)) + " at offset " +
                        std::to_string(g * 4) + ": " +
                        position(now) + " " + kind + "s it, " + position(conflict->at) +
                        (conflict == &cell.write ? " wrote it" : " read it") +
@@ -143,7 +139,7 @@ void on_access(const void* p, std::size_t n, bool store) {
         shared_memory_range(shared_begin, shared_end);
         const auto b = reinterpret_cast<std::uintptr_t>(shared_begin), e = reinterpret_cast<std::uintptr_t>(shared_end);
         if (shared_begin != nullptr && addr >= b && addr + n <= e)
-          check_race(addr, n, store, true, "shared memory", nullptr, b, e);
+          check_race(addr, n, store, nullptr, b, e);
       }
       return;
     }
@@ -156,7 +152,7 @@ void on_access(const void* p, std::size_t n, bool store) {
     return;
   }
   t_cached = a, t_cached_start = start, t_cached_end = start + a->bytes;
-  if (g_racecheck && t_kernel != nullptr) check_race(addr, n, store, false, "", a, start, start + a->bytes);
+  if (g_racecheck && t_kernel != nullptr) check_race(addr, n, store, a, start, start + a->bytes);
   if (a->written.empty()) return;  // no initcheck for this allocation
   const std::size_t off = addr - start;
   if (store) {
