@@ -24,6 +24,9 @@ std::string in_words(const std::string& variant, double rate) {
   return variant.empty() ? fmt::format("rate {}", rate) : fmt::format("{} at rate {}", variant, rate);
 }
 
+// The epoch of lowest val_loss counted from 1, as the tables show it (NaN without validation).
+double best_epoch_from_1(const RunRecord& r) { return r.best_epoch < 0 ? kNaN : double(r.best_epoch + 1); }
+
 // A metric as the paired comparisons read it from a run.
 struct MetricDef {
   const char* key;
@@ -40,8 +43,7 @@ const std::vector<MetricDef>& baseline_metrics() {
       {"test_loss", "test loss", 4, false, [](const RunRecord& r) { return r.test_loss; }},
       {"best_val_epoch_test_accuracy", "test acc at best val epoch", 4, true,
        [](const RunRecord& r) { return r.best_test_accuracy; }},
-      {"best_epoch", "best epoch", 1, false,
-       [](const RunRecord& r) { return r.best_epoch < 0 ? kNaN : double(r.best_epoch + 1); }},
+      {"best_epoch", "best epoch", 1, false, best_epoch_from_1},
       {"final_gap", "gap", 4, false, [](const RunRecord& r) { return r.final_gap(); }},
       {"nll", "NLL", 4, false, [](const RunRecord& r) { return r.standard.nll; }},
       {"brier", "Brier", 4, false, [](const RunRecord& r) { return r.standard.brier; }},
@@ -50,25 +52,20 @@ const std::vector<MetricDef>& baseline_metrics() {
   return defs;
 }
 
-// Monte Carlo dropout against weight scaling within a run: the MC figure and the standard one.
+// Monte Carlo dropout against weight scaling within a run: one field of both prediction records.
 struct McDef {
   const char* key;
   const char* name;
   int decimals;
   bool counts;
-  double (*mc)(const RunRecord&);
-  double (*standard)(const RunRecord&);
+  double PredictionRecord::*field;
 };
 const std::vector<McDef>& mc_metrics() {
   static const std::vector<McDef> defs = {
-      {"accuracy", "acc", 4, true, [](const RunRecord& r) { return r.mc.accuracy; },
-       [](const RunRecord& r) { return r.standard.accuracy; }},
-      {"nll", "NLL", 4, false, [](const RunRecord& r) { return r.mc.nll; },
-       [](const RunRecord& r) { return r.standard.nll; }},
-      {"brier", "Brier", 4, false, [](const RunRecord& r) { return r.mc.brier; },
-       [](const RunRecord& r) { return r.standard.brier; }},
-      {"ece", "ECE", 4, false, [](const RunRecord& r) { return r.mc.ece; },
-       [](const RunRecord& r) { return r.standard.ece; }},
+      {"accuracy", "acc", 4, true, &PredictionRecord::accuracy},
+      {"nll", "NLL", 4, false, &PredictionRecord::nll},
+      {"brier", "Brier", 4, false, &PredictionRecord::brier},
+      {"ece", "ECE", 4, false, &PredictionRecord::ece},
   };
   return defs;
 }
@@ -129,7 +126,7 @@ Analysis analyse(const Study& st) {
     s.test_loss = over(g, [](const RunRecord& r) { return r.test_loss; }, a);
     s.best_acc = over(g, [](const RunRecord& r) { return r.best_test_accuracy; }, a);
     s.best_loss = over(g, [](const RunRecord& r) { return r.best_test_loss; }, a);
-    s.best_epoch = over(g, [](const RunRecord& r) { return r.best_epoch < 0 ? kNaN : double(r.best_epoch + 1); }, a);
+    s.best_epoch = over(g, best_epoch_from_1, a);
     s.train_acc = over(g, [](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().accuracy; }, a);
     s.val_acc = over(g, [](const RunRecord& r) { return r.epochs.empty() ? kNaN : r.epochs.back().val_accuracy; }, a);
     s.gap = over(g, [](const RunRecord& r) { return r.final_gap(); }, a);
@@ -175,7 +172,7 @@ Analysis analyse(const Study& st) {
         Paired p{.variant = g.variant, .rate = g.rate, .max_norm = mn};
         for (const McDef& m : mc_metrics()) {
           std::vector<double> x, y;
-          for (const RunRecord* r : g.ok) x.push_back(m.mc(*r)), y.push_back(m.standard(*r));
+          for (const RunRecord* r : g.ok) x.push_back(r->mc.*m.field), y.push_back(r->standard.*m.field);
           p.metrics.push_back({m.key, m.name, m.decimals, m.counts, paired_of(x, y, m.counts, records, a), kNaN});
         }
         mc_family.push_back(std::move(p));
