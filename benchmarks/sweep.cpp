@@ -3,13 +3,16 @@
 // Every check that can fail (flags, the output directory, the data, the model configuration) runs before
 // the first run trains, so a typo never costs a half-finished sweep.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <mutex>
 #include <optional>
 #include <cstdlib>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -77,7 +80,16 @@ const std::vector<cli::FlagSpec>& sweep_flags() {
        "CIFAR-10 in the official binary layout (default: data/cifar-10-batches-bin, else the bundled sample)."},
       {"learning-rate", "LR", "0.001", "Adam learning rate."},
       {"verbose", "0|1|2", "0",
-       "0: one progress line per epoch; 1 and 2 add Keras' progress bar or epoch line (on stderr)."},
+       "0: one progress line per epoch; 1 and 2 add Keras' progress bar or epoch line (on stderr; with "
+       "--concurrent 1 only)."},
+      {"concurrent", "N", "1",
+       "Train N runs at once in this process, each its own model on its own thread (on a GPU each on its own "
+       "stream, with its own recorded CUDA graph; on the CPU each with --threads-per-run threads). The results "
+       "are the same bits for every N; a failing run is recorded and the others go on. On a GPU the sweep "
+       "first checks that N runs fit in its free memory. docs/scaling.md says when it pays."},
+      {"threads-per-run", "T", "",
+       "On the CPU: the threads of each run's ops. Default: the CPU threads (DROPNET_CPU_THREADS or the "
+       "hardware threads, at most 16) divided by --concurrent, at least 1."},
   };
   return specs;
 }
@@ -127,15 +139,10 @@ void check_writable(const std::filesystem::path& dir) {
 // --verbose (and --retry-failed) was given (the settings then come from the study's header).
 std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> given_args, std::filesystem::path& resume,
                                             bool& only_resume) {
-  // --concurrent is a switch without a value, which the flag parser does not have; it is refused here.
   // --retry-failed alone is the switch form of --retry-failed yes.
   std::vector<std::string> args(given_args.begin(), given_args.end());
-  for (std::string& a : args) {
-    if (a == "--concurrent" || a.rfind("--concurrent=", 0) == 0)
-      throw cli::UsageError("--concurrent: training all rates at once on separate CUDA streams is not "
-                            "implemented yet; run without it (the rates then train one after another)");
+  for (std::string& a : args)
     if (a == "--retry-failed") a = "--retry-failed=yes";
-  }
 
   const cli::Flags flags = cli::parse_flags(args, sweep_flags());
   if (flags.help) return std::nullopt;
@@ -203,6 +210,14 @@ std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> given_a
   c.learning_rate = flags.get_double("learning-rate");
   flags.require(c.learning_rate > 0, "learning-rate", "a number > 0");
   c.verbose = int(flags.get_int("verbose", 0, 2));
+  c.concurrent = int(flags.get_int("concurrent", 1, 256));
+  if (c.concurrent > 1 && c.verbose > 0)
+    throw cli::UsageError(fmt::format("--verbose {} draws the progress of one run at a time; with --concurrent {} "
+                                      "use --verbose 0, whose progress lines each name their run", c.verbose,
+                                      c.concurrent));
+  c.threads_per_run = flags.given("threads-per-run") ? unsigned(flags.get_int("threads-per-run", 1, 16))
+                      : c.concurrent > 1 ? std::max(1u, backend::cpu::default_cpu_threads() / unsigned(c.concurrent))
+                                         : 0u;
   c.data = flags.value("data") ? std::filesystem::path(flags.get_string("data")) : default_data_dir();
   c.out = flags.get_string("out");
   resume.clear();
@@ -215,7 +230,8 @@ std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> given_a
     only_resume = true;
     for (const cli::FlagSpec& spec : sweep_flags())
       if (flags.given(spec.name) && spec.name != "resume" && spec.name != "verbose" && spec.name != "out" &&
-          spec.name != "retry-failed" && spec.name != "shard")
+          spec.name != "retry-failed" && spec.name != "shard" && spec.name != "concurrent" &&
+          spec.name != "threads-per-run")
         only_resume = false;
   }
   const std::string retry = flags.get_string("retry-failed");
@@ -292,7 +308,7 @@ cli::SeedModelConfig model_config(const SweepConfig& c, const std::string& varia
 // Records each epoch of one run and prints one progress line per epoch with the sweep's ETA.
 class SweepProgress : public Callback {
  public:
-  SweepProgress(RunRecord& run, std::string label, int epochs, int& epochs_done, int epochs_total,
+  SweepProgress(RunRecord& run, std::string label, int epochs, std::atomic<int>& epochs_done, int epochs_total,
                 std::chrono::steady_clock::time_point sweep_start, double& train_seconds)
       : run_(run), label_(std::move(label)), epochs_(epochs), epochs_done_(epochs_done),
         epochs_total_(epochs_total), sweep_start_(sweep_start), train_seconds_(train_seconds) {}
@@ -305,14 +321,14 @@ class SweepProgress : public Callback {
     auto get = [&](const char* key) { const auto it = logs.find(key); return it == logs.end() ? kNaN : it->second; };
     run_.epochs.push_back({epoch, get("loss"), get("accuracy"), get("val_loss"), get("val_accuracy"),
                            std::chrono::duration<double>(now - epoch_start_).count()});
-    ++epochs_done_;
+    const int epochs_done = ++epochs_done_;
     const double elapsed = seconds_since(sweep_start_);
-    const double eta = elapsed / epochs_done_ * (epochs_total_ - epochs_done_);
+    const double eta = elapsed / epochs_done * (epochs_total_ - epochs_done);
     const EpochRecord& e = run_.epochs.back();
     std::string val = std::isnan(e.val_loss) ? std::string()
                                              : fmt::format(" val_loss {:.4f} val_acc {:.4f}", e.val_loss, e.val_accuracy);
     fmt::print(stderr, "[sweep] {} epoch {}/{}: loss {:.4f} acc {:.4f}{} ({}) | {}/{} epochs, ETA {}\n", label_,
-               epoch + 1, epochs_, e.loss, e.accuracy, val, format_duration(e.seconds), epochs_done_, epochs_total_,
+               epoch + 1, epochs_, e.loss, e.accuracy, val, format_duration(e.seconds), epochs_done, epochs_total_,
                format_duration(eta));
     std::fflush(stderr);
   }
@@ -321,7 +337,7 @@ class SweepProgress : public Callback {
   RunRecord& run_;
   std::string label_;
   int epochs_;
-  int& epochs_done_;
+  std::atomic<int>& epochs_done_;  // shared by the runs in flight
   int epochs_total_;
   std::chrono::steady_clock::time_point sweep_start_, epoch_start_, last_batch_;
   double& train_seconds_;
@@ -347,7 +363,8 @@ void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, con
     throw Error("injected failure (DROPNET_BENCH_FAIL_RUN, a test hook)");
   const cli::SeedModelConfig mc = model_config(config, run.variant, run.rate, run.max_norm, batches);
   Sequential model = cli::build_seed_model(mc);
-  model.compile({.optimizer = Adam{.learning_rate = config.learning_rate}, .device = config.device, .seed = run.seed});
+  model.compile({.optimizer = Adam{.learning_rate = config.learning_rate}, .device = config.device, .seed = run.seed,
+                 .cpu_threads = config.threads_per_run});
   run.init_hash = hash_initial_weights(model);
   // Same seed => same initial weights, whatever the rate or max-norm: the premise of the paired comparison.
   for (const RunRecord& other : done)
@@ -421,8 +438,7 @@ int run_sweep(std::span<const std::string> args) {
                "seed), or per (variant, rate, seed) with --variants, from the same initial weights and data order for "
                "each seed, measures accuracy, loss and calibration (with and without Monte Carlo dropout), and "
                "reports means, confidence intervals and paired tests against a baseline rate (and variant). Every finished run is written at once to runs.jsonl; "
-               "--resume continues an interrupted study.\n\nflags:\n{}\n  --concurrent              "
-               "(not implemented yet: train all rates at once on separate CUDA streams)\n",
+               "--resume continues an interrupted study.\n\nflags:\n{}",
                cli::format_flag_help(sweep_flags()));
     return kExitOk;
   }
@@ -447,6 +463,7 @@ int run_sweep(std::span<const std::string> args) {
     if (only_resume) {
       f.config.verbose = config.verbose, f.config.out = config.out, f.config.command_line = config.command_line;
       f.config.retry_failed = config.retry_failed;
+      f.config.concurrent = config.concurrent, f.config.threads_per_run = config.threads_per_run;
       config = f.config;
     } else if (settings_json(config) != f.settings) {
       throw cli::UsageError(fmt::format("--resume {}: the flags give other settings than the study there; give the "
@@ -529,41 +546,91 @@ int run_sweep(std::span<const std::string> args) {
   if (!config.variants.empty())
     for (RunRecord& run : todo) run.schedule_steps = to_string(variant_from_text(run.variant).in_steps(batches));
   const int epochs_total = int(todo.size()) * config.epochs;
-  int epochs_done = 0, run_index = int(done.size());
-  const std::filesystem::path best_path = config.out / ".best-weights.safetensors";
   const auto sweep_start = std::chrono::steady_clock::now();
-  for (RunRecord& run : todo) {
-    ++run_index;
-    const auto run_start = std::chrono::steady_clock::now();
-    const std::string label = fmt::format("run {}/{} {}rate {}{} seed {}", run_index, total_runs,
-                                          run.variant.empty() ? "" : run.variant + " ", run.rate,
-                                          config.vary_max_norm ? " max-norm " + max_norm_text(run.max_norm) : "",
-                                          run.seed);
-    double train_seconds = 0;
-    SweepProgress progress(run, label, config.epochs, epochs_done, epochs_total, sweep_start, train_seconds);
-    const int epochs_before = epochs_done;
-    try {
-      execute_run(config, run, x, y, xt, yt, test_labels, progress, best_path, done, batches);
-      run.train_seconds = train_seconds;
-      run.images_per_second = double(prov.train_samples) * config.epochs / train_seconds;
-      run.peak_memory_mib = config.device == Device::CPU ? peak_rss_mib() : kNaN;
-      fmt::print(stderr, "[sweep] {} done: test loss {:.4f} test acc {:.4f}{} in {}\n", label, run.test_loss,
-                 run.test_accuracy,
-                 config.mc_samples > 0 ? fmt::format(" (MC dropout acc {:.4f}, ECE {:.4f})", run.mc.accuracy, run.mc.ece) : "",
-                 format_duration(seconds_since(run_start)));
-    } catch (const std::exception& e) {
-      run.ok = false;
-      run.failure = e.what();
-      epochs_done = epochs_before + config.epochs;  // keep the ETA honest
-      fmt::print(stderr, "[sweep] {} FAILED: {} (recorded; the study goes on)\n", label, run.failure);
+  const int workers = std::max(1, std::min(config.concurrent, int(todo.size())));
+  if (config.concurrent > 1)
+    fmt::print(stderr, "[sweep] {} runs at once, each on its own thread{}\n", workers,
+               config.device == Device::CPU ? fmt::format(" with {} CPU thread{}", config.threads_per_run,
+                                                          config.threads_per_run == 1 ? "" : "s")
+                                            : std::string(" and its own stream"));
+
+  // The runs in flight share the list of finished runs (each new record is checked against it and written
+  // with it), the count of started runs (for the labels) and the epoch count (for the ETA); nothing else.
+  // Records go to runs.jsonl in canonical order, whatever order they finish in.
+  std::mutex shared;
+  std::atomic<int> epochs_done{0};
+  std::size_t next = 0;
+  int started = int(done.size());
+  std::exception_ptr stopped;  // an error outside a run (writing runs.jsonl): the study stops
+  auto work = [&](int worker) {
+    // Each worker its own file for the best-validation weights (ModelCheckpoint), removed at the end.
+    const std::filesystem::path best_path =
+        config.out / (workers == 1 ? std::string(".best-weights.safetensors")
+                                   : fmt::format(".best-weights-{}.safetensors", worker + 1));
+    for (;;) {
+      RunRecord run;
+      std::vector<RunRecord> finished;
+      int run_index = 0;
+      {
+        const std::lock_guard lock(shared);
+        if (next == todo.size() || stopped) break;
+        run = todo[next++];
+        run_index = ++started;
+        finished = done;
+      }
+      const auto run_start = std::chrono::steady_clock::now();
+      const std::string label = fmt::format("run {}/{} {}rate {}{} seed {}", run_index, total_runs,
+                                            run.variant.empty() ? "" : run.variant + " ", run.rate,
+                                            config.vary_max_norm ? " max-norm " + max_norm_text(run.max_norm) : "",
+                                            run.seed);
+      double train_seconds = 0;
+      SweepProgress progress(run, label, config.epochs, epochs_done, epochs_total, sweep_start, train_seconds);
+      try {
+        execute_run(config, run, x, y, xt, yt, test_labels, progress, best_path, finished, batches);
+        run.train_seconds = train_seconds;
+        run.images_per_second = double(prov.train_samples) * config.epochs / train_seconds;
+        run.peak_memory_mib = config.device == Device::CPU ? peak_rss_mib() : kNaN;
+      } catch (const std::exception& e) {
+        run.ok = false;
+        run.failure = e.what();
+        // Keep the ETA honest: the run's unfinished epochs count as done.
+        epochs_done += std::max(0, config.epochs - int(run.epochs.size()));
+      }
+      run.wall_seconds = seconds_since(run_start);
+      try {
+        const std::lock_guard lock(shared);
+        // Runs of one seed that were in flight together were not checked against each other yet.
+        for (const RunRecord& other : done)
+          if (const auto why = pairing_conflict(other, run); why && run.ok) {
+            run.ok = false;
+            run.failure = *why + ": the library no longer derives initial weights and batch order from the model "
+                                 "seed alone";
+          }
+        if (run.ok)
+          fmt::print(stderr, "[sweep] {} done: test loss {:.4f} test acc {:.4f}{} in {}\n", label, run.test_loss,
+                     run.test_accuracy,
+                     config.mc_samples > 0 ? fmt::format(" (MC dropout acc {:.4f}, ECE {:.4f})", run.mc.accuracy, run.mc.ece) : "",
+                     format_duration(run.wall_seconds));
+        else
+          fmt::print(stderr, "[sweep] {} FAILED: {} (recorded; the study goes on)\n", label, run.failure);
+        done.push_back(run);
+        sort_runs(config, done);
+        write_runs_file(runs_path, config, prov, done);  // at once: an interruption loses only the runs in flight
+      } catch (...) {
+        const std::lock_guard lock(shared);
+        if (!stopped) stopped = std::current_exception();
+      }
     }
-    run.wall_seconds = seconds_since(run_start);
-    done.push_back(run);
-    sort_runs(config, done);
-    write_runs_file(runs_path, config, prov, done);  // at once: an interruption loses at most the next run
+    std::error_code ec;
+    std::filesystem::remove(best_path, ec);
+  };
+  if (workers == 1) {
+    work(0);
+  } else {
+    std::vector<std::jthread> threads;
+    for (int w = 0; w < workers; ++w) threads.emplace_back(work, w);
   }
-  std::error_code ec;
-  std::filesystem::remove(best_path, ec);
+  if (stopped) std::rethrow_exception(stopped);
 
   // A shard writes no report (the merge does), and fails when one of its runs failed, so that its array
   // task fails and the merge waiting for it is cancelled; the failures stay recorded for the merge to list.

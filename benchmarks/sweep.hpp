@@ -86,6 +86,8 @@ struct SweepConfig {
   // Not settings: how this process runs.
   ShardSpec shard;                            // recorded in the header of a shard's runs.jsonl
   bool retry_failed = false;                  // --resume --retry-failed: runs recorded as failed run again
+  int concurrent = 1;                         // --concurrent: runs trained at once, each on its own thread
+  unsigned threads_per_run = 0;               // --threads-per-run: each run's CPU threads (0: the default)
   int verbose = 0;
   std::filesystem::path out;
   std::string command_line;
@@ -137,6 +139,8 @@ struct RunRecord {
   double best_test_loss = kNaN, best_test_accuracy = kNaN;    // with the weights of best_epoch
   PredictionRecord standard, mc;              // weight-scaling inference; Monte Carlo dropout (if asked)
   // Timing (runs.jsonl only; the reports leave them out so that they are reproducible).
+  // peak_memory_mib is the process's peak resident memory when the run ended (with --concurrent, of every
+  // run in flight together).
   double wall_seconds = kNaN, train_seconds = kNaN, images_per_second = kNaN, peak_memory_mib = kNaN;
 
   double final_gap() const { return epochs.empty() ? kNaN : epochs.back().gap(); }

@@ -30,6 +30,7 @@
 #include "kernels/adam_math.hpp"
 #include "layers/layer_util.hpp"
 #include "model/impl.hpp"
+#include "throughput_concurrent.hpp"
 
 namespace dropnet::bench {
 namespace {
@@ -46,6 +47,12 @@ const std::vector<cli::FlagSpec>& throughput_flags() {
       {"profile", "0|1", "1", "Print the per-layer profile."},
       {"cuda-graphs", "on|off", "on", "On the GPU: replay the training step as a recorded CUDA graph (on) or "
                                       "launch every op (off)."},
+      {"runs", "N", "1", "Models training at once, each on its own thread (on a GPU its own stream; on the CPU "
+                         "--threads-per-run threads each), as 'sweep --concurrent N' runs them: their total images/s "
+                         "against one model with the whole machine, both measured in this run. N > 1 skips the "
+                         "sgemm reference and the per-layer profile."},
+      {"threads-per-run", "T", "", "With --runs: each model's CPU threads (default: the CPU threads divided by "
+                                   "--runs, at least 1)."},
   };
   return specs;
 }
@@ -123,6 +130,28 @@ SgemmReference sgemm_reference(std::int64_t size) {
   return r;
 }
 
+// --runs N: one model with the whole machine, then N at once, in this run.
+int report_concurrent(int runs, unsigned threads_per_run, Device device, bool graphs, const Tensor& x, const Tensor& y,
+                      std::int64_t batch, int warmup) {
+  const ConcurrentSetup one{.runs = 1, .threads_per_run = 0, .device = device, .cuda_graphs = graphs, .x = x, .y = y,
+                            .batch = batch, .warmup = warmup};
+  ConcurrentSetup many = one;
+  many.runs = runs, many.threads_per_run = threads_per_run;
+  const ConcurrentThroughput base = measure_concurrent_throughput(one);
+  const ConcurrentThroughput all = measure_concurrent_throughput(many);
+  auto cpu = [&](unsigned t) -> std::string {
+    return device == Device::CPU ? fmt::format(", {} CPU thread{}", t, t == 1 ? "" : "s") : "";
+  };
+  fmt::print("\nseed model, batch {}, training steps by fit ({}):\n"
+             "  1 model{}: {:.1f} images/s ({} steps in {:.2f} s)\n"
+             "  {} models at once{} each: {:.1f} images/s in total, {:.1f} per model ({} steps in {:.2f} s)\n"
+             "  gain: {:.2f} x one model's images/s\n",
+             batch, all.step_mode, cpu(backend::cpu::default_cpu_threads()), base.images_per_second, base.steps,
+             base.window_seconds, runs, cpu(threads_per_run), all.images_per_second, all.images_per_second / runs,
+             all.steps, all.window_seconds, all.images_per_second / base.images_per_second);
+  return kExitOk;
+}
+
 }  // namespace
 
 int run_throughput(std::span<const std::string> args) {
@@ -141,6 +170,12 @@ int run_throughput(std::span<const std::string> args) {
   const bool profile = flags.get_int("profile", 0, 1) == 1;
   const std::string graphs = flags.get_string("cuda-graphs");
   flags.require(graphs == "on" || graphs == "off", "cuda-graphs", "on or off");
+  const int runs = int(flags.get_int("runs", 1, 256));
+  if (flags.given("threads-per-run") && runs == 1)
+    throw cli::UsageError("--threads-per-run: only with --runs N > 1 (one model uses the CPU threads)");
+  const unsigned threads_per_run =
+      flags.given("threads-per-run") ? unsigned(flags.get_int("threads-per-run", 1, 16))
+                                     : std::max(1u, backend::cpu::default_cpu_threads() / unsigned(runs));
 
   fmt::print("device: {}\n", describe(device));
   if (device == Device::CPU)
@@ -150,8 +185,6 @@ int run_throughput(std::span<const std::string> args) {
   // The seed model as dropnet train builds it (dropout 0.5, max-norm 2), trained by fit (the path dropnet
   // train takes: batches gathered on the device from a byte-valued data set, and on a GPU the step recorded
   // as a CUDA graph) for warmup + steps batches of random images, one epoch, no validation.
-  Sequential model = cli::build_seed_model({});
-  model.compile({.device = device, .seed = 1, .cuda_graphs = graphs == "on"});
   const std::int64_t records = batch * (warmup + steps);
   std::mt19937 rng(1);
   std::vector<float> xs(std::size_t(records * 32 * 32 * 3)), ys(std::size_t(records * 10), 0.0f);
@@ -159,6 +192,9 @@ int run_throughput(std::span<const std::string> args) {
   for (std::int64_t i = 0; i < records; ++i) ys[std::size_t(i * 10 + std::int64_t(rng() % 10))] = 1.0f;
   const Tensor x_all = Tensor::from_vector({records, 32, 32, 3}, xs);
   const Tensor y_all = Tensor::from_vector({records, 10}, ys);
+  if (runs > 1) return report_concurrent(runs, threads_per_run, device, graphs == "on", x_all, y_all, batch, warmup);
+  Sequential model = cli::build_seed_model({});
+  model.compile({.device = device, .seed = 1, .cuda_graphs = graphs == "on"});
   // One fixed batch for the per-layer profile.
   const Tensor x = x_all.rows(0, batch).to(device);
   const Tensor y = y_all.rows(0, batch).to(device);

@@ -12,7 +12,8 @@
 #        2. runs the CUDA test suite (Catch2 counts) and ctest for the rest;
 #        3. trains the seed model: dropnet train --device cuda --epochs 3 --verbose 2 on the full CIFAR-10
 #           (data/cifar-10-batches-bin; skipped without it);
-#        4. benchmarks: dropnet-bench kernels and throughput, the seed-model memory probe, and the PyTorch
+#        4. benchmarks: dropnet-bench kernels and throughput (also --runs 2, 4 and 8: how many runs side by
+#           side the GPU wants for sweep --concurrent), the seed-model memory probe, and the PyTorch
 #           eager reference (benchmarks/reference/torch_seed_model.py, when python3 has torch) on the same GPU;
 #        5. compute-sanitizer memcheck and racecheck on the CUDA tests (bounded);
 #        6. writes $OUT/summary.md and $OUT/summary.json (device, commit, test counts, epoch time,
@@ -242,10 +243,15 @@ if [ -x "$BENCH" ]; then
   run_stage bench_kernels 60 "${RUN[@]}" "$BENCH" kernels --device cuda
   run_stage bench_throughput 60 "${RUN[@]}" "$BENCH" throughput --device cuda
   run_stage bench_throughput_eager 40 "${RUN[@]}" "$BENCH" throughput --device cuda --cuda-graphs off --profile 0
+  # How many runs an H100 wants side by side (sweep --concurrent N): each measures 1 model, then N at once.
+  for n in 2 4 8; do
+    run_stage "bench_throughput_runs$n" 40 "${RUN[@]}" "$BENCH" throughput --device cuda --runs "$n" --steps 30
+  done
 else
   skip_stage bench_kernels "no dropnet-bench"
   skip_stage bench_throughput "no dropnet-bench"
   skip_stage bench_throughput_eager "no dropnet-bench"
+  for n in 2 4 8; do skip_stage "bench_throughput_runs$n" "no dropnet-bench"; done
 fi
 if [ -x "$CUDA_TESTS" ]; then
   run_stage memory_probe 60 "${RUN[@]}" "$CUDA_TESTS" "[probe]"
@@ -356,6 +362,13 @@ throughput = {"images_per_second": num(r"= ([\d.]+) images/s", read("bench_throu
               "training_step": (re.search(r"^training step: (.*)$", read("bench_throughput.log"), re.M) or [None, None])[1],
               "eager_images_per_second": num(r"= ([\d.]+) images/s", read("bench_throughput_eager.log")),
               "eager_step_ms": num(r"median step ([\d.]+) ms", read("bench_throughput_eager.log"))}
+# throughput --runs N: "1 model: X images/s", "N models at once ...: Y images/s in total", "gain: R x".
+concurrent = {}
+for n in (2, 4, 8):
+    log = read(f"bench_throughput_runs{n}.log")
+    concurrent[str(n)] = {"images_per_second": num(r"models at once[^:]*: ([\d.]+) images/s in total", log),
+                          "one_model_images_per_second": num(r"^  1 model[^:]*: ([\d.]+) images/s", log),
+                          "gain": num(r"gain: ([\d.]+) x", log)}
 probe = {}
 m = re.search(r"^DROPNET_PROBE (\{.*\})$", read("memory_probe.log"), re.M)
 if m:
@@ -383,7 +396,7 @@ for key, name in (("dropout_forward", "dropout forward (rate 0.5)"), ("dropout_b
 summary = {"device": env.get("gpu"), "commit": env.get("commit"), "date": env.get("date"),
            "toolchain": {k: env.get(k) for k in ("nvcc", "cmake", "cxx", "python")},
            "total_seconds": total, "stages": stages, "cuda_tests": cuda, "ctest": ctest, "train": train,
-           "bench_kernels": kern, "bench_throughput": throughput, "memory_probe": probe,
+           "bench_kernels": kern, "bench_throughput": throughput, "concurrent_runs": concurrent, "memory_probe": probe,
            "torch_reference": torch_ref, "ratios": ratios}
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
@@ -424,6 +437,14 @@ for key, name in (("dropout_forward", "dropout forward (rate 0.5)"), ("dropout_b
     md.append(f"| {key.replace('_', ' ')} GB/s | {fmt(kern.get(name, {}).get('gbs'), '{:.0f}')} | "
               f"{fmt(td.get(key + '_gbs'), '{:.0f}')} | {fmt(ratios.get(key + '_vs_torch'), '{:.2f}')} | > 1 |")
     md.append(f"| {key.replace('_', ' ')} / device copy | {fmt(ratios.get(key + '_vs_copy'), '{:.2f}')} | | | >= 0.85 |")
+md += ["", "## Runs side by side (throughput --runs N: N seed models at once, each its own stream and CUDA graph)", "",
+       "| runs | total images/s | one model alone, same run | gain |", "|---:|---:|---:|---:|"]
+for n in ("2", "4", "8"):
+    c = concurrent.get(n, {})
+    md.append(f"| {n} | {fmt(c.get('images_per_second'), '{:.0f}')} | {fmt(c.get('one_model_images_per_second'), '{:.0f}')} "
+              f"| {fmt(c.get('gain'), '{:.2f}')} |")
+md += ["", "The N with the largest gain is what `dropnet-bench sweep --concurrent N` should use on this GPU "
+       "(docs/scaling.md).", ""]
 copy = kern.get("copy (device to device)", {})
 md += [f"| device-to-device copy GB/s | {fmt(copy.get('gbs'), '{:.0f}')} | {fmt(td.get('copy_gbs'), '{:.0f}')} | | |",
        "", f"dropnet's throughput is fit's training step ({throughput.get('training_step') or 'n/a'}). "

@@ -80,6 +80,10 @@ struct CompileOptions {
   // pass over the convolution's output instead of three (forward and backward), with the same bits. false
   // (or the environment variable DROPNET_CPU_FUSE=0) runs the layers one by one. No effect on the GPU.
   bool fuse_layers = true;
+  // On the CPU, the threads this model's ops use (0: the process default, DROPNET_CPU_THREADS or the hardware
+  // threads, at most 16). Models training side by side on their own threads each take a share of the cores
+  // this way (docs/scaling.md); the results are the same bits for every count. No effect on the GPU.
+  unsigned cpu_threads = 0;
 };
 
 // The running sums of an epoch's training metrics after some of its batches (what fit reports as the

@@ -169,6 +169,9 @@ struct BackendSettings {
   bool allow_tf32 = false;
   // The most device memory one cuDNN algorithm may use as workspace (it counts in the peak memory).
   std::size_t workspace_limit = std::size_t{64} << 20;
+  // On the CPU, the threads this context's ops split their loops over (0: the process default,
+  // DROPNET_CPU_THREADS or the hardware threads; at most 16). Results do not depend on it.
+  unsigned cpu_threads = 0;
 };
 
 class StepState;

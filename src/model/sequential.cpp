@@ -72,7 +72,7 @@ void Sequential::compile(const CompileOptions& options) {
   // The model's own backend context; it replaces the old one (of an earlier compile) with the step state below.
   std::unique_ptr<backend::Backend> context = backend::make_backend(
       m.device, {.deterministic = options.deterministic, .allow_tf32 = options.allow_tf32,
-                 .workspace_limit = options.workspace_limit});
+                 .workspace_limit = options.workspace_limit, .cpu_threads = options.cpu_threads});
   m.seed = options.seed ? *options.seed : std::random_device{}() | (std::uint64_t(std::random_device{}()) << 32);
 
   // Build: each layer's seed depends on the model seed and the layer's position only, so the same

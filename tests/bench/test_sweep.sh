@@ -3,7 +3,9 @@
 # promises: the output files exist, the SVGs are well-formed XML, the CSV has one row per rate x seed x
 # epoch, the JSON parses, runs of different rates start from identical initial weights for each seed, a
 # study killed with SIGKILL and resumed gives byte-identical reports, a failing run is recorded and the
-# study goes on, and bad input fails with a non-zero exit before any training.
+# study goes on, two runs at a time (--concurrent 2) give the same records and reports as one at a time
+# (killed and resumed, or with a failing run, too), and bad input fails with a non-zero exit before any
+# training.
 #
 #   tests/bench/test_sweep.sh BUILD/dropnet-bench SOURCE_DIR
 set -euo pipefail
@@ -73,6 +75,35 @@ html = (out / "report.html").read_text()
 assert html.count("<svg") == 6, "report.html should inline the 6 plots"
 PY
 
+# The runs' records without their timings (wall times, images/s, peak memory), in file order: what must not
+# depend on how the study ran.
+records() {
+  python3 - "$1" <<'PY'
+import json, sys
+for line in open(sys.argv[1]).read().splitlines()[1:]:
+    r = json.loads(line)
+    for k in ("wall_seconds", "train_seconds", "images_per_second", "peak_memory_mib"):
+        r.pop(k, None)
+    for e in r.get("epochs", []):
+        e.pop("seconds", None)
+    print(json.dumps(r, sort_keys=True))
+PY
+}
+reports=(report.md report.html sweep.csv runs.csv sweep.json accuracy.svg loss.svg gap.svg test_accuracy.svg
+         reliability_rate0.svg reliability_rate0.5.svg)
+same_study() {  # same_study DIR_A DIR_B WHAT: records (timings aside) and every report byte-identical
+  cmp -s <(records "$1/runs.jsonl") <(records "$2/runs.jsonl") || fail "$3: runs.jsonl records differ"
+  for f in "${reports[@]}"; do cmp "$1/$f" "$2/$f" || fail "$3: $f differs"; done
+}
+
+# Two runs at once, each on its own thread with one CPU thread: the same records and reports as one by one.
+"$bench" "${args[@]}" --concurrent 2 --threads-per-run 1 --out "$tmp/concurrent" >/dev/null 2>"$tmp/concurrent.log" \
+  || { cat "$tmp/concurrent.log" >&2; fail "the sweep with --concurrent 2 exited with $?"; }
+grep -q '2 runs at once, each on its own thread with 1 CPU thread' "$tmp/concurrent.log" \
+  || { cat "$tmp/concurrent.log" >&2; fail "--concurrent 2: no line saying how the runs run"; }
+same_study "$tmp/out" "$tmp/concurrent" "--concurrent 2 against --concurrent 1"
+[[ -z $(find "$tmp/concurrent" -name '.best-weights*') ]] || fail "--concurrent 2 left its best-weights files"
+
 # Killed with SIGKILL after the first finished run, then resumed: byte-identical reports.
 "$bench" "${args[@]}" --out "$tmp/killed" >/dev/null 2>"$tmp/killed.log" &
 pid=$!
@@ -93,6 +124,19 @@ done
 grep -q "resuming .*: 4 of 4 runs" "$tmp/resume2.log" || fail "a finished study was not recognised"
 if "$bench" sweep --epochs 3 --resume "$tmp/killed" >/dev/null 2>"$tmp/bad.err"; then fail "resume with other settings accepted"; fi
 [[ $(wc -l <"$tmp/bad.err") -eq 1 ]] || fail "resume with other settings: expected one line on stderr"
+
+# The same with two runs in flight: killed after the first finished, resumed with --concurrent 2.
+"$bench" "${args[@]}" --concurrent 2 --out "$tmp/killed2" >/dev/null 2>"$tmp/killed2.log" &
+pid=$!
+finished2() { local n; n=$(grep -c '"type":"run"' "$tmp/killed2/runs.jsonl" 2>/dev/null); echo "${n:-0}"; }
+for _ in $(seq 1 600); do [[ $(finished2) -ge 1 ]] && break; sleep 0.05; done
+kill -9 "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+n=$(finished2)
+[[ $n -ge 1 && $n -lt 4 ]] || fail "--concurrent 2: expected the kill to land mid-study, $n of 4 runs were finished"
+"$bench" sweep --resume "$tmp/killed2" --concurrent 2 >/dev/null 2>"$tmp/resume3.log" || { cat "$tmp/resume3.log" >&2; fail "resume with --concurrent 2 failed"; }
+grep -q "resuming .*: $n of 4 runs already finished" "$tmp/resume3.log" || fail "resume --concurrent 2 did not skip the $n finished runs"
+same_study "$tmp/out" "$tmp/killed2" "kill -9 and --resume with --concurrent 2"
 
 # Runs of one seed that trained on different batch orders cannot be paired: resume and merge refuse them.
 mkdir "$tmp/tampered"
@@ -115,6 +159,14 @@ grep -q '"status":"failed","failure":"injected failure' "$tmp/failed/runs.jsonl"
 [[ $(grep -c '"status":"ok"' "$tmp/failed/runs.jsonl") -eq 3 ]] || fail "the other runs did not go on"
 grep -q '^## Failed runs' "$tmp/failed.md" || fail "the report does not list the failed run"
 grep -q '^- rate=0.5,max_norm=2,seed=2: injected failure' "$tmp/failed.md" || fail "the failed run's reason is missing"
+# The same failure with two runs in flight: the run beside it goes on, and every record equals the one-by-one
+# study's (the failed run's included).
+DROPNET_BENCH_FAIL_RUN="rate=0.5,max_norm=2,seed=2" "$bench" sweep --rates 0,0.5 --seeds 2 --mc-samples 0 \
+  --epochs 1 --limit 100 --test-limit 50 --batch-size 50 --device cpu --data "$src/data/cifar10-sample" \
+  --concurrent 2 --out "$tmp/failed2" >"$tmp/failed2.md" 2>"$tmp/failed2.log" || fail "a failed run stopped the concurrent study"
+cmp -s <(records "$tmp/failed/runs.jsonl") <(records "$tmp/failed2/runs.jsonl") \
+  || fail "--concurrent 2 with a failing run: the records differ from the one-by-one study's"
+cmp "$tmp/failed.md" "$tmp/failed2.md" || fail "--concurrent 2 with a failing run: the reports differ"
 
 # Bad input fails fast (no training: no progress lines) with a non-zero exit and one line on stderr.
 check_rejects() {
@@ -132,7 +184,8 @@ check_rejects "empty rate list" --rates , --out "$tmp/bad3"
 check_rejects "unknown flag" --rats 0.5 --out "$tmp/bad4"
 touch "$tmp/file"
 check_rejects "unwritable --out" --rates 0.5 --out "$tmp/file/sub"
-check_rejects "--concurrent" --concurrent --rates 0.5 --out "$tmp/bad5"
+check_rejects "--concurrent 0" --concurrent 0 --rates 0.5 --out "$tmp/bad5"
+check_rejects "--concurrent with a progress bar" --concurrent 2 --verbose 1 --rates 0.5 --out "$tmp/bad5b"
 check_rejects "baseline not a rate" --rates 0,0.5 --baseline 0.3 --out "$tmp/bad6"
 check_rejects "duplicate rate" --rates 0.5,0.5 --out "$tmp/bad7"
 check_rejects "--seeds and --repeats" --seeds 2 --repeats 2 --out "$tmp/bad8"

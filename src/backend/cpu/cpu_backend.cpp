@@ -26,90 +26,106 @@ std::int64_t rows_of(const Tensor& t) { return t.rank() ? t.size() / t.dim(-1) :
 void CpuBackend::fill(float* ptr, std::size_t count, float value) { std::fill(ptr, ptr + count, value); }
 
 void CpuBackend::copy(float* dst, const float* src, std::size_t count) {
+  const ThreadShare share(settings_.cpu_threads);
   if (count != 0 && dst != src) std::memcpy(dst, src, count * sizeof(float));
 }
 
 void CpuBackend::conv2d_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y,
                                 const ConvGeometry& g) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::conv2d_forward(kCpu, x, w, b, y, g);
   cpu::conv2d_forward(x.data(), w.data(), b ? b->data() : nullptr, y.data(), g);
 }
 
 void CpuBackend::conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                                  Tensor* db, const ConvGeometry& g) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::conv2d_backward(kCpu, x, w, dy, dx, dw, db, g);
   cpu::conv2d_backward(x.data(), w.data(), dy.data(), dx ? dx->data() : nullptr, dw.data(),
                        db ? db->data() : nullptr, g);
 }
 
 void CpuBackend::maxpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::maxpool2d_forward(kCpu, x, y, g);
   cpu::maxpool2d_forward(x.data(), y.data(), g);
 }
 
 void CpuBackend::maxpool2d_backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor& dx,
                                     const PoolGeometry& g) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::maxpool2d_backward(kCpu, x, y, dy, dx, g);
   cpu::maxpool2d_backward(x.data(), y.data(), dy.data(), dx.data(), g);
 }
 
 void CpuBackend::relu_pool_forward(const Tensor& z, Tensor& y, std::uint8_t* route, const PoolGeometry& g,
                                    const DropoutCall* dropout) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::relu_pool(kCpu, z, y, g, dropout);
   cpu::relu_pool_forward(z.data(), y.data(), route, g, dropout);
 }
 
 void CpuBackend::relu_pool_backward(const Tensor& dy, const std::uint8_t* route, Tensor& dz, const PoolGeometry& g,
                                     const DropoutCall* dropout) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::relu_pool(kCpu, dz, dy, g, dropout);
   checks::relu_pool_route(route);
   cpu::relu_pool_backward(dy.data(), route, dz.data(), g, dropout);
 }
 
 void CpuBackend::dense_forward(const Tensor& x, const Tensor& w, const Tensor* b, Tensor& y) {
+  const ThreadShare share(settings_.cpu_threads);
   const checks::DenseDims d = checks::dense_forward(kCpu, x, w, b, y);
   cpu::dense_forward(x.data(), w.data(), b ? b->data() : nullptr, y.data(), d.n, d.in, d.out);
 }
 
 void CpuBackend::dense_backward(const Tensor& x, const Tensor& w, const Tensor& dy, Tensor* dx, Tensor& dw,
                                 Tensor* db) {
+  const ThreadShare share(settings_.cpu_threads);
   const checks::DenseDims d = checks::dense_backward(kCpu, x, w, dy, dx, dw, db);
   cpu::dense_backward(x.data(), w.data(), dy.data(), dx ? dx->data() : nullptr, dw.data(),
                       db ? db->data() : nullptr, d.n, d.in, d.out);
 }
 
 void CpuBackend::activation_forward(ActivationKind kind, const Tensor& z, Tensor& y) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::activation_forward(kCpu, z, y);
   cpu::activation_forward(kind, z.data(), y.data(), rows_of(z), z.rank() ? z.dim(-1) : 1);
 }
 
 void CpuBackend::activation_backward(ActivationKind kind, const Tensor& y, const Tensor& dy, Tensor& dz) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::activation_backward(kCpu, y, dy, dz);
   cpu::activation_backward(kind, y.data(), dy.data(), dz.data(), rows_of(y), y.rank() ? y.dim(-1) : 1);
 }
 
 void CpuBackend::dropout_forward(const Tensor& x, Tensor& y, const DropoutCall& call) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::dropout(kCpu, x, y, call, /*backward=*/false);
   cpu::dropout_apply(x.data(), y.data(), call);
 }
 
 void CpuBackend::dropout_backward(const Tensor& dy, Tensor& dx, const DropoutCall& call) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::dropout(kCpu, dy, dx, call, /*backward=*/true);
   cpu::dropout_apply(dy.data(), dx.data(), call);
 }
 
 void CpuBackend::dropblock_forward(const Tensor& x, Tensor& y, const DropBlockCall& call) {
+  const ThreadShare share(settings_.cpu_threads);
   const kernels::DropBlockGeometry g = checks::dropblock(kCpu, x, y, call, /*backward=*/false);
   cpu::dropblock_apply(x.data(), y.data(), call, g);
 }
 
 void CpuBackend::dropblock_backward(const Tensor& dy, Tensor& dx, const DropBlockCall& call) {
+  const ThreadShare share(settings_.cpu_threads);
   const kernels::DropBlockGeometry g = checks::dropblock(kCpu, dy, dx, call, /*backward=*/true);
   cpu::dropblock_apply(dy.data(), dx.data(), call, g);
 }
 
 void CpuBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
                                        Tensor& stats) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::softmax_cross_entropy(kCpu, z, t, dz, stats);
   double loss = 0, correct = 0;
   cpu::softmax_cross_entropy(z.data(), t.data(), dz ? dz->data() : nullptr, grad_scale, rows_of(z), z.dim(-1),
@@ -120,17 +136,20 @@ void CpuBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor*
 
 void CpuBackend::adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
                              const AdamCall& call) {
+  const ThreadShare share(settings_.cpu_threads);
   kernels::AdamStep step = call.step;
   if (call.alpha_by_batch != nullptr && call.state != nullptr) step.alpha = call.alpha_by_batch[call.state->batch];
   cpu::adam_update(params, grads, m, v, count, step);
 }
 
 void CpuBackend::maxnorm(float* w, const MaxNormCall& call) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::maxnorm(call);
   cpu::maxnorm(w, call);
 }
 
 void CpuBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::on_device(kCpu, src, "gather source");  // the CUDA backend also takes host sources
   checks::gather_rows(kCpu, src, index, dst);
   if (index.empty()) return;
@@ -146,6 +165,7 @@ void CpuBackend::gather_rows(const Tensor& src, std::span<const std::int64_t> in
 
 void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order, const StepHeader* state,
                               std::int64_t batch_size, Tensor& bx, Tensor& by) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::gather_batch(kCpu, data, order, state, batch_size, bx, by);
   const std::int64_t rows = bx.dim(0);
   if (rows == 0) return;
@@ -175,6 +195,7 @@ void CpuBackend::gather_batch(const DatasetView& data, const std::int64_t* order
 }
 
 void CpuBackend::advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance) {
+  const ThreadShare share(settings_.cpu_threads);
   kernels::advance_step_state(state, slots, advance);
 }
 

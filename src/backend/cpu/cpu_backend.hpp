@@ -7,9 +7,10 @@ namespace dropnet::backend::cpu {
 
 class CpuBackend final : public Backend {
  public:
-  // The settings are kept (settings() reports them) but change nothing: every CPU op is deterministic and
-  // runs in float32. The CPU's one process-wide setting, OpenBLAS's thread count, is not the backend's:
-  // see gemm.cpp.
+  // Of the settings only cpu_threads counts here: every op runs its loops over that many threads (a
+  // ThreadShare for the op's duration, parallel.hpp). The rest change nothing: every CPU op is deterministic
+  // and runs in float32. The CPU's one process-wide setting, OpenBLAS's thread count, is not the backend's:
+  // see gemm.cpp (it stays 1, so OpenBLAS never competes with the contexts' shares).
   explicit CpuBackend(const BackendSettings& settings = {}) : settings_(settings) {}
   Device device() const noexcept override { return Device::CPU; }
   const BackendSettings& settings() const noexcept override { return settings_; }

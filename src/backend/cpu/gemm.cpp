@@ -10,6 +10,11 @@
 // of the process, and any OpenBLAS call the host program makes itself after dropnet's first GEMM, runs
 // single-threaded OpenBLAS. A program that wants threaded OpenBLAS for its own calls sets it again.
 // docs/design.md ("Threads on the CPU") says so too.
+//
+// Models training side by side (sweep --concurrent) coexist with it: each context's share of the threads
+// (BackendSettings::cpu_threads) is the count of OUR loop threads, each of which calls single-threaded
+// OpenBLAS, so the process runs at most the sum of the shares. OpenBLAS's threaded builds (Debian's
+// libopenblas0-pthread) take concurrent calls from several threads; each call works in its own buffer.
 #include <algorithm>
 
 #include <cblas.h>

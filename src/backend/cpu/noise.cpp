@@ -83,11 +83,13 @@ void noise_apply(const float* in, float* out, const NoiseCall& call, bool backwa
 }  // namespace
 
 void CpuBackend::noise_forward(const Tensor& x, Tensor& y, const NoiseCall& call) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::noise(Device::CPU, x, y, call, /*backward=*/false);
   noise_apply(x.data(), y.data(), call, false);
 }
 
 void CpuBackend::noise_backward(const Tensor& dy, Tensor& dx, const NoiseCall& call) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::noise(Device::CPU, dy, dx, call, /*backward=*/true);
   noise_apply(dy.data(), dx.data(), call, true);
 }
