@@ -32,7 +32,9 @@ void set_before_rename_hook(std::function<void(const fs::path&)> h) { hook() = s
 
 fs::path temporary_path(const fs::path& path) {
   fs::path tmp = path;
-  tmp += fmt::format(".tmp.{}", static_cast<long>(::getpid()));
+  // The thread too: two threads of one process (models trained side by side, sweep --concurrent) saving
+  // the same path must not write into one temporary file. The last rename wins, whole.
+  tmp += fmt::format(".tmp.{}.{}", static_cast<long>(::getpid()), static_cast<long>(::gettid()));
   return tmp;
 }
 

@@ -2,10 +2,10 @@
 //
 //   write_file_atomic(path, {header, data});
 //
-// writes the pieces to "<path>.tmp.<pid>" in the same directory, fflush + fsync, renames it over `path`
+// writes the pieces to "<path>.tmp.<pid>.<tid>" in the same directory, fflush + fsync, renames it over `path`
 // (atomic on POSIX file systems) and fsyncs the directory so that the rename itself is durable. On any
 // failure the temporary file is removed and `path` is untouched. A process killed between the write and
-// the rename (kill -9, power loss) leaves `path` as it was and a stale "<path>.tmp.<pid>" behind.
+// the rename (kill -9, power loss) leaves `path` as it was and a stale "<path>.tmp.<pid>.<tid>" behind.
 #pragma once
 
 #include <cstdint>
@@ -28,7 +28,7 @@ void write_file_atomic(const std::filesystem::path& path, std::string_view text)
 // Not thread-safe; tests only.
 void set_before_rename_hook(std::function<void(const std::filesystem::path& temporary)> hook);
 
-// "<path>.tmp.<pid>": where write_file_atomic stages `path` in this process.
+// "<path>.tmp.<pid>.<tid>": where write_file_atomic stages `path` in this process and thread.
 std::filesystem::path temporary_path(const std::filesystem::path& path);
 
 // Reads a whole regular file (at most `max_bytes`, else a DataError). Throws IoError naming it.

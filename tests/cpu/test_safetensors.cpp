@@ -13,6 +13,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "dropnet/cifar10.hpp"
@@ -283,9 +284,28 @@ TEST_CASE("a process killed with SIGKILL mid-save leaves the previous file intac
   CHECK(SafetensorsFile::read(path).f32("w")[0] == 1.0f);
   // The stale temporary of the killed process is left behind, complete but never renamed.
   fs::path stale = path;
-  stale += ".tmp." + std::to_string(child);
+  stale += ".tmp." + std::to_string(child) + "." + std::to_string(child);  // the child's main thread: tid == pid
   CHECK(fs::exists(stale));
   CHECK(SafetensorsFile::read(stale).f32("w")[0] == 2.0f);
+}
+
+TEST_CASE("two threads saving one path leave one whole file, never a mix", "[safetensors][atomic]") {
+  // Models trained side by side (sweep --concurrent) may save to one path; each thread stages its own
+  // temporary file, so the last rename wins and the file is always one of the writes, whole.
+  TempDir dir;
+  const fs::path path = dir.path() / "shared.safetensors";
+  CHECK(dropnet::io::temporary_path(path) != [&] {
+    fs::path other;
+    std::thread([&] { other = dropnet::io::temporary_path(path); }).join();
+    return other;
+  }());
+  {
+    std::jthread a([&] { for (int i = 0; i < 30; ++i) writer_with(1.0f).write(path); });
+    std::jthread b([&] { for (int i = 0; i < 30; ++i) writer_with(2.0f).write(path); });
+  }
+  const float w = SafetensorsFile::read(path).f32("w")[0];
+  CHECK((w == 1.0f || w == 2.0f));
+  for (const auto& entry : fs::directory_iterator(dir.path())) CHECK(entry.path() == path);  // no temporaries left
 }
 
 TEST_CASE("an atomic write whose target is a directory fails cleanly", "[safetensors][atomic]") {
