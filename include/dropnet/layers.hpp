@@ -2,7 +2,8 @@
 // InvalidArgument with Keras' wording; build() creates the weights once the input shape is known, and
 // throws InvalidArgument (naming the layer) for an input shape the layer cannot take.
 //
-// Layers are constructed and handed to Sequential::add, which builds, allocates and runs them. The layer
+// Layers are constructed and handed to Sequential::add, which builds, allocates and runs them; any layer
+// can also be called on a tensor, y = layer(x, training), as in Keras (Layer::operator()). The layer
 // set is closed: forward/backward take dropnet's internal RunContext (declared, not defined, here), so
 // Layer is not an extension point for custom layers outside the library.
 //
@@ -118,6 +119,26 @@ class DROPNET_EXPORT Layer {
   virtual const Tensor& logits() const;
   virtual void backward_from_logits(const Tensor& x, const Tensor& dz, Tensor* dx, RunContext& ctx);
 
+  // ---- Calling a layer on a tensor, as Keras' y = layer(x, training=...) ------------------------------
+  // x is (N, input_shape...) on the CPU or the GPU; returns y (N, output_shape...) on x's device, computed
+  // by the time the call returns. A layer not yet built is built on the first call for x's shape (batch
+  // excluded), its weights drawn from a random seed as Keras draws an unseeded layer's (call
+  // build(input_shape, seed) first for chosen weights; a dropout-family layer's `seed` option fixes its
+  // draws). The call runs on the layer's own backend context for x's device (default BackendSettings),
+  // made on the first call on that device and kept with the layer; weights that live on another device
+  // are copied for each call. `training` (Keras' training=True) turns the dropout family on: the n-th
+  // training call (from 0) draws the masks a model's layer of the same seed draws at its n-th step
+  // (Philox keyed by (seed, n)), a scheduled rate takes its value at n, and each training call that draws
+  // moves n on; inference calls draw nothing. A layer owned by a model may be called too: it runs on the
+  // layer's own context with its own call count (call_step()), and neither moves the model's step nor
+  // touches its buffers. Throws InvalidArgument (naming the layer and both shapes) for an x of rank < 2
+  // or whose shape, batch excluded, is not the built input shape, what build() throws on the first call,
+  // and DeviceUnavailable/DeviceError as make_backend does.
+  Tensor operator()(const Tensor& x, bool training = false);
+  // The step of the next direct training call: the training calls that drew so far (0 for a layer
+  // without a seed generator). A model's steps are its own (its step state, saved in checkpoints).
+  std::uint64_t call_step() const noexcept;
+
  protected:
   Layer() = default;
   // Layers move into the model (Sequential::add); only the model then owns them.
@@ -129,10 +150,22 @@ class DROPNET_EXPORT Layer {
   std::string name_;
   std::vector<Param> params_;
 
+  // The per-batch buffers that allocate() sizes and forward() writes or keeps (logits, activation
+  // scratch, a view of the last input). A direct call (operator()) swaps in its own and puts these
+  // back, so that the buffers of a model owning the layer stay untouched: a layer with such members
+  // returns pointers to them.
+  virtual std::vector<Tensor*> scratch_buffers() noexcept { return {}; }
+
  private:
   bool built_ = false;
   Shape input_shape_;
   Shape output_shape_;
+  // What direct calls keep (layer_call.cpp): the call count and a backend context per device.
+  struct CallState;
+  struct DROPNET_EXPORT CallStateDeleter {
+    void operator()(CallState* state) const noexcept;
+  };
+  std::unique_ptr<CallState, CallStateDeleter> call_state_;
 };
 
 // ---------------------------------------------------------------------------------------------------
@@ -169,6 +202,9 @@ class DROPNET_EXPORT Conv2D : public Layer {
 
   std::int64_t filters() const noexcept { return filters_; }
   const Conv2DOptions& options() const noexcept { return options_; }
+
+ protected:
+  std::vector<Tensor*> scratch_buffers() noexcept override { return {&z_, &dz_}; }
 
  private:
   struct Geometry;
@@ -438,6 +474,9 @@ class DROPNET_EXPORT Dense : public Layer {
   std::int64_t units() const noexcept { return units_; }
   const DenseOptions& options() const noexcept { return options_; }
 
+ protected:
+  std::vector<Tensor*> scratch_buffers() noexcept override { return {&z_, &dz_}; }
+
  private:
   std::int64_t units_;
   DenseOptions options_;
@@ -461,6 +500,9 @@ class DROPNET_EXPORT Activation : public Layer {
   const Tensor& logits() const override { return input_; }
   void backward_from_logits(const Tensor& x, const Tensor& dz, Tensor* dx, RunContext& ctx) override;
   ActivationKind kind() const noexcept { return kind_; }
+
+ protected:
+  std::vector<Tensor*> scratch_buffers() noexcept override { return {&input_}; }
 
  private:
   ActivationKind kind_;

@@ -49,7 +49,10 @@ class DROPNET_EXPORT Callback {
 
 struct CompileOptions {
   Adam optimizer{};
-  std::string loss = "categorical_crossentropy";    // the only loss: on a softmax output, from logits
+  // The only loss: on a softmax output, from logits. "" (no loss): an inference-only model, any last
+  // layer, the optimizer unused; predict (Monte Carlo predict included) runs, while fit, evaluate and
+  // train_on_batch throw InvalidArgument ("compile() was called without a loss: ...").
+  std::string loss = "categorical_crossentropy";
   // "accuracy" (categorical) or none. Written as a constructor call, not = {"accuracy"}: that braced list
   // makes GCC 12 (Debian 12's compiler) stop with an internal compiler error (check_noexcept_r) wherever
   // compile({.device = ..., .seed = ...}) appears inside a function template (tests/cpu/test_api_templates.cpp).
@@ -150,8 +153,8 @@ class DROPNET_EXPORT Sequential {
 
   // Builds every layer (weights drawn from the seed), moves the weights to the device and sets up Adam.
   // Throws InvalidArgument for an unknown loss or metric, Adam values out of range (learning_rate <= 0,
-  // beta_1 or beta_2 outside [0, 1), epsilon < 0), a model without layers or that does not end in
-  // softmax, or layers whose shapes do not chain; DeviceUnavailable when options.device is CUDA and
+  // beta_1 or beta_2 outside [0, 1), epsilon < 0), a model without layers or (with a loss) that does not
+  // end in softmax, or layers whose shapes do not chain; DeviceUnavailable when options.device is CUDA and
   // cuda_available() is false.
   void compile(const CompileOptions& options = {});
 
@@ -166,7 +169,8 @@ class DROPNET_EXPORT Sequential {
   // InvalidArgument for batch_size <= 0 or N == 0.
   Evaluation evaluate(const Tensor& x, const Tensor& y, int batch_size = 32, int verbose = 1,
                       std::FILE* out = stdout);
-  // Softmax outputs (N, classes) as a host tensor. Throws InvalidArgument for batch_size <= 0.
+  // The last layer's outputs (N, output_shape...), softmax outputs (N, classes) for a classifier, as a host
+  // tensor. Throws InvalidArgument for batch_size <= 0.
   Tensor predict(const Tensor& x, const PredictOptions& options = {});
   // One optimizer step on one batch; returns that batch's loss and accuracy (dropout active). Throws
   // InvalidArgument for an empty batch.

@@ -50,20 +50,25 @@ Layer& Sequential::add(std::unique_ptr<Layer> layer) {
 
 void Sequential::compile(const CompileOptions& options) {
   Impl& m = *impl_;
-  if (options.loss != "categorical_crossentropy")
+  // Without a loss (an empty name) the model is for inference only, as a Keras model compiled without one:
+  // predict runs, fit, evaluate and train_on_batch refuse (check_data), so neither the loss's needs nor
+  // the optimizer are checked.
+  const bool inference_only = options.loss.empty();
+  if (!inference_only && options.loss != "categorical_crossentropy")
     throw InvalidArgument(fmt::format("unknown loss '{}'; dropnet implements categorical_crossentropy",
                                       options.loss));
   for (const auto& metric : options.metrics)
     if (metric != "accuracy" && metric != "categorical_accuracy")
       throw InvalidArgument(fmt::format("unknown metric '{}'; dropnet implements accuracy", metric));
   const Adam& a = options.optimizer;
-  if (!(a.learning_rate > 0) || !(a.beta_1 >= 0 && a.beta_1 < 1) || !(a.beta_2 >= 0 && a.beta_2 < 1) ||
-      !(a.epsilon >= 0))
+  if (!inference_only &&
+      (!(a.learning_rate > 0) || !(a.beta_1 >= 0 && a.beta_1 < 1) || !(a.beta_2 >= 0 && a.beta_2 < 1) ||
+       !(a.epsilon >= 0)))
     throw InvalidArgument(fmt::format("Adam: expected learning_rate > 0, 0 <= beta_1, beta_2 < 1 and "
                                       "epsilon >= 0; got {}, {}, {}, {}", a.learning_rate, a.beta_1, a.beta_2,
                                       a.epsilon));
   if (m.layers.empty()) throw InvalidArgument("compile(): the model has no layers");
-  if (!m.layers.back()->softmax_output())
+  if (!inference_only && !m.layers.back()->softmax_output())
     throw InvalidArgument("compile(): categorical_crossentropy needs a model that ends in softmax "
                           "(Dense(..., activation=\"softmax\") or Activation(\"softmax\"))");
 
@@ -144,6 +149,9 @@ void Sequential::Impl::check_data(const Tensor& x, const Tensor* y, const char* 
     throw InvalidArgument(fmt::format("{}: x has shape {}; expected (N, {} for this model", what,
                                       to_string(x.shape()), to_string(input_shape).substr(1)));
   if (y == nullptr) return;
+  if (options.loss.empty())
+    throw InvalidArgument(fmt::format("{}: compile() was called without a loss: the model is for inference "
+                                      "only (predict); compile it with a loss to train or evaluate it", what));
   const Shape& out = layers.back()->output_shape();
   if (y->rank() != 2 || y->dim(0) != x.dim(0) || y->dim(1) != out[0])
     throw InvalidArgument(fmt::format("{}: y has shape {}; expected one-hot labels ({}, {})", what,

@@ -2,6 +2,7 @@
 # test_install.sh: libdropnet as other programs use it. Installs a built tree into a temporary prefix,
 # checks what was installed, then builds examples/train_seed_model.cpp against that prefix twice (through
 # find_package(dropnet CONFIG) and through pkg-config), runs both briefly on the bundled CIFAR-10 sample,
+# builds and runs the programs of tests/install/programs/ (one-layer models, a layer called on a tensor),
 # and checks the exported symbols (check_exports.sh) and the public headers (check_headers.sh).
 #
 #   bash tests/install/test_install.sh BUILD_DIR SOURCE_DIR [EPOCHS]     (EPOCHS of the example: 1)
@@ -200,6 +201,52 @@ if [[ -x $PKG_EXE ]]; then
   run_example "pkg-config build" "$PKG_EXE"
 else
   fail "build examples/train_seed_model.cpp with pkg-config"
+fi
+
+# --- programs that use the layers on their own (tests/install/programs/) --------------------------------
+# one_layer_models: each dropout-family layer as a Sequential of its own, compiled without a loss, through
+# predict and Monte Carlo predict; call_layer: a layer called directly on a tensor. Each checks its own
+# statistics and prints them; here every expected line must be there.
+# run_program NAME: runs it in $WORK, its output in $LOG; fails (and returns 1) unless it exits 0 having
+# loaded the installed library.
+run_program() {
+  local exe=$WORK/programs/$1
+  if ! loads_installed_lib "$exe"; then
+    ldd "$exe" >"$LOG" 2>&1; fail "$1: does not load libdropnet from $LIBDIR"; return 1
+  fi
+  (cd "$WORK" && "$exe") >"$LOG" 2>&1 || { fail "$1 exited with an error"; return 1; }
+}
+: >"$LOG"
+if cmake -S "$HERE/programs" -B "$WORK/programs" -DCMAKE_PREFIX_PATH="$PREFIX" \
+      -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$CXX" -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF >"$LOG" 2>&1 &&
+   cmake --build "$WORK/programs" -j "$JOBS" >>"$LOG" 2>&1; then
+  pass "tests/install/programs: one_layer_models and call_layer built through find_package"
+  if run_program one_layer_models; then
+    missing=""
+    for layer in 'Dropout(0.5)' 'SpatialDropout1D(0.5)' 'SpatialDropout2D(0.5)' 'SpatialDropout3D(0.5)' \
+                 'GaussianDropout(0.5)' 'GaussianNoise(0.3)' 'AlphaDropout(0.2)' 'DropBlock2D(0.2, 3)'; do
+      grep -qF -- "$layer on (" "$LOG" && grep -F -- "$layer on (" "$LOG" | grep -q ': ok$' || missing+=" $layer"
+    done
+    if [[ -z $missing ]] && grep -qx 'one_layer_models: 8 layers, 0 failed' "$LOG"; then
+      pass "one_layer_models: 8 one-layer models compiled without a loss, predict and Monte Carlo predict as expected"
+    else
+      fail "one_layer_models: no ': ok' line for:${missing:- (the summary line is missing)}"
+    fi
+  fi
+  if run_program call_layer; then
+    # Three training calls, each dropping 0.3 of 100000 elements within 0.01, the kept ones all 1/0.7.
+    drops=$(sed -nE 's/^training call [0-2]: dropped ([0-9.]+), kept values all 1\.428571: ok$/\1/p' "$LOG")
+    if [[ $(echo "$drops" | wc -w) == 3 ]] &&
+       awk -v d="$drops" 'BEGIN { n = split(d, a); for (i = 1; i <= n; i++) if (a[i] < 0.29 || a[i] > 0.31) exit 1 }' &&
+       grep -qx 'inference call: identity' "$LOG" && grep -qE '^cuda: (the same masks as the cpu|not available)$' "$LOG" &&
+       grep -qx 'Dense(4) on (2, 3): (2, 4), 16 parameters: ok' "$LOG" && grep -qx 'call_layer: 0 failed' "$LOG"; then
+      pass "call_layer: Dropout(0.3) called on a tensor dropped $(echo $drops) in three calls; $(grep '^cuda:' "$LOG")"
+    else
+      fail "call_layer: its output lacks the expected lines"
+    fi
+  fi
+else
+  fail "configure and build tests/install/programs with CMAKE_PREFIX_PATH=$PREFIX"
 fi
 
 # --- the installed tree -------------------------------------------------------------------------------
