@@ -151,7 +151,7 @@ int run_throughput(std::span<const std::string> args) {
   // train takes: batches gathered on the device from a byte-valued data set, and on a GPU the step recorded
   // as a CUDA graph) for warmup + steps batches of random images, one epoch, no validation.
   Sequential model = cli::build_seed_model({});
-  model.compile({.device = device, .seed = 1, .cuda_graphs = graphs == "on"});
+  model.compile({.loss = "categorical_crossentropy", .device = device, .seed = 1, .cuda_graphs = graphs == "on"});
   const std::int64_t records = batch * (warmup + steps);
   std::mt19937 rng(1);
   std::vector<float> xs(std::size_t(records * 32 * 32 * 3)), ys(std::size_t(records * 10), 0.0f);
