@@ -147,7 +147,10 @@ DROPNET_HD void cce_prob_add(T y, T t, T s, LossSums<T>& second) {
   second.b += cce_prob_g(q, t) * q;
 }
 
-// The row's loss from its sums (`second` used by CategoricalProbs only).
+// The row's loss from its sums (`second` used by CategoricalProbs only). CategoricalLogits with targets summing
+// to exactly 1 (one-hot, sparse) is softmax_xent_math.hpp's xent_row_loss and xent_grad, the same float
+// operations (1 * x == x): a softmax head trains the same bits with sparse or one-hot labels
+// (tests/cpu/test_losses_model.cpp).
 template <typename T>
 DROPNET_HD T loss_row(LossKind kind, const LossSums<T>& first, const LossSums<T>& second, T ymax, std::int64_t cols) {
   switch (kind) {
