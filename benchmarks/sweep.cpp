@@ -363,8 +363,8 @@ void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, con
     throw Error("injected failure (DROPNET_BENCH_FAIL_RUN, a test hook)");
   const cli::SeedModelConfig mc = model_config(config, run.variant, run.rate, run.max_norm, batches);
   Sequential model = cli::build_seed_model(mc);
-  model.compile({.optimizer = Adam{.learning_rate = config.learning_rate}, .device = config.device, .seed = run.seed,
-                 .cpu_threads = config.threads_per_run});
+  model.compile({.optimizer = Adam{.learning_rate = config.learning_rate}, .loss = "categorical_crossentropy",
+                 .device = config.device, .seed = run.seed, .cpu_threads = config.threads_per_run});
   run.init_hash = hash_initial_weights(model);
   // Same seed => same initial weights, whatever the rate or max-norm: the premise of the paired comparison.
   for (const RunRecord& other : done)

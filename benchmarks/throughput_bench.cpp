@@ -194,7 +194,7 @@ int run_throughput(std::span<const std::string> args) {
   const Tensor y_all = Tensor::from_vector({records, 10}, ys);
   if (runs > 1) return report_concurrent(runs, threads_per_run, device, graphs == "on", x_all, y_all, batch, warmup);
   Sequential model = cli::build_seed_model({});
-  model.compile({.device = device, .seed = 1, .cuda_graphs = graphs == "on"});
+  model.compile({.loss = "categorical_crossentropy", .device = device, .seed = 1, .cuda_graphs = graphs == "on"});
   // One fixed batch for the per-layer profile.
   const Tensor x = x_all.rows(0, batch).to(device);
   const Tensor y = y_all.rows(0, batch).to(device);

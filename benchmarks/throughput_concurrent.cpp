@@ -51,7 +51,7 @@ ConcurrentThroughput measure_concurrent_throughput(const ConcurrentSetup& setup)
     bool arrived = false;
     try {
       Sequential model = cli::build_seed_model({});
-      model.compile({.device = setup.device, .seed = std::uint64_t(i + 1), .cuda_graphs = setup.cuda_graphs,
+      model.compile({.loss = "categorical_crossentropy", .device = setup.device, .seed = std::uint64_t(i + 1), .cuda_graphs = setup.cuda_graphs,
                      .cpu_threads = setup.threads_per_run});
       arrived = true;
       ready.arrive_and_wait();

@@ -38,7 +38,8 @@ int main(int argc, char** argv) try {
   model.add(dn::Flatten());
   model.add(dn::Dense(256, {.activation = "relu", .kernel_initializer = "he_uniform", .kernel_constraint = dn::MaxNorm{2}}));
   model.add(dn::Dense(10, {.activation = "softmax"}));
-  model.compile({.optimizer = dn::Adam{}, .seed = 1});  // categorical cross-entropy, accuracy; CUDA when available
+  model.compile({.optimizer = dn::Adam{}, .loss = "categorical_crossentropy",
+                 .seed = 1});  // categorical cross-entropy, accuracy; CUDA when available
 
   std::printf("dropnet %s on %s, %lld training and %lld test images from %s\n", DROPNET_VERSION_STRING,
               std::string(dn::to_string(model.device())).c_str(), static_cast<long long>(cifar.train.size()),

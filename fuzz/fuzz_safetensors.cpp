@@ -28,7 +28,7 @@ dropnet::Sequential& model() {
     s->add(dropnet::Dropout(0.5));
     s->add(dropnet::Flatten());
     s->add(dropnet::Dense(2, {.activation = "softmax"}));
-    s->compile({.device = dropnet::Device::CPU, .seed = 1});
+    s->compile({.loss = "categorical_crossentropy", .device = dropnet::Device::CPU, .seed = 1});
     return s;
   }();
   return *m;

@@ -16,6 +16,7 @@
 #include "kernels/adam_math.hpp"
 #include "kernels/dropblock_math.hpp"
 #include "kernels/dropout_math.hpp"
+#include "kernels/loss_math.hpp"
 #include "kernels/maxnorm_math.hpp"
 #include "kernels/step_state.hpp"
 
@@ -129,6 +130,24 @@ void launch_maxnorm(float* w, const MaxNormLaunch& call, float* scratch, void* s
 std::size_t softmax_xent_partials(std::size_t rows);
 void launch_softmax_xent(const float* z, const float* t, float* dz, float grad_scale, float* stats,
                          std::size_t rows, std::size_t cols, float* partials, void* stream);
+
+// ---- loss.cu -------------------------------------------------------------------------------------
+
+// Backend::loss's call (backend::LossCall, without the backend's types).
+struct LossLaunch {
+  LossKind kind;
+  MetricKind metric;
+  bool sparse;
+  float grad_scale;
+  float stat_scale;
+};
+// Keras' losses and metrics on (rows, cols) predictions y against targets t ((rows, cols), or one class index
+// per row when call.sparse); see Backend::loss. dy may be null. stats[0] += stat_scale * sum of row losses,
+// stats[1] += stat_scale * sum of row metric values, reduced in softmax_xent's fixed order. `partials` holds
+// loss_partials(rows) floats.
+std::size_t loss_partials(std::size_t rows);
+void launch_loss(const float* y, const float* t, float* dy, const LossLaunch& call, float* stats, std::size_t rows,
+                 std::size_t cols, float* partials, void* stream);
 
 // ---- gather.cu -----------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@
 //   // batch within it), the model seed and the History so far.
 //   dropnet::save_checkpoint(model, "run.safetensors");         // where the last fit stands
 //   dropnet::TrainingState s = dropnet::read_training_state("run.safetensors");   // seed, epoch, ...
-//   fresh.compile({.seed = s.seed});                            // same architecture and seed
+//   fresh.compile({.loss = "categorical_crossentropy", .seed = s.seed});  // same architecture and seed
 //   dropnet::load_checkpoint(fresh, "run.safetensors");
 //   dropnet::FitOptions o{.epochs = 10};
 //   dropnet::resume_from(o, s);                                 // initial_epoch, initial_step, totals

@@ -24,7 +24,7 @@ inline constexpr std::array<const char*, kClasses> kClassNames = {
 // One split, as host (Device::CPU) tensors ready for Sequential::fit and evaluate.
 struct Split {
   Tensor images;                    // (N, 32, 32, 3) float32 in [0, 1] (byte / 255), NHWC
-  Tensor labels;                    // (N, 10) one-hot
+  Tensor labels;                    // (N, 10) one-hot, or (N) class indices with LoadOptions::sparse_labels
   std::vector<std::uint8_t> classes;  // (N) class indices
   std::int64_t size() const noexcept { return static_cast<std::int64_t>(classes.size()); }
 };
@@ -41,12 +41,18 @@ struct Dataset {
 struct LoadOptions {
   std::int64_t train_limit = -1;  // keep the first N training records (-1: all)
   std::int64_t test_limit = -1;   // keep the first N test records (-1: all)
+  // Split::labels as (N) float class indices 0-9, CIFAR-10's own format, for the loss
+  // "sparse_categorical_crossentropy", instead of (N, 10) one-hot rows.
+  bool sparse_labels = false;
 };
 
 // Loads from a directory holding the six batch files (or a cifar-10-batches-bin/ below it), or from
 // cifar-10-binary.tar.gz. Throws IoError for a missing file and DataError, naming the file and the
 // problem, for a size that is not a multiple of 3073 bytes or a label byte above 9.
 DROPNET_EXPORT Dataset load(const std::filesystem::path& source, const LoadOptions& options = {});
+
+// The (N) float tensor of class indices (what sparse_labels gives), e.g. from Split::classes.
+DROPNET_EXPORT Tensor sparse_labels(const std::vector<std::uint8_t>& classes);
 
 // Decodes records already in memory; `what` names them in errors. Same checks as load() (an empty buffer
 // is a DataError too) and the same meaning of `limit`.

@@ -3,7 +3,7 @@
 //   dropnet::Sequential model({32, 32, 3});
 //   model.add(dropnet::Conv2D(64, {3, 3}, {.activation = "relu", .kernel_initializer = "he_uniform"}));
 //   ...
-//   model.compile({.optimizer = dropnet::Adam{}, .seed = 1});
+//   model.compile({.optimizer = dropnet::Adam{}, .loss = "categorical_crossentropy", .seed = 1});
 //   dropnet::History h = model.fit(x, y, {.batch_size = 250, .epochs = 55, .validation_split = 0.2});
 #pragma once
 
@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "dropnet/device.hpp"
@@ -27,7 +28,7 @@ namespace dropnet {
 
 class Sequential;
 
-// Metric values by Keras name: "loss", "accuracy", "val_loss", "val_accuracy".
+// Metric values by Keras name: "loss", the metric ("accuracy", "mae", ...), "val_loss", "val_accuracy", ...
 using Logs = std::map<std::string, double>;
 
 // Hooks into fit, as keras.callbacks.Callback. Epochs and batches count from 0.
@@ -47,14 +48,38 @@ class DROPNET_EXPORT Callback {
   virtual void on_train_end(const Logs& logs);
 };
 
+// A loss, as keras' compile(loss=...) names it, and whether the model's outputs are logits (Keras'
+// from_logits). Converts from its name, so that .loss = "sparse_categorical_crossentropy" reads as in Keras;
+// with logits: .loss = {"binary_crossentropy", true} or dropnet::Loss("categorical_crossentropy", true).
+//   categorical_crossentropy         targets of the output's shape (one-hot or soft, rows summing to 1)
+//   sparse_categorical_crossentropy  integer class indices as floats, y of shape (N,) or (N, 1) (more
+//                                    generally the output's shape without its last axis, or with it 1)
+//   binary_crossentropy              targets in [0, 1] of the output's shape
+//   mean_squared_error ("mse")       targets of the output's shape
+// As Keras: without from_logits the outputs are probabilities, clipped to [1e-7, 1 - 1e-7] (categorical
+// ones first divided by their sum); with it the losses are computed stably from logits (log-softmax,
+// log-sigmoid). Each is the mean over the last axis where Keras takes one (binary, mse), then the mean over
+// the batch (and any other axes). On a softmax head categorical_crossentropy and the sparse form go from
+// the softmax's logits, unclipped (docs/keras-parity.md). An empty name is no loss (inference only).
+struct Loss {
+  std::string name;
+  bool from_logits = false;
+  Loss() = default;
+  Loss(const char* loss_name, bool logits = false) : name(loss_name == nullptr ? "" : loss_name), from_logits(logits) {}
+  Loss(std::string loss_name, bool logits = false) : name(std::move(loss_name)), from_logits(logits) {}
+};
+
 struct CompileOptions {
   Adam optimizer{};
-  // The only loss: on a softmax output, from logits. "" (no loss): an inference-only model, any last
-  // layer, the optimizer unused; predict (Monte Carlo predict included) runs, while fit, evaluate and
-  // train_on_batch throw InvalidArgument ("compile() was called without a loss: ...").
-  std::string loss = "categorical_crossentropy";
-  // "accuracy" (categorical) or none. Written as a constructor call, not = {"accuracy"}: that braced list
-  // makes GCC 12 (Debian 12's compiler) stop with an internal compiler error (check_noexcept_r) wherever
+  // No loss by default, as Keras' loss=None: the model can predict (and Monte Carlo predict) but fit,
+  // evaluate and train_on_batch throw InvalidArgument. Written without a braced initializer (see metrics).
+  Loss loss;
+  // At most one metric, reported under the name given: "accuracy" (or "acc"), which Keras resolves by the
+  // shapes: binary_accuracy (threshold 0.5) for an output whose last axis is 1, else sparse_categorical_accuracy
+  // with the sparse loss, else categorical_accuracy; or one of those three explicitly, or "mae"
+  // ("mean_absolute_error"); an empty list for none. The default (dropnet's, not Keras' none) is
+  // "accuracy". Written as a constructor call, not = {"accuracy"}: that braced list makes GCC 12 (Debian
+  // 12's compiler) stop with an internal compiler error (check_noexcept_r) wherever
   // compile({.device = ..., .seed = ...}) appears inside a function template (tests/cpu/test_api_templates.cpp).
   std::vector<std::string> metrics = std::vector<std::string>(1, "accuracy");
   std::optional<Device> device;                     // default: CUDA when available, else CPU
@@ -94,7 +119,7 @@ struct CompileOptions {
 // interrupted mid-epoch resumes with exactly the values it would have had (see checkpoint.hpp).
 struct EpochTotals {
   double loss_sum = 0.0;   // sum over the records seen of their loss
-  double correct = 0.0;    // records classified correctly
+  double correct = 0.0;    // sum over the records seen of the metric (for accuracy: records classified correctly)
   std::int64_t seen = 0;   // records seen
 };
 
@@ -115,7 +140,7 @@ struct FitOptions {
 
 struct History {
   std::vector<int> epoch;
-  std::map<std::string, std::vector<double>> history;  // "loss", "accuracy", "val_loss", "val_accuracy"
+  std::map<std::string, std::vector<double>> history;  // "loss", "accuracy" (the metric's name), "val_loss", ...
   // FNV-1a 64 of each epoch's training-row order, the index sequence the batches were cut from (as
   // little-endian int64s), one per epoch of this fit call. Two runs with equal hashes saw the same batches
   // in the same order: what a paired comparison of two runs rests on. Not part of checkpoints.
@@ -124,7 +149,9 @@ struct History {
 
 struct Evaluation {
   double loss = 0.0;
-  double accuracy = 0.0;
+  double accuracy = 0.0;  // the metric's value when it is an accuracy, else 0
+  // "loss" and the compiled metric under its name (as keras' evaluate(return_dict=True)).
+  Logs metrics;
 };
 
 struct PredictOptions {
@@ -152,27 +179,30 @@ class DROPNET_EXPORT Sequential {
   }
 
   // Builds every layer (weights drawn from the seed), moves the weights to the device and sets up Adam.
-  // Throws InvalidArgument for an unknown loss or metric, Adam values out of range (learning_rate <= 0,
-  // beta_1 or beta_2 outside [0, 1), epsilon < 0), a model without layers or (with a loss) that does not
-  // end in softmax, or layers whose shapes do not chain; DeviceUnavailable when options.device is CUDA and
-  // cuda_available() is false.
+  // Without a loss the model is for inference only (predict). Throws InvalidArgument for an unknown loss or
+  // metric, more than one metric, a metric that does not fit the loss's targets (sparse_categorical_accuracy
+  // without the sparse loss, categorical_accuracy with it), Adam values out of range (learning_rate <= 0,
+  // beta_1 or beta_2 outside [0, 1), epsilon < 0), a model without layers, or layers whose shapes do not
+  // chain; DeviceUnavailable when options.device is CUDA and cuda_available() is false.
   void compile(const CompileOptions& options = {});
 
-  // Trains on x (N, input_shape...) and one-hot y (N, classes), host or device tensors (copied batch by
-  // batch to the model's device). Returns the per-epoch metrics ("loss", "accuracy", and "val_loss",
-  // "val_accuracy" with a validation split). Every fit, evaluate, predict and train_on_batch throws
-  // InvalidArgument before compile() or when x or y does not have these shapes; fit also for a
+  // Trains on x (N, input_shape...) and y (the loss's targets, see Loss: one-hot (N, classes) for
+  // categorical_crossentropy, class indices (N,) for the sparse form), host or device tensors (copied batch
+  // by batch to the model's device). Returns the per-epoch metrics ("loss", the metric under its name, and
+  // "val_loss", "val_<metric>" with a validation split). Every fit, evaluate, predict and train_on_batch
+  // throws InvalidArgument before compile() or when x or y does not have these shapes; fit, evaluate and
+  // train_on_batch also for a model compiled without a loss; fit also for a
   // batch_size <= 0, epochs < 0, verbose outside 0..2, validation_split outside [0, 1) or leaving no
   // training or no validation sample, and initial_epoch/initial_step out of range.
   History fit(const Tensor& x, const Tensor& y, const FitOptions& options = {});
-  // Loss and accuracy on x, y in inference mode (dropout off), means over all N samples. Throws
+  // Loss and metric on x, y in inference mode (dropout off), means over all N samples. Throws
   // InvalidArgument for batch_size <= 0 or N == 0.
   Evaluation evaluate(const Tensor& x, const Tensor& y, int batch_size = 32, int verbose = 1,
                       std::FILE* out = stdout);
-  // The last layer's outputs (N, output_shape...), softmax outputs (N, classes) for a classifier, as a host
-  // tensor. Throws InvalidArgument for batch_size <= 0.
+  // The model's outputs (N, output shape...) as a host tensor; works without a loss. Throws InvalidArgument
+  // for batch_size <= 0.
   Tensor predict(const Tensor& x, const PredictOptions& options = {});
-  // One optimizer step on one batch; returns that batch's loss and accuracy (dropout active). Throws
+  // One optimizer step on one batch; returns that batch's loss and metric (dropout active). Throws
   // InvalidArgument for an empty batch.
   Logs train_on_batch(const Tensor& x, const Tensor& y);
 

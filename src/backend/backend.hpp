@@ -24,6 +24,7 @@
 #include "dropnet/layers.hpp"
 #include "dropnet/tensor.hpp"
 #include "kernels/adam_math.hpp"
+#include "kernels/loss_math.hpp"
 #include "kernels/step_state.hpp"
 
 namespace dropnet::backend {
@@ -152,6 +153,19 @@ class Recording {
 
 // A max-norm projection of one kernel: `shape` is its Keras shape and `axes` the (non-negative, sorted)
 // axes summed over for each norm.
+// One call of Backend::loss (kernels/loss_math.hpp has the math).
+struct LossCall {
+  kernels::LossKind kind = kernels::LossKind::CategoricalLogits;
+  // Targets are class indices, one per row of the output (sparse_categorical_crossentropy).
+  bool sparse = false;
+  kernels::MetricKind metric = kernels::MetricKind::None;
+  // dy = grad_scale * d(row loss) / dy: 1 / rows for Keras' mean over the batch's rows.
+  float grad_scale = 1.0f;
+  // What stats gets per row: its loss and metric times stat_scale (1 / rows per sample, so that stats hold
+  // per-sample sums when a sample's output has several rows, e.g. (H, W, C) with the loss over C).
+  float stat_scale = 1.0f;
+};
+
 struct MaxNormCall {
   Shape shape;
   std::vector<int> axes;
@@ -264,6 +278,12 @@ class Backend {
   // when dz is not null, writes dz = (softmax(z) - t) * grad_scale.
   virtual void softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
                                      Tensor& stats) = 0;
+
+  // Keras' losses and metrics (LossCall, kernels/loss_math.hpp) on y, any shape, as rows of its last axis,
+  // against targets t: y's shape (dense) or one value per row (call.sparse). Adds stat_scale times the sum
+  // of the row losses to stats[0] and of the row metric values to stats[1] (2 floats on this device), and,
+  // when dy is not null, writes dy = grad_scale * d(sum of row losses) / dy.
+  virtual void loss(const Tensor& y, const Tensor& t, Tensor* dy, const LossCall& call, Tensor& stats) = 0;
 
   // Keras' Adam over `count` contiguous parameters (kernels/adam_math.hpp).
   virtual void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,

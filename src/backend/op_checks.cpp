@@ -195,6 +195,19 @@ void softmax_cross_entropy(Device device, const Tensor& z, const Tensor& t, cons
   tensor_of(device, stats, 2, "loss statistics");
 }
 
+void loss(Device device, const Tensor& y, const Tensor& t, const Tensor* dy, const LossCall& call,
+          const Tensor& stats) {
+  on_device(device, y, "loss prediction");
+  if (y.rank() == 0 || y.dim(-1) <= 0) fail("the loss op needs a prediction with a non-empty last axis, got " +
+                                            to_string(y.shape()));
+  const std::int64_t rows = y.size() / y.dim(-1);
+  tensor_of(device, t, call.sparse ? rows : y.size(), call.sparse ? "sparse targets (one per row)" : "targets");
+  if (dy != nullptr) tensor_of(device, *dy, y.size(), "loss gradient");
+  tensor_of(device, stats, 2, "loss statistics");
+  if (!std::isfinite(call.grad_scale) || !std::isfinite(call.stat_scale))
+    fail("the loss op needs finite grad_scale and stat_scale");
+}
+
 void maxnorm(const MaxNormCall& call) {
   const int rank = static_cast<int>(call.shape.size());
   if (rank > kernels::kMaxNormMaxRank) fail("max-norm supports kernels of rank up to 8, got " + to_string(call.shape));

@@ -65,6 +65,9 @@ void noise(Device device, const Tensor& in, const Tensor& out, const NoiseCall& 
 kernels::DropBlockGeometry dropblock(Device device, const Tensor& in, const Tensor& out, const DropBlockCall& call,
                                      bool backward);
 void softmax_cross_entropy(Device device, const Tensor& z, const Tensor& t, const Tensor* dz, const Tensor& stats);
+// y of rank >= 1 with a non-empty last axis; t of y's size (dense) or of one value per row (sparse), dy of y's
+// size, stats of 2 floats, all on `device`; finite scales.
+void loss(Device device, const Tensor& y, const Tensor& t, const Tensor* dy, const LossCall& call, const Tensor& stats);
 // A kernel of rank <= 8, axes inside it.
 void maxnorm(const MaxNormCall& call);
 // Indices inside src's rows, dst on `device` and large enough (src may be on either device).

@@ -95,7 +95,7 @@ Sequential load_seed_model(const std::string& path, Device device, std::uint64_t
     if (config.input_dropout > 0) config.input_dropout = *dropout;
   }
   Sequential model = build_seed_model(config);
-  model.compile({.device = device, .seed = seed});
+  model.compile({.loss = "categorical_crossentropy", .device = device, .seed = seed});
   load_weights(model, path);
   return model;
 }

@@ -467,7 +467,8 @@ int run_train(std::span<const std::string> args) {
   model_config.max_norm = c.max_norm;
   model_config.schedule = schedule_in_steps(c.schedule, (n_train + c.batch_size - 1) / c.batch_size);
   Sequential model = build_seed_model(model_config);
-  model.compile({.optimizer = Adam{.learning_rate = c.learning_rate}, .device = device, .seed = c.seed,
+  model.compile({.optimizer = Adam{.learning_rate = c.learning_rate}, .loss = "categorical_crossentropy",
+                 .device = device, .seed = c.seed,
                  .deterministic = c.deterministic, .cuda_graphs = c.cuda_graphs});
   fmt::print("{}\n", model.summary());
 

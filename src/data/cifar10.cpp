@@ -237,6 +237,11 @@ Dataset load_archive(const fs::path& archive, const LoadOptions& options) {
 
 }  // namespace
 
+Tensor sparse_labels(const std::vector<std::uint8_t>& classes) {
+  std::vector<float> values(classes.begin(), classes.end());
+  return Tensor::from_vector({static_cast<std::int64_t>(classes.size())}, values);
+}
+
 Dataset load(const std::filesystem::path& source, const LoadOptions& options) {
   check_limit(options.train_limit, "train_limit");
   check_limit(options.test_limit, "test_limit");
@@ -251,8 +256,14 @@ Dataset load(const std::filesystem::path& source, const LoadOptions& options) {
                     "it) or cifar-10-binary.tar.gz",
                     source.string(), kExpectedFiles, kSubdir));
   }
-  if (fs::is_directory(status)) return load_directory(source, options);
-  if (fs::is_regular_file(status)) return load_archive(source, options);
+  if (fs::is_directory(status) || fs::is_regular_file(status)) {
+    Dataset dataset = fs::is_directory(status) ? load_directory(source, options) : load_archive(source, options);
+    if (options.sparse_labels) {
+      dataset.train.labels = sparse_labels(dataset.train.classes);
+      dataset.test.labels = sparse_labels(dataset.test.classes);
+    }
+    return dataset;
+  }
   throw IoError(
       fmt::format("{}: neither a directory nor a regular file; expected a CIFAR-10 directory or "
                   "cifar-10-binary.tar.gz",

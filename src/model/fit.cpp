@@ -1,6 +1,6 @@
 // fit.cpp: keras.Model.fit, evaluate and predict for Sequential.
 //
-// What fit reports follows Keras: loss and accuracy are batch-size-weighted running means over the epoch
+// What fit reports follows Keras: loss and the metric are batch-size-weighted running means over the epoch
 // (dropout active, weights changing between batches); validation uses inference mode on the last
 // validation_split of the arrays, split off before any shuffling.
 #include <cmath>
@@ -40,21 +40,13 @@ std::uint64_t order_hash(const std::vector<std::int64_t>& order) {
   return h;
 }
 
-struct Totals {
-  double loss = 0, correct = 0;
-  std::int64_t seen = 0;
-  Logs logs(const std::string& prefix = "") const {
-    return {{prefix + "accuracy", seen ? correct / double(seen) : 0.0},
-            {prefix + "loss", seen ? loss / double(seen) : 0.0}};
-  }
-};
-
 }  // namespace
 
 History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions& o) {
   Impl& m = *impl_;
   m.require_compiled("fit");
   m.check_data(x_in, &y_in, "fit");
+  const Tensor y_2d = m.targets_2d(y_in);
   if (o.batch_size <= 0) throw InvalidArgument(fmt::format("fit: batch_size must be positive, got {}", o.batch_size));
   if (o.epochs < 0) throw InvalidArgument(fmt::format("fit: epochs must be >= 0, got {}", o.epochs));
   if (o.verbose < 0 || o.verbose > 2) throw InvalidArgument(fmt::format("fit: verbose must be 0, 1 or 2, got {}", o.verbose));
@@ -74,8 +66,9 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
   // The training rows go to the model's device once (on a GPU as bytes and classes when that is exact),
   // so that every batch is gathered there; so do the validation rows, as floats. No copies on the CPU.
   const std::int64_t steps = (split_at + o.batch_size - 1) / o.batch_size;
-  FitPlan plan(x_in, y_in, split_at, steps, m.device);
+  FitPlan plan(x_in, y_2d, split_at, steps, m.device);
   auto on_device = [&](const Tensor& t) { return t.device() == m.device ? t : t.to(m.device); };
+  // The validation targets keep y's own shape (evaluate checks them as the caller's).
   const Tensor x_val = on_device(x_in.rows(split_at, n)), y_val = on_device(y_in.rows(split_at, n));
   m.ensure_capacity(std::min<std::int64_t>(o.batch_size, split_at));
   if (o.initial_step != 0) {  // resuming mid-epoch: the sums must be those of exactly initial_step batches
@@ -133,9 +126,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     }
     m.state().write(state);
     m.progress.mid_epoch = first_step > 0;
-    auto running = [](const backend::StepHeader& h) {
-      return Totals{h.loss_sum, h.correct, h.seen}.logs();
-    };
+    auto running = [&m](const backend::StepHeader& h) { return m.logs_of(h.loss_sum, h.correct, h.seen); };
     logs = running(state.header);
     plan.start_epoch(order, m.epoch_alphas(steps, first_step, state.header.iteration));
     for (std::int64_t step = first_step; step < steps; ++step) {
@@ -155,8 +146,7 @@ History Sequential::fit(const Tensor& x_in, const Tensor& y_in, const FitOptions
     }
     if (split_at < n) {
       const Evaluation v = evaluate(x_val, y_val, o.batch_size, 0, nullptr);
-      logs["val_loss"] = v.loss;
-      logs["val_accuracy"] = v.accuracy;
+      for (const auto& [k, value] : v.metrics) logs["val_" + k] = value;
     }
     bar.finish(logs);
     history.epoch.push_back(epoch);
@@ -176,27 +166,33 @@ Evaluation Sequential::evaluate(const Tensor& x, const Tensor& y, int batch_size
   Impl& m = *impl_;
   m.require_compiled("evaluate");
   m.check_data(x, &y, "evaluate");
+  const Tensor y_2d = m.targets_2d(y);
   if (batch_size <= 0) throw InvalidArgument(fmt::format("evaluate: batch_size must be positive, got {}", batch_size));
   const std::int64_t n = x.dim(0);
   if (n == 0) throw InvalidArgument("evaluate: no samples");
   const std::int64_t steps = (n + batch_size - 1) / batch_size;
   m.ensure_capacity(std::min<std::int64_t>(batch_size, n));
   ProgressBar bar(out, verbose, steps);
-  Totals totals;
+  double loss_sum = 0, metric_sum = 0;
+  std::int64_t seen = 0;
   for (std::int64_t step = 0; step < steps; ++step) {
     const std::int64_t begin = step * batch_size, end = std::min(n, begin + batch_size);
-    m.gather_range(x, &y, begin, end);
+    m.gather_range(x, &y_2d, begin, end);
     RunContext ctx{*m.backend, false};
     m.forward(end - begin, ctx, /*backward=*/false);
     m.issue_loss(end - begin, ctx, nullptr);
-    const auto [loss, correct] = m.read_stats();
-    totals.loss += loss;
-    totals.correct += correct;
-    totals.seen += end - begin;
-    if (bar.due(step + 1)) bar.update(step + 1, totals.logs());  // the logs only when they are shown
+    const auto [batch_loss, batch_metric] = m.read_stats();
+    loss_sum += batch_loss;
+    metric_sum += batch_metric;
+    seen += end - begin;
+    if (bar.due(step + 1)) bar.update(step + 1, m.logs_of(loss_sum, metric_sum, seen));  // only when shown
   }
-  bar.finish(totals.logs());
-  return {totals.loss / double(n), totals.correct / double(n)};
+  Evaluation result;
+  result.metrics = m.logs_of(loss_sum, metric_sum, seen);
+  bar.finish(result.metrics);
+  result.loss = loss_sum / double(n);
+  if (m.loss.metric_is_accuracy) result.accuracy = metric_sum / double(n);
+  return result;
 }
 
 Tensor Sequential::predict(const Tensor& x, const PredictOptions& o) {

@@ -11,6 +11,7 @@
 #include "layers/run_context.hpp"
 #include "model/fit_plan.hpp"
 #include "model/fused_blocks.hpp"
+#include "model/losses.hpp"
 #include "dropnet/model.hpp"
 
 namespace dropnet {
@@ -23,6 +24,7 @@ struct Sequential::Impl {
 
   bool compiled = false;
   CompileOptions options;
+  LossSetup loss;  // the resolved loss and metric (model/losses.hpp); loss.defined is false without one
   Device device = Device::CPU;
   std::uint64_t seed = 0;
   // The model's own backend context, made by compile() for `device` with the options' settings
@@ -71,7 +73,7 @@ struct Sequential::Impl {
   std::vector<Tensor> outputs;
   std::vector<Tensor> output_grads;  // dL/d(output of layer i)
   Tensor batch_x, batch_y;
-  Tensor stats;                      // [sum of losses, count of correct] of the last issue_loss
+  Tensor stats;                      // [sum of losses, sum of the metric] of the last issue_loss
   std::vector<std::int64_t> range_index;  // gather_range's row list, kept between calls
 
   // How fit ran its last training steps (Sequential::step_mode()).
@@ -92,7 +94,7 @@ struct Sequential::Impl {
   // name their ranges; src/core/nvtx.hpp).
   const char* range_name(std::size_t i, bool backward);
   std::vector<std::string> range_names;
-  // Issues the loss of the first n rows of the last forward against batch_y into `stats`; with an
+  // Issues the loss (and metric) of the first n rows of the last forward against batch_y into `stats`; with an
   // `update` also the backward pass, Adam and the constraints. Nothing is read back (read_stats does).
   void issue_loss(std::int64_t n, RunContext& ctx, const backend::AdamCall* update);
   std::pair<double, double> read_stats() const;
@@ -110,7 +112,12 @@ struct Sequential::Impl {
   Tensor layer_input(std::size_t i, std::int64_t n);
 
   void require_compiled(const char* what) const;
+  // x against the input shape; y (when given) against the loss (check_targets: InvalidArgument without one).
   void check_data(const Tensor& x, const Tensor* y, const char* what) const;
+  // y as (N, label_width) (the view the batch gathers and the fit plan read).
+  Tensor targets_2d(const Tensor& y) const;
+  // The logs of loss and metric sums over `seen` records: "loss" and the metric's name, with a prefix.
+  Logs logs_of(double loss_sum, double metric_sum, std::int64_t seen, const std::string& prefix = "") const;
 };
 
 // The model's internals that tests and benchmarks reach (a friend of Sequential; not public API).

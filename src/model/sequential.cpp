@@ -50,27 +50,14 @@ Layer& Sequential::add(std::unique_ptr<Layer> layer) {
 
 void Sequential::compile(const CompileOptions& options) {
   Impl& m = *impl_;
-  // Without a loss (an empty name) the model is for inference only, as a Keras model compiled without one:
-  // predict runs, fit, evaluate and train_on_batch refuse (check_data), so neither the loss's needs nor
-  // the optimizer are checked.
-  const bool inference_only = options.loss.empty();
-  if (!inference_only && options.loss != "categorical_crossentropy")
-    throw InvalidArgument(fmt::format("unknown loss '{}'; dropnet implements categorical_crossentropy",
-                                      options.loss));
-  for (const auto& metric : options.metrics)
-    if (metric != "accuracy" && metric != "categorical_accuracy")
-      throw InvalidArgument(fmt::format("unknown metric '{}'; dropnet implements accuracy", metric));
+  check_loss_names(options);
   const Adam& a = options.optimizer;
-  if (!inference_only &&
-      (!(a.learning_rate > 0) || !(a.beta_1 >= 0 && a.beta_1 < 1) || !(a.beta_2 >= 0 && a.beta_2 < 1) ||
-       !(a.epsilon >= 0)))
+  if (!(a.learning_rate > 0) || !(a.beta_1 >= 0 && a.beta_1 < 1) || !(a.beta_2 >= 0 && a.beta_2 < 1) ||
+      !(a.epsilon >= 0))
     throw InvalidArgument(fmt::format("Adam: expected learning_rate > 0, 0 <= beta_1, beta_2 < 1 and "
                                       "epsilon >= 0; got {}, {}, {}, {}", a.learning_rate, a.beta_1, a.beta_2,
                                       a.epsilon));
   if (m.layers.empty()) throw InvalidArgument("compile(): the model has no layers");
-  if (!inference_only && !m.layers.back()->softmax_output())
-    throw InvalidArgument("compile(): categorical_crossentropy needs a model that ends in softmax "
-                          "(Dense(..., activation=\"softmax\") or Activation(\"softmax\"))");
 
   m.options = options;
   m.device = options.device.value_or(cuda_available() ? Device::CUDA : Device::CPU);
@@ -85,6 +72,7 @@ void Sequential::compile(const CompileOptions& options) {
   Shape shape = m.input_shape;
   for (std::size_t i = 0; i < m.layers.size(); ++i)
     shape = m.layers[i]->build(shape, kernels::splitmix64(m.seed + 0x632BE59BD9B4E019ull * (i + 1)));
+  m.loss = resolve_loss(options, shape, m.layers.back()->softmax_output());
 
   // Place every parameter in the flat buffers, each aligned to 64 floats for vector loads.
   constexpr std::int64_t kAlign = 64;
@@ -149,13 +137,17 @@ void Sequential::Impl::check_data(const Tensor& x, const Tensor* y, const char* 
     throw InvalidArgument(fmt::format("{}: x has shape {}; expected (N, {} for this model", what,
                                       to_string(x.shape()), to_string(input_shape).substr(1)));
   if (y == nullptr) return;
-  if (options.loss.empty())
-    throw InvalidArgument(fmt::format("{}: compile() was called without a loss: the model is for inference "
-                                      "only (predict); compile it with a loss to train or evaluate it", what));
-  const Shape& out = layers.back()->output_shape();
-  if (y->rank() != 2 || y->dim(0) != x.dim(0) || y->dim(1) != out[0])
-    throw InvalidArgument(fmt::format("{}: y has shape {}; expected one-hot labels ({}, {})", what,
-                                      to_string(y->shape()), x.dim(0), out[0]));
+  check_targets(loss, layers.back()->output_shape(), *y, x.dim(0), what);
+}
+
+Tensor Sequential::Impl::targets_2d(const Tensor& y) const {
+  return y.reshaped({y.rank() ? y.dim(0) : 0, loss.label_width});
+}
+
+Logs Sequential::Impl::logs_of(double loss_sum, double metric_sum, std::int64_t seen, const std::string& prefix) const {
+  Logs logs{{prefix + "loss", seen ? loss_sum / double(seen) : 0.0}};
+  if (!loss.metric_name.empty()) logs[prefix + loss.metric_name] = seen ? metric_sum / double(seen) : 0.0;
+  return logs;
 }
 
 void Sequential::Impl::ensure_capacity(std::int64_t batch) {
@@ -174,7 +166,7 @@ void Sequential::Impl::ensure_capacity(std::int64_t batch) {
   Shape xs{batch};
   xs.insert(xs.end(), input_shape.begin(), input_shape.end());
   batch_x = Tensor(xs, device);
-  batch_y = Tensor({batch, layers.back()->output_shape()[0]}, device);
+  batch_y = Tensor({batch, loss.label_width}, device);
   capacity = batch;
   ++buffers_generation;
 }
@@ -232,14 +224,22 @@ const backend::StepSlot* Sequential::Impl::slot(std::size_t i) const {
 
 void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend::AdamCall* update) {
   const std::size_t last = layers.size() - 1;
-  Tensor logits = layers[last]->logits().rows(0, n);
+  // The loss's input: the softmax head's logits, or the output; its gradient goes to output_grads[last].
+  Tensor pred = loss.from_softmax_logits ? layers[last]->logits().rows(0, n) : outputs[last].rows(0, n);
   Tensor labels = batch_y.rows(0, n);
-  Tensor dlogits = output_grads[last].rows(0, n);
+  Tensor dpred = output_grads[last].rows(0, n);
   {
-    DROPNET_NVTX_RANGE("loss (softmax cross-entropy)");
+    DROPNET_NVTX_RANGE("loss");
     backend->fill(stats.data(), static_cast<std::size_t>(stats.size()), 0.0f);
-    // Keras' loss is the mean over the batch, so each row's gradient carries 1 / n.
-    backend->softmax_cross_entropy(logits, labels, update ? &dlogits : nullptr, 1.0f / float(n), stats);
+    // Keras' loss is the mean over the batch's rows, so each row's gradient carries 1 / rows.
+    const float grad_scale = 1.0f / float(n * loss.rows_per_sample);
+    if (loss.softmax_xent_op) {
+      backend->softmax_cross_entropy(pred, labels, update ? &dpred : nullptr, grad_scale, stats);
+    } else {
+      backend::LossCall call = loss.call;
+      call.grad_scale = grad_scale;
+      backend->loss(pred, labels, update ? &dpred : nullptr, call, stats);
+    }
   }
   if (update == nullptr) return;
   for (std::size_t i = last + 1; i-- > 0;) {
@@ -253,9 +253,9 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
     Tensor in = layer_input(i, n);
     Tensor dx = i > 0 ? output_grads[i - 1].rows(0, n) : Tensor();
     Tensor* dx_ptr = i > 0 ? &dx : nullptr;
-    if (i == last) {
+    if (i == last && loss.from_softmax_logits) {
       ctx.slot = slot(i);
-      layers[i]->backward_from_logits(in, dlogits, dx_ptr, ctx);
+      layers[i]->backward_from_logits(in, dpred, dx_ptr, ctx);
     } else {
       ctx.slot = slot(i);
       Tensor out = outputs[i].rows(0, n);
@@ -318,14 +318,15 @@ Logs Sequential::train_on_batch(const Tensor& x, const Tensor& y) {
   DROPNET_NVTX_RANGE("step (train_on_batch)");
   // train_on_batch reads its result back anyway; it reads the iteration (Adam's t - 1) first.
   const std::uint64_t iteration = m.state().read().header.iteration;
-  m.gather_range(x, &y, 0, n);
+  const Tensor y2 = m.targets_2d(y);
+  m.gather_range(x, &y2, 0, n);
   RunContext ctx{*m.backend, true};
   m.forward(n, ctx, /*backward=*/true);
   const backend::AdamCall update(m.adam_step(static_cast<std::int64_t>(iteration) + 1));
   m.issue_loss(n, ctx, &update);
   m.backend->advance_step(m.state().header(), m.state().slots(), {.optimizer_step = true});
-  const auto [loss, correct] = m.read_stats();
-  return {{"loss", loss / double(n)}, {"accuracy", correct / double(n)}};
+  const auto [loss_sum, metric_sum] = m.read_stats();
+  return m.logs_of(loss_sum, metric_sum, n);
 }
 
 const std::string& Sequential::name() const noexcept { return impl_->name; }

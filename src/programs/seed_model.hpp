@@ -9,7 +9,7 @@
 // MaxNorm(2) without an axis). The model comes back uncompiled; the seed compiles it with Adam's defaults:
 //
 //   dropnet::Sequential model = dropnet::cli::build_seed_model({.dropout = 0.5, .max_norm = 2.0});
-//   model.compile({.optimizer = dropnet::Adam{.learning_rate = 1e-3}, .seed = 1});
+//   model.compile({.optimizer = dropnet::Adam{.learning_rate = 1e-3}, .loss = "categorical_crossentropy", .seed = 1});
 #pragma once
 
 #include <array>

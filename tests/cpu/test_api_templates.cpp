@@ -18,7 +18,23 @@ template <typename Seed>
 dropnet::Sequential compiled_model(Seed seed) {
   dropnet::Sequential m({4});
   m.add(dropnet::Dense(3, {.activation = "softmax"}));
-  m.compile({.device = dropnet::Device::CPU, .seed = static_cast<std::uint64_t>(seed)});
+  m.compile({.loss = "categorical_crossentropy",
+             .device = dropnet::Device::CPU, .seed = static_cast<std::uint64_t>(seed)});
+  return m;
+}
+
+// The loss's forms in a template: no loss (inference only), a name with from_logits, a Loss object.
+template <typename Seed>
+dropnet::Sequential compiled_with_loss(Seed seed, int form) {
+  dropnet::Sequential m({4});
+  m.add(dropnet::Dense(3));
+  if (form == 0) m.compile({.device = dropnet::Device::CPU, .seed = static_cast<std::uint64_t>(seed)});
+  if (form == 1)
+    m.compile({.loss = {"sparse_categorical_crossentropy", true}, .metrics = {"accuracy"},
+               .device = dropnet::Device::CPU, .seed = static_cast<std::uint64_t>(seed)});
+  if (form == 2)
+    m.compile({.loss = dropnet::Loss("binary_crossentropy", true), .metrics = {},
+               .device = dropnet::Device::CPU, .seed = static_cast<std::uint64_t>(seed)});
   return m;
 }
 
@@ -34,7 +50,20 @@ TEST_CASE("compile and fit options work inside function templates (no GCC 12 int
   CHECK(m.seed() == 7);
   const dropnet::CompileOptions defaults{};
   CHECK(defaults.metrics == std::vector<std::string>{"accuracy"});  // the default the workaround keeps
+  CHECK(defaults.loss.name.empty());                                  // Keras' loss=None
+  CHECK_FALSE(defaults.loss.from_logits);
   const dropnet::Tensor x = dropnet::Tensor::from_vector({4, 4}, std::vector<float>(16, 0.5f));
   const dropnet::Tensor y = dropnet::Tensor::from_vector({4, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0});
   CHECK(fit_in_template(m, x, y).epoch.size() == 1);
+}
+
+TEST_CASE("the loss and its from_logits work inside function templates", "[model][api]") {
+  const dropnet::Tensor x = dropnet::Tensor::from_vector({4, 4}, std::vector<float>(16, 0.5f));
+  CHECK(compiled_with_loss(1, 0).predict(x).shape() == dropnet::Shape{4, 3});
+  dropnet::Sequential sparse = compiled_with_loss(2, 1);
+  const dropnet::Tensor labels = dropnet::Tensor::from_vector({4}, {0, 1, 2, 0});
+  CHECK(fit_in_template(sparse, x, labels).history.count("accuracy") == 1);
+  dropnet::Sequential binary = compiled_with_loss(3, 2);
+  const dropnet::Tensor targets = dropnet::Tensor::from_vector({4, 3}, std::vector<float>(12, 1.0f));
+  CHECK(fit_in_template(binary, x, targets).history.size() == 1);  // the loss only
 }

@@ -61,10 +61,12 @@ TEST_CASE("make_backend makes a new context each time, with the settings it is g
 
 TEST_CASE("two models own distinct backends, each with its own settings", "[backend][contexts][model]") {
   Sequential first = small_model(), second = small_model();
-  first.compile({.device = Device::CPU, .seed = 1, .deterministic = true, .allow_tf32 = false,
+  first.compile({.loss = "categorical_crossentropy",
+                 .device = Device::CPU, .seed = 1, .deterministic = true, .allow_tf32 = false,
                  .workspace_limit = std::size_t{1} << 20});
   backend::Backend& first_backend = ModelInternals::backend(first);
-  second.compile({.device = Device::CPU, .seed = 1, .deterministic = false, .allow_tf32 = true,
+  second.compile({.loss = "categorical_crossentropy",
+                  .device = Device::CPU, .seed = 1, .deterministic = false, .allow_tf32 = true,
                   .workspace_limit = std::size_t{8} << 20});
   backend::Backend& second_backend = ModelInternals::backend(second);
 
@@ -79,7 +81,7 @@ TEST_CASE("two models own distinct backends, each with its own settings", "[back
   CHECK(second_backend.settings().workspace_limit == std::size_t{8} << 20);
 
   // Compiling again makes a new context with the new settings; the other model's stays.
-  first.compile({.device = Device::CPU, .seed = 1, .deterministic = false});
+  first.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 1, .deterministic = false});
   CHECK_FALSE(ModelInternals::backend(first).settings().deterministic);
   CHECK(&ModelInternals::backend(second) == &second_backend);
   CHECK(second_backend.settings().allow_tf32);
@@ -91,14 +93,14 @@ TEST_CASE("a model trains the same bits whether or not another model trains in b
   const FitOptions fit{.batch_size = 8, .epochs = 1, .verbose = 0};
 
   Sequential alone = small_model();
-  alone.compile({.device = Device::CPU, .seed = 7});
+  alone.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 7});
   alone.fit(x, y, fit);
   alone.fit(x, y, fit);
 
   Sequential interleaved = small_model(), other = small_model();
-  interleaved.compile({.device = Device::CPU, .seed = 7});
+  interleaved.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 7});
   interleaved.fit(x, y, fit);
-  other.compile({.device = Device::CPU, .seed = 99, .deterministic = true});
+  other.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 99, .deterministic = true});
   const std::uint64_t waits = ModelInternals::backend(interleaved).host_waits();
   other.fit(x, y, fit);
   // The other model's fit waited on its own backend only.

@@ -48,7 +48,8 @@ Sequential small_model(std::int64_t hidden = 8) {
 
 Sequential compiled_model(std::uint64_t seed = 7, std::int64_t hidden = 8) {
   Sequential m = small_model(hidden);
-  m.compile({.optimizer = Adam{.learning_rate = 0.01}, .device = Device::CPU, .seed = seed});
+  m.compile({.optimizer = Adam{.learning_rate = 0.01}, .loss = "categorical_crossentropy",
+             .device = Device::CPU, .seed = seed});
   return m;
 }
 
@@ -122,7 +123,8 @@ class InterruptAt : public Callback {
 Sequential resume(const fs::path& path, const Data& d, int epochs) {
   const TrainingState s = read_training_state(path);
   Sequential m = small_model();
-  m.compile({.optimizer = Adam{.learning_rate = 0.01}, .device = Device::CPU, .seed = s.seed});
+  m.compile({.optimizer = Adam{.learning_rate = 0.01}, .loss = "categorical_crossentropy",
+             .device = Device::CPU, .seed = s.seed});
   const TrainingState loaded = load_checkpoint(m, path);
   CHECK(loaded.epoch == s.epoch);
   FitOptions o = fit_options(epochs);
@@ -255,7 +257,7 @@ TEST_CASE("load_weights names every mismatch and leaves the model unchanged", "[
     b.add(Dense(8, {.activation = "relu"}));
     b.add(Dense(3, {.activation = "relu"}));
     b.add(Dense(3, {.activation = "softmax"}));
-    b.compile({.device = Device::CPU, .seed = 1});
+    b.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 1});
     CHECK_THROWS_MATCHES(load_weights(b, dir / "w.safetensors"), DataError,
                          MessageContains("weight 'dense_2/kernel' (3, 3) is missing"));
   }

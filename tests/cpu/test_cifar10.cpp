@@ -284,6 +284,23 @@ TEST_CASE("cifar10::load reads a directory of batch files in order", "[cifar10]"
   CHECK(fs::path(d.source) == tmp.path());
 }
 
+TEST_CASE("cifar10::load with sparse_labels gives (N) class indices for sparse_categorical_crossentropy",
+          "[cifar10]") {
+  TempDir tmp;
+  write_fixture(tmp.path());
+  const cifar10::Dataset one_hot = cifar10::load(tmp.path());
+  const cifar10::Dataset d = cifar10::load(tmp.path(), {.sparse_labels = true});
+  REQUIRE(d.train.labels.shape() == dropnet::Shape{10});
+  REQUIRE(d.test.labels.shape() == dropnet::Shape{kTestCount});
+  for (const auto* split : {&d.train, &d.test}) {
+    const std::vector<float> labels = split->labels.to_vector();
+    for (std::size_t n = 0; n < labels.size(); ++n) CHECK(labels[n] == float(split->classes[n]));
+  }
+  CHECK(d.train.images.to_vector() == one_hot.train.images.to_vector());  // only the labels differ
+  CHECK(d.train.classes == one_hot.train.classes);
+  CHECK(cifar10::sparse_labels({3, 0, 9}).to_vector() == std::vector<float>{3, 0, 9});
+}
+
 TEST_CASE("cifar10::load finds cifar-10-batches-bin/ below the given directory", "[cifar10]") {
   TempDir tmp;
   write_fixture(tmp.path() / "cifar-10-batches-bin");

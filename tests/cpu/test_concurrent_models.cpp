@@ -50,7 +50,7 @@ struct Trained {
 // Trains the convnet with `seed` on `d` and `threads` CPU threads (0: the default).
 Trained train(std::uint64_t seed, unsigned threads, const Data& d) {
   Sequential m = small_convnet();
-  m.compile({.device = Device::CPU, .seed = seed, .cpu_threads = threads});
+  m.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = seed, .cpu_threads = threads});
   REQUIRE(ModelInternals::backend(m).settings().cpu_threads == threads);
   const History h = m.fit(d.x, d.y, {.batch_size = 20, .epochs = 3, .verbose = 0, .validation_split = 0.25});
   Trained t{{}, h.history.at("loss"), h.history.at("val_loss")};
@@ -133,7 +133,7 @@ TEST_CASE("A model failing on its thread leaves the model training beside it int
     std::jthread bad([&] {
       try {
         Sequential m = small_convnet();
-        m.compile({.device = Device::CPU, .seed = 4, .cpu_threads = 1});
+        m.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 4, .cpu_threads = 1});
         const Tensor wrong_labels = testing::random_tensor({480, 5}, 3, 0.0, 1.0);  // 5 classes, the model has 4
         (void)m.fit(d.x, wrong_labels, {.batch_size = 20, .epochs = 1, .verbose = 0});
       } catch (...) {

@@ -350,7 +350,8 @@ TEST_CASE("SpatialDropout2D and DropBlock2D: a checkpoint round trip restores th
     m.add(DropBlock2D(0.2, 3, {.schedule = DropoutSchedule::linear(0.0, 6)}));
     m.add(Flatten());
     m.add(Dense(3, {.activation = "softmax"}));
-    m.compile({.optimizer = Adam{.learning_rate = 0.01}, .device = Device::CPU, .seed = 5});
+    m.compile({.optimizer = Adam{.learning_rate = 0.01}, .loss = "categorical_crossentropy",
+               .device = Device::CPU, .seed = 5});
     return m;
   };
   const std::int64_t n = 32;

@@ -36,7 +36,8 @@ Sequential scheduled_model(double rate, DropoutSchedule schedule) {
   m.add(Dense(8, {.activation = "relu"}));
   m.add(Dropout(rate, {.schedule = schedule}));
   m.add(Dense(3, {.activation = "softmax"}));
-  m.compile({.optimizer = Adam{.learning_rate = 0.01}, .device = Device::CPU, .seed = 5});
+  m.compile({.optimizer = Adam{.learning_rate = 0.01}, .loss = "categorical_crossentropy",
+             .device = Device::CPU, .seed = 5});
   return m;
 }
 

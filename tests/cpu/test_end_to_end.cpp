@@ -17,7 +17,7 @@ TEST_CASE("the seed model learns on the bundled sample", "[end_to_end]") {
   REQUIRE(data.test.size() == 200);
 
   Sequential model = cli::build_seed_model({.dropout = 0.5, .max_norm = 2.0});
-  model.compile({.device = Device::CPU, .seed = 1});
+  model.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 1});
   // 20 epochs of 20 batches of 25: 400 steps.
   const History h = model.fit(data.train.images, data.train.labels, {.batch_size = 25, .epochs = 20, .verbose = 0});
   REQUIRE(model.iterations() == 400);

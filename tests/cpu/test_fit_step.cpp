@@ -178,7 +178,7 @@ TEST_CASE("fit through the plan trains exactly as train_on_batch on the same bat
     m.add(Dropout(0.5));
     m.add(Flatten());
     m.add(Dense(3, {.activation = "softmax"}));
-    m.compile({.device = Device::CPU, .seed = 3});
+    m.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 3});
     return m;
   };
   Sequential a = model(), b = model();
@@ -209,7 +209,7 @@ TEST_CASE("fit waits for the backend only at progress ticks and epoch ends, not 
     m.add(Dropout(0.5));
     m.add(Flatten());
     m.add(Dense(3, {.activation = "softmax"}));
-    m.compile({.device = Device::CPU, .seed = 3});
+    m.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 3});
     // The model's own backend counts its waits (the op tests' cpu() is another context).
     const backend::Backend& be = ModelInternals::backend(m);
     const std::uint64_t before = be.host_waits();
@@ -256,7 +256,7 @@ TEST_CASE("evaluate, predict and Monte Carlo predict allocate no buffer per batc
   m.add(Dropout(0.5));
   m.add(Flatten());
   m.add(Dense(3, {.activation = "softmax"}));
-  m.compile({.device = Device::CPU, .seed = 3});
+  m.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 3});
   m.fit(x, y, {.batch_size = 8, .epochs = 1, .verbose = 0});  // sizes the per-batch buffers for 8 rows
   auto allocations_of = [](auto&& pass) {
     const std::uint64_t before = backend::memory::allocations();

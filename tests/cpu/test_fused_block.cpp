@@ -235,7 +235,8 @@ Sequential block_model(bool fuse) {
   m.add(GaussianDropout(0.2));
   m.add(Flatten());
   m.add(Dense(4, {.activation = "softmax"}));
-  m.compile({.optimizer = Adam{.learning_rate = 0.01}, .device = Device::CPU, .seed = 9, .fuse_layers = fuse});
+  m.compile({.optimizer = Adam{.learning_rate = 0.01}, .loss = "categorical_crossentropy",
+             .device = Device::CPU, .seed = 9, .fuse_layers = fuse});
   return m;
 }
 

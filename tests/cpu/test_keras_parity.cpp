@@ -467,7 +467,7 @@ TEST_CASE("Keras parity: seed model logits and loss and weights after 1 and 10 t
   model.add(std::make_unique<dropnet::Flatten>());
   model.add(std::make_unique<dropnet::Dense>(256, dense_options));
   model.add(std::make_unique<dropnet::Dense>(10, softmax_options));
-  model.compile({.device = Device::CPU, .seed = 1});
+  model.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 1});
 
   // The initial weights: int8 values times a power of two (exact in float32).
   const char* names[] = {"conv1", "conv2", "dense1", "dense2"};

@@ -353,7 +353,8 @@ TEST_CASE("noise layers: a checkpoint restores the seed generators and training 
     m.add(AlphaDropout(0.2, {.noise_shape = {std::nullopt, 1}}));
     m.add(AlphaDropout(0.1));
     m.add(Dense(3, {.activation = "softmax"}));
-    m.compile({.optimizer = Adam{.learning_rate = 0.01}, .device = Device::CPU, .seed = 5});
+    m.compile({.optimizer = Adam{.learning_rate = 0.01}, .loss = "categorical_crossentropy",
+               .device = Device::CPU, .seed = 5});
     return m;
   };
   const std::int64_t rows = 40;

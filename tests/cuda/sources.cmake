@@ -4,6 +4,8 @@ set(DROPNET_CUDA_TEST_SOURCES
   main.cpp
   test_layer_ops.cpp
   test_training_ops.cpp
+  test_loss_ops.cpp
+  test_loss_model.cpp
   test_curand_mask.cpp
   test_noise_ops.cpp
   test_model_training.cpp

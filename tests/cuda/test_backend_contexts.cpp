@@ -40,10 +40,12 @@ std::vector<float> all_weights(Sequential& m) {
 
 TEST_CASE("two models on the GPU own distinct CUDA contexts with their own settings", "[cuda][contexts]") {
   Sequential a = small_model(), b = small_model();
-  a.compile({.device = Device::CUDA, .seed = 1, .deterministic = true, .allow_tf32 = false,
+  a.compile({.loss = "categorical_crossentropy",
+             .device = Device::CUDA, .seed = 1, .deterministic = true, .allow_tf32 = false,
              .workspace_limit = std::size_t{1} << 20});
   backend::cuda::CudaBackend& ba = cuda_backend_of(a);
-  b.compile({.device = Device::CUDA, .seed = 1, .deterministic = false, .allow_tf32 = true,
+  b.compile({.loss = "categorical_crossentropy",
+             .device = Device::CUDA, .seed = 1, .deterministic = false, .allow_tf32 = true,
              .workspace_limit = std::size_t{8} << 20});
   backend::cuda::CudaBackend& bb = cuda_backend_of(b);
 
@@ -71,7 +73,8 @@ TEST_CASE("a GPU model trains the same bits whether or not another GPU model tra
   for (std::int64_t r = 0; r < n; ++r) ys[std::size_t(r * 3 + (r * 5) % 3)] = 1.0f;
   const Tensor y = Tensor::from_vector({n, 3}, ys);
   const FitOptions fit{.batch_size = 8, .epochs = 1, .verbose = 0};
-  const CompileOptions options{.device = Device::CUDA, .seed = 11, .deterministic = true};
+  const CompileOptions options{.loss = "categorical_crossentropy", .device = Device::CUDA, .seed = 11,
+                               .deterministic = true};
 
   Sequential alone = small_model();
   alone.compile(options);
@@ -81,7 +84,8 @@ TEST_CASE("a GPU model trains the same bits whether or not another GPU model tra
   Sequential interleaved = small_model(), other = small_model();
   interleaved.compile(options);
   interleaved.fit(x, y, fit);
-  other.compile({.device = Device::CUDA, .seed = 5, .deterministic = false, .allow_tf32 = true});
+  other.compile({.loss = "categorical_crossentropy",
+                 .device = Device::CUDA, .seed = 5, .deterministic = false, .allow_tf32 = true});
   other.fit(x, y, fit);
   interleaved.fit(x, y, fit);
 

@@ -29,7 +29,7 @@ Sequential small_convnet(Device device, std::uint64_t seed) {
   model.add(std::make_unique<Dense>(16, DenseOptions{.activation = "relu", .kernel_initializer = "he_uniform",
                                                      .kernel_constraint = MaxNorm{.max_value = 2.0}}));
   model.add(std::make_unique<Dense>(5, DenseOptions{.activation = "softmax", .kernel_constraint = std::nullopt}));
-  model.compile({.device = device, .seed = seed});
+  model.compile({.loss = "categorical_crossentropy", .device = device, .seed = seed});
   return model;
 }
 

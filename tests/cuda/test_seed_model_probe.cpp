@@ -22,7 +22,7 @@ using namespace dropnet::cuda_testing;
 TEST_CASE("seed model training step: peak device memory and images/s", "[.probe]") {
   const std::int64_t batch = 250;
   Sequential model = cli::build_seed_model({});
-  model.compile({.device = Device::CUDA, .seed = 1});
+  model.compile({.loss = "categorical_crossentropy", .device = Device::CUDA, .seed = 1});
   // The model's own backend context: its scratch, and the device's tensor memory.
   auto& be = dynamic_cast<backend::cuda::CudaBackend&>(ModelInternals::backend(model));
   const Tensor x = host_random({batch, 32, 32, 3}, 1, 0.0, 1.0).to(Device::CUDA);

@@ -44,7 +44,8 @@ Sequential graph_convnet(bool cuda_graphs, bool scheduled = false) {
   model.add(std::make_unique<Dense>(5, DenseOptions{.activation = "softmax"}));
   // deterministic: cuDNN's timed choice may pick algorithms that sum with atomics, whose last bits change
   // from run to run whatever the recording does; the comparison below is bit for bit.
-  model.compile({.device = Device::CUDA, .seed = 1, .deterministic = true, .cuda_graphs = cuda_graphs});
+  model.compile({.loss = "categorical_crossentropy",
+                 .device = Device::CUDA, .seed = 1, .deterministic = true, .cuda_graphs = cuda_graphs});
   return model;
 }
 

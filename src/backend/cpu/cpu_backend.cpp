@@ -134,6 +134,15 @@ void CpuBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor*
   stats.data()[1] += float(correct);
 }
 
+void CpuBackend::loss(const Tensor& y, const Tensor& t, Tensor* dy, const LossCall& call, Tensor& stats) {
+  checks::loss(kCpu, y, t, dy, call, stats);
+  float loss_sum = 0, metric_sum = 0;
+  cpu::loss(y.data(), t.data(), dy ? dy->data() : nullptr, call, rows_of(y), y.dim(-1), loss_sum, metric_sum);
+  // As the CUDA kernel's last step: scaled in float, then added.
+  stats.data()[0] += loss_sum * call.stat_scale;
+  stats.data()[1] += metric_sum * call.stat_scale;
+}
+
 void CpuBackend::adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
                              const AdamCall& call) {
   const ThreadShare share(settings_.cpu_threads);

@@ -42,6 +42,7 @@ class CpuBackend final : public Backend {
   void dropblock_backward(const Tensor& dy, Tensor& dx, const DropBlockCall& call) override;
   void softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor* dz, float grad_scale,
                              Tensor& stats) override;
+  void loss(const Tensor& y, const Tensor& t, Tensor* dy, const LossCall& call, Tensor& stats) override;
   void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
                    const AdamCall& call) override;
   void maxnorm(float* w, const MaxNormCall& call) override;

@@ -87,6 +87,12 @@ template <typename T>
 void softmax_cross_entropy(const T* z, const T* t, T* dz, T grad_scale, std::int64_t rows, std::int64_t cols,
                            double& loss_sum, double& correct);
 
+// Keras' losses and metrics (Backend::loss, kernels/loss_math.hpp) on `rows` rows of `cols` values: the sums of
+// the row losses and row metric values, unscaled, in the CUDA kernel's order; dy (if not null) as the op's.
+template <typename T>
+void loss(const T* y, const T* t, T* dy, const LossCall& call, std::int64_t rows, std::int64_t cols, T& loss_sum,
+          T& metric_sum);
+
 void adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
                  const kernels::AdamStep& step);
 void maxnorm(float* w, const MaxNormCall& call);

@@ -110,6 +110,16 @@ void CudaBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor
                                rows, cols, partials, ctx_->stream_ptr());
 }
 
+void CudaBackend::loss(const Tensor& y, const Tensor& t, Tensor* dy, const LossCall& call, Tensor& stats) {
+  checks::loss(Device::CUDA, y, t, dy, call, stats);
+  const checks::RowsCols rc = checks::rows_cols(y);
+  const auto rows = static_cast<std::size_t>(rc.rows), cols = static_cast<std::size_t>(rc.cols);
+  float* partials = ctx_->scratch_as<float>(Scratch::Partials, kernels::loss_partials(rows));
+  const kernels::LossLaunch launch{call.kind, call.metric, call.sparse, call.grad_scale, call.stat_scale};
+  kernels::launch_loss(y.data(), t.data(), dy != nullptr ? dy->data() : nullptr, launch, stats.data(), rows, cols,
+                       partials, ctx_->stream_ptr());
+}
+
 void CudaBackend::adam_update(float* params, const float* grads, float* m, float* v, std::size_t count,
                               const AdamCall& call) {
   // With a table, the kernel reads alpha_by_batch[state->batch] (device memory) when it runs.

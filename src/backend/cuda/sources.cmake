@@ -25,6 +25,7 @@ set(DROPNET_CUDA_KERNEL_SOURCES
   adam.cu
   maxnorm.cu
   softmax_xent.cu
+  loss.cu
   gather.cu
   step.cu)
 list(TRANSFORM DROPNET_CUDA_KERNEL_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/kernels/)
