@@ -1,4 +1,6 @@
-// cuda_memory.cpp: GPU memory for the memory layer (backend/memory.hpp, cuda_entry.hpp, cuda_memory.hpp).
+// cuda_memory.cpp: GPU memory for the memory layer (backend/memory.hpp, cuda_memory.hpp).
+#include "backend/cuda/cuda_memory.hpp"
+
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -11,9 +13,6 @@
 #include <vector>
 
 #include "backend/cuda/cuda_check.hpp"
-#include "backend/cuda/cuda_entry.hpp"
-#include "backend/cuda/cuda_memory.hpp"
-#include "backend/cuda/device_context.hpp"
 #include "dropnet/errors.hpp"
 #include "kernels/launchers.hpp"
 
@@ -41,6 +40,11 @@ bool this_thread_captures() {
   std::lock_guard lock(s.mutex);
   return std::find(s.capturing.begin(), s.capturing.end(), me) != s.capturing.end();
 }
+
+// The legacy default stream's work (this thread's copy or fill, and any other thread's) has completed:
+// a pageable host-to-device cudaMemcpy may return before its DMA lands, a device-to-device one and the
+// fill kernel are asynchronous, and the backends' non-blocking streams are not ordered after any of them.
+void finish_legacy_stream() { CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy)); }
 
 }  // namespace
 
@@ -85,7 +89,9 @@ void* allocate_bytes(std::size_t bytes) {
   if (bytes == 0) return nullptr;
   // cudaMalloc cannot be recorded, and a buffer made by the recorded step would not be made by its replays.
   if (this_thread_captures())
-    throw_while_capturing("a device tensor of " + std::to_string(bytes) + " bytes would be allocated");
+    throw DeviceError("a device tensor of " + std::to_string(bytes) + " bytes would be allocated during CUDA graph "
+                      "capture (the uncaptured step before the recorded one must run the same ops on the same "
+                      "shapes)");
   void* ptr = nullptr;
   CUDA_CHECK(cudaMalloc(&ptr, bytes));
   MemoryState& s = state();
@@ -118,7 +124,7 @@ void release_bytes(void* ptr) noexcept {
       }
     }
   }
-  // cudaFree waits for the work that may still use the block.
+  // cudaFree synchronizes the device first: work of any stream that may still use the block completes.
   CUDA_CHECK_LOG(cudaFree(ptr));
 }
 
@@ -138,10 +144,11 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
                                                         : "device-to-device (Tensor::copy_from)") +
                       " copy cannot be recorded during CUDA graph capture (the step copies through its backend: "
                       "Backend::copy)");
-  // A copy on the legacy default stream: every backend's stream is a blocking one, so the copy waits for
-  // every op queued before it and the ops queued after it wait for the copy. Host copies also make the host
-  // wait; a device-to-device cudaMemcpy does not.
+  // On the legacy default stream, which waits for no backend's (non-blocking) stream: the caller has
+  // synchronized the model that uses this memory (cuda_memory.hpp, ORDERING). Complete on return, so that
+  // whatever any stream queues next reads the copy.
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, kind));
+  if (kind != cudaMemcpyDeviceToHost) finish_legacy_stream();  // a device-to-host cudaMemcpy has completed
 }
 
 void fill_floats(float* ptr, std::size_t count, float value) {
@@ -150,6 +157,7 @@ void fill_floats(float* ptr, std::size_t count, float value) {
     throw DeviceError("a fill through the memory layer cannot be recorded during CUDA graph capture (the step "
                       "fills through its backend: Backend::fill)");
   kernels::launch_fill(ptr, count, value, nullptr);  // the legacy default stream
+  finish_legacy_stream();
 }
 
 }  // namespace dropnet::backend::cuda

@@ -1,14 +1,42 @@
-// cuda_memory.hpp: the GPU half of the memory layer (backend/memory.hpp), as the CUDA backend sees it:
-// the device's tensor memory counts, and the registration of a CUDA graph capture, during which the layer
-// refuses what cannot be recorded and defers frees.
+// cuda_memory.hpp: the GPU half of the memory layer (backend/memory.hpp): cudaMalloc'd tensor memory,
+// its copies and fills, the device's tensor memory counts, and the registration of a CUDA graph capture,
+// during which the layer refuses what cannot be recorded and defers frees. Plain C++ (no CUDA types), so
+// that backend/memory.cpp compiles the same way in both builds.
 //
 // This is state of the device's memory, shared by every backend of the process as cudaMalloc's own pool
 // is, not a backend: no op, stream or setting of any backend is reached through it.
+//
+// ORDERING (the rule that lets models on several host threads share the GPU). Every backend's stream is a
+// non-blocking one (cudaStreamNonBlocking, device_resources.cpp): nothing orders it implicitly with the
+// legacy default stream, where the calls below work, nor with another model's stream. So:
+//   * copy_bytes() and fill_floats() have completed when they return (the device holds the data; the
+//     legacy stream is synchronized after the copy or the fill kernel), so work a backend queues later sees
+//     it, whichever stream that is;
+//   * they do not wait for any backend's stream: the caller makes sure no stream still uses the memory
+//     (the model synchronizes its own backend first: Sequential's entry points return with their model's
+//     stream idle, checkpoints and evaluate synchronize before they read, backend/step_state.cpp's read());
+//   * release_bytes() frees through cudaFree, which waits for the whole device before it returns the block,
+//     so a tensor dropped while a stream still uses it is not reused under that work.
+// Legacy-stream work waits for no non-blocking stream, so one thread's copy never waits for, nor (as it did
+// with blocking streams) invalidates, another thread's capture of its stream.
 #pragma once
 
 #include <cstddef>
 
+#include "dropnet/device.hpp"
+
 namespace dropnet::backend::cuda {
+
+// ---- what backend/memory.cpp calls (backend/memory.hpp says what each does) ----------------------------
+// cudaMalloc; DeviceError on a thread that is recording a CUDA graph (cudaMalloc cannot be recorded).
+void* allocate_bytes(std::size_t bytes);
+// cudaFree, deferred until the end of every CUDA graph capture in progress (cudaFree cannot be recorded).
+void release_bytes(void* ptr) noexcept;
+// A cudaMemcpy on the legacy default stream, complete on return (see ORDERING); DeviceError on a
+// recording thread.
+void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes);
+// The fill kernel on the legacy default stream, complete on return; DeviceError on a recording thread.
+void fill_floats(float* ptr, std::size_t count, float value);
 
 // Tensor memory (everything allocate_bytes() made and release_bytes() has not returned), all backends.
 struct TensorMemory {
