@@ -27,6 +27,7 @@ const char* slot_name(Scratch slot) {
     case Scratch::Norms: return "the max-norm sums";
     case Scratch::Ones: return "the vector of ones";
     case Scratch::Index: return "the gather indices";
+    case Scratch::DropBlockCount: return "DropBlock2D's kept count";
     case Scratch::Count: break;
   }
   return "a scratch buffer";

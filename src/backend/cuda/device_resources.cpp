@@ -9,11 +9,14 @@
 namespace dropnet::backend::cuda {
 
 Stream make_stream() {
-  // Default flags (not cudaStreamNonBlocking): the stream then orders itself with the legacy default
-  // stream, so a synchronous cudaMemcpy issued anywhere (Tensor::to, copy()) sees every op queued before
-  // it and ops queued after it see the copy. The backend's ops still all go to this one stream.
+  // Non-blocking: the stream is not ordered with the legacy default stream. A blocking stream would be,
+  // both ways, which serializes every model of the process through stream 0 (each memory-layer copy waits
+  // for every model's queued work) and makes one thread's synchronous copy invalidate another thread's
+  // capture of its stream (cudaErrorStreamCaptureImplicit). The order that replaces it: the memory layer's
+  // copies and fills complete before they return, and the host synchronizes a model's stream before it
+  // touches memory that stream may still use (backend/cuda/cuda_memory.hpp, ORDERING).
   cudaStream_t s = nullptr;
-  CUDA_CHECK(cudaStreamCreate(&s));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   return Stream(s);
 }
 
