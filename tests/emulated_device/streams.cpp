@@ -256,6 +256,16 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) 
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
 
+cudaError_t cudaStreamGetFlags(cudaStream_t stream, unsigned int* flags) {
+  std::lock_guard lock(runtime().mutex);
+  if (flags == nullptr) return fail(cudaErrorInvalidValue);
+  bool ok = false;
+  const Stream* s = resolve(stream, &ok);
+  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  *flags = s->flags;  // the legacy stream's are 0 (cudaStreamDefault)
+  return cudaSuccess;
+}
+
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   Runtime& r = runtime();
   std::lock_guard lock(r.mutex);
