@@ -172,6 +172,43 @@ TEST_CASE("another thread's tensor copies, fills, allocations and frees leave a 
   CHECK(recorded.to_vector() == std::vector<float>(std::size_t(n), 3.0f));
 }
 
+TEST_CASE("a backend made and dropped on another thread while a step is recorded leaves the recording intact",
+          "[cuda][concurrent][graph]") {
+  // Destroying a cuBLAS handle synchronizes the device, which fails every capture in progress, whatever
+  // its thread and mode: the backend makes and drops its handles outside every recording (DeviceWideCall).
+  backend::cuda::CudaBackend be;
+  const std::int64_t n = 64;
+  Tensor recorded({n}, Device::CUDA);
+  std::vector<float> other_values;
+  std::exception_ptr other_error;
+  std::thread other;
+  std::unique_ptr<backend::Recording> recording = be.capture([&] {
+    be.fill(recorded.data(), std::size_t(n), 1.0f);
+    other = std::thread([&] {
+      try {
+        backend::cuda::CudaBackend mine;
+        Tensor t({8}, Device::CUDA);
+        mine.fill(t.data(), 8, 2.0f);
+        mine.synchronize();
+        other_values = t.to_vector();
+      } catch (...) {
+        other_error = std::current_exception();
+      }
+    });
+    // The other thread makes its backend, fills, drops it, or waits for this recording to end to do so.
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    be.fill(recorded.data(), std::size_t(n), 3.0f);
+  });
+  other.join();
+  if (other_error) std::rethrow_exception(other_error);
+  CHECK(other_values == std::vector<float>(8, 2.0f));
+  REQUIRE(recording != nullptr);
+  recorded.fill(0.0f);
+  recording->replay();
+  be.synchronize();
+  CHECK(recorded.to_vector() == std::vector<float>(std::size_t(n), 3.0f));
+}
+
 TEST_CASE("models trained on two host threads at once train the bits they train one after another",
           "[cuda][concurrent][model]") {
   const Data data = make_data(40, 21);

@@ -304,9 +304,19 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
   return s->pending.empty() ? cudaSuccess : cudaErrorNotReady;
 }
 
+// A wait for the whole device conflicts with every capture in progress on it, whatever its mode and
+// thread (on a GPU the capture is invalidated and the call fails with cudaErrorStreamCaptureUnsupported,
+// unlike the calls cudaStreamCaptureModeThreadLocal allows other threads to make).
 cudaError_t cudaDeviceSynchronize(void) {
   std::lock_guard lock(runtime().mutex);
-  if (const cudaError_t e = forbidden_during_capture(); e != cudaSuccess) return fail(e);
+  cudaError_t refused = cudaSuccess;
+  for (Stream* s : all_streams()) {
+    if (s->capture && s->capture->mode != cudaStreamCaptureModeRelaxed) {
+      invalidate(*s->capture, cudaErrorStreamCaptureUnsupported);
+      refused = cudaErrorStreamCaptureUnsupported;
+    }
+  }
+  if (refused != cudaSuccess) return fail(refused);
   return fail(run_everything());
 }
 

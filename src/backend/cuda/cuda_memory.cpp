@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -19,26 +20,86 @@
 namespace dropnet::backend::cuda {
 namespace {
 
-// The device's tensor memory and the captures in progress. One per process, as the device's memory is.
+// A block to free: device memory (cudaFree) or pinned host memory (cudaFreeHost).
+struct Block {
+  void* ptr = nullptr;
+  bool pinned = false;
+};
+
+// The device's tensor memory, the captures in progress and the device-wide calls in progress (which
+// exclude each other: DeviceWideCall). One per process, as the device's memory is.
 struct MemoryState {
   std::mutex mutex;  // tensors may be freed from any thread
+  std::condition_variable changed;  // a capture or a device-wide call ended
   std::unordered_map<const void*, std::size_t> allocations;
   TensorMemory counts;
   std::vector<std::thread::id> capturing;  // threads inside CudaBackend::capture (one entry per capture)
+  int device_wide = 0;                     // DeviceWideCalls in progress
   // Frees deferred while a capture was in progress, each with the thread that made it.
-  std::vector<std::pair<void*, std::thread::id>> deferred;
+  std::vector<std::pair<Block, std::thread::id>> deferred;
 };
 
 MemoryState& state() {
-  static MemoryState s;
-  return s;
+  static MemoryState* s = new MemoryState();  // never destroyed: backends held by statics free at exit
+  return *s;
+}
+
+bool captures(const MemoryState& s, std::thread::id thread) {
+  return std::find(s.capturing.begin(), s.capturing.end(), thread) != s.capturing.end();
 }
 
 bool this_thread_captures() {
   MemoryState& s = state();
-  const std::thread::id me = std::this_thread::get_id();
   std::lock_guard lock(s.mutex);
-  return std::find(s.capturing.begin(), s.capturing.end(), me) != s.capturing.end();
+  return captures(s, std::this_thread::get_id());
+}
+
+// Frees `blocks` once the device is idle: cudaFree and cudaFreeHost may or may not synchronize the device
+// (CUDA documents only that they may), and a stream may still use a block that its owner drops (fit
+// unwinding with steps queued). A device-wide call: outside every capture.
+void free_blocks(const std::vector<Block>& blocks) noexcept {
+  if (blocks.empty()) return;
+  DeviceWideCall call;
+  CUDA_CHECK_LOG(cudaDeviceSynchronize());
+  for (const Block& b : blocks) {
+    if (b.pinned) CUDA_CHECK_LOG(cudaFreeHost(b.ptr));
+    else CUDA_CHECK_LOG(cudaFree(b.ptr));
+  }
+}
+
+// Frees `block` (device memory from allocate_bytes when `counted`): now, or, while a capture is in progress,
+// when the captures have ended.
+void release(Block block, bool counted) noexcept {
+  MemoryState& s = state();
+  {
+    std::lock_guard lock(s.mutex);
+    if (counted) {
+      auto it = s.allocations.find(block.ptr);
+      if (it != s.allocations.end()) {
+        s.counts.bytes -= it->second;
+        s.allocations.erase(it);
+      }
+    }
+    if (!s.capturing.empty()) {
+      // During a capture a free cannot be recorded (on the capturing thread it would invalidate the
+      // capture, and the device-wide wait before it would invalidate every capture): the block is freed
+      // when the captures have ended. Freed by the recording thread, it also fails that capture, since the
+      // recorded ops may use this memory at every replay.
+      try {
+        s.deferred.emplace_back(block, std::this_thread::get_id());
+        return;
+      } catch (...) {
+        // Out of host memory: free it now (free_blocks waits for the captures of other threads to end).
+      }
+    }
+  }
+  try {
+    free_blocks({block});
+  } catch (...) {
+    // Out of host memory for a one-element vector: free without the device-wide wait.
+    if (block.pinned) CUDA_CHECK_LOG(cudaFreeHost(block.ptr));
+    else CUDA_CHECK_LOG(cudaFree(block.ptr));
+  }
 }
 
 // The legacy default stream's work (this thread's copy or fill, and any other thread's) has completed:
@@ -58,9 +119,31 @@ void reset_peak_tensor_memory() noexcept {
   state().counts.peak_bytes = state().counts.bytes;
 }
 
+DeviceWideCall::DeviceWideCall() noexcept {
+  MemoryState& s = state();
+  std::unique_lock lock(s.mutex);
+  // On a recording thread the call fails that recording anyway; waiting for it to end would never end.
+  if (captures(s, std::this_thread::get_id())) return;
+  s.changed.wait(lock, [&] { return s.capturing.empty(); });
+  ++s.device_wide;
+  counted_ = true;
+}
+
+DeviceWideCall::~DeviceWideCall() {
+  if (!counted_) return;
+  MemoryState& s = state();
+  {
+    std::lock_guard lock(s.mutex);
+    --s.device_wide;
+  }
+  s.changed.notify_all();
+}
+
 CaptureRegistration::CaptureRegistration() {
-  std::lock_guard lock(state().mutex);
-  state().capturing.push_back(std::this_thread::get_id());
+  MemoryState& s = state();
+  std::unique_lock lock(s.mutex);
+  s.changed.wait(lock, [&] { return s.device_wide == 0; });
+  s.capturing.push_back(std::this_thread::get_id());
 }
 
 std::size_t CaptureRegistration::end() noexcept {
@@ -68,20 +151,31 @@ std::size_t CaptureRegistration::end() noexcept {
   active_ = false;
   MemoryState& s = state();
   const std::thread::id me = std::this_thread::get_id();
-  std::vector<std::pair<void*, std::thread::id>> to_free;
+  std::vector<std::pair<Block, std::thread::id>> deferred;
   std::size_t by_me = 0;
   {
     std::lock_guard lock(s.mutex);
     s.capturing.erase(std::find(s.capturing.begin(), s.capturing.end(), me));
-    for (auto& [ptr, thread] : s.deferred) {
+    for (auto& [block, thread] : s.deferred) {
       if (thread == me) {
         ++by_me;
         thread = std::thread::id{};  // counted once, by this capture
       }
     }
-    if (s.capturing.empty()) to_free.swap(s.deferred);
+    if (s.capturing.empty()) deferred.swap(s.deferred);
   }
-  for (const auto& entry : to_free) CUDA_CHECK_LOG(cudaFree(entry.first));
+  s.changed.notify_all();
+  std::vector<Block> to_free;
+  try {
+    to_free.reserve(deferred.size());
+    for (const auto& entry : deferred) to_free.push_back(entry.first);
+    free_blocks(to_free);
+  } catch (...) {
+    for (const auto& entry : deferred) {  // out of host memory: free without the device-wide wait
+      if (entry.first.pinned) CUDA_CHECK_LOG(cudaFreeHost(entry.first.ptr));
+      else CUDA_CHECK_LOG(cudaFree(entry.first.ptr));
+    }
+  }
   return by_me;
 }
 
@@ -103,29 +197,11 @@ void* allocate_bytes(std::size_t bytes) {
 }
 
 void release_bytes(void* ptr) noexcept {
-  if (ptr == nullptr) return;
-  MemoryState& s = state();
-  {
-    std::lock_guard lock(s.mutex);
-    auto it = s.allocations.find(ptr);
-    if (it != s.allocations.end()) {
-      s.counts.bytes -= it->second;
-      s.allocations.erase(it);
-    }
-    if (!s.capturing.empty()) {
-      // During a capture cudaFree cannot be recorded (on the capturing thread it would invalidate the
-      // capture): the block is freed when the captures have ended. Freed by the recording thread, it also
-      // fails that capture, since the recorded ops may use this memory at every replay.
-      try {
-        s.deferred.emplace_back(ptr, std::this_thread::get_id());
-        return;
-      } catch (...) {
-        // Out of host memory: free it now (on a capturing thread the capture then fails on the cudaFree).
-      }
-    }
-  }
-  // cudaFree synchronizes the device first: work of any stream that may still use the block completes.
-  CUDA_CHECK_LOG(cudaFree(ptr));
+  if (ptr != nullptr) release({ptr, false}, /*counted=*/true);
+}
+
+void release_block(void* ptr, bool pinned) noexcept {
+  if (ptr != nullptr) release({ptr, pinned}, /*counted=*/false);
 }
 
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, std::size_t bytes) {

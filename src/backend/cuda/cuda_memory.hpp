@@ -15,8 +15,14 @@
 //   * they do not wait for any backend's stream: the caller makes sure no stream still uses the memory
 //     (the model synchronizes its own backend first: Sequential's entry points return with their model's
 //     stream idle, checkpoints and evaluate synchronize before they read, backend/step_state.cpp's read());
-//   * release_bytes() frees through cudaFree, which waits for the whole device before it returns the block,
-//     so a tensor dropped while a stream still uses it is not reused under that work.
+//   * release_bytes() waits for the whole device (cudaDeviceSynchronize) before cudaFree returns the
+//     block, so a tensor dropped while a stream still uses it (fit unwinding with steps queued) is not
+//     reused under that work.
+// CAPTURES AND DEVICE-WIDE CALLS. A call that synchronizes the whole device (cudaDeviceSynchronize; cudaFree,
+// cudaFreeHost and cudaMallocHost may; cublasDestroy does, and the library handles' creation may) made on
+// any thread invalidates every stream capture in progress on the device, whatever its capture mode, and
+// fails itself. So the backend makes such calls as DeviceWideCalls, which wait for the captures in
+// progress to end and hold back new ones; frees during a capture are deferred to its end instead.
 // Legacy-stream work waits for no non-blocking stream, so one thread's copy never waits for, nor (as it did
 // with blocking streams) invalidates, another thread's capture of its stream.
 #pragma once
@@ -38,6 +44,25 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
 // The fill kernel on the legacy default stream, complete on return; DeviceError on a recording thread.
 void fill_floats(float* ptr, std::size_t count, float value);
 
+// Frees a block that is not tensor memory (a backend's scratch: cudaMalloc; pinned staging: cudaMallocHost)
+// as release_bytes() frees tensors: after the device is idle, deferred while a capture is in progress.
+void release_block(void* ptr, bool pinned) noexcept;
+
+// For its life the calling thread may make calls that synchronize the whole device (see above): it waited
+// for every CUDA graph capture in progress to end, and no capture begins until it ends. A thread that is
+// itself recording does not wait (its call fails its own recording, which CUDA reports). Must not be held
+// while waiting for another thread that may be recording.
+class DeviceWideCall {
+ public:
+  DeviceWideCall() noexcept;
+  ~DeviceWideCall();
+  DeviceWideCall(const DeviceWideCall&) = delete;
+  DeviceWideCall& operator=(const DeviceWideCall&) = delete;
+
+ private:
+  bool counted_ = false;
+};
+
 // Tensor memory (everything allocate_bytes() made and release_bytes() has not returned), all backends.
 struct TensorMemory {
   std::size_t bytes = 0;
@@ -49,6 +74,7 @@ void reset_peak_tensor_memory() noexcept;
 // Registers the calling thread as recording a CUDA graph (CudaBackend::capture) for the life of the object
 // or until end(): the memory layer then refuses to allocate, copy or fill on this thread (DeviceError, which
 // fails the capture cleanly), and any thread's release_bytes() is deferred until no capture is in progress.
+// Made only once no DeviceWideCall is in progress (it waits for them).
 class CaptureRegistration {
  public:
   CaptureRegistration();

@@ -4,6 +4,7 @@
 #include <limits>
 #include <string>
 
+#include "backend/cuda/cuda_memory.hpp"
 #include "dropnet/errors.hpp"
 
 namespace dropnet::backend::cuda {
@@ -102,7 +103,8 @@ void* DeviceBuffer::grow(std::size_t bytes, cudaStream_t stream) {
 }
 
 void DeviceBuffer::reset() noexcept {
-  if (ptr_ != nullptr) CUDA_CHECK_LOG(cudaFree(ptr_));
+  // Through the memory layer: after the device is idle, and never while another thread records a graph.
+  if (ptr_ != nullptr) release_block(ptr_, /*pinned=*/false);
   ptr_ = nullptr;
   bytes_ = 0;
 }
@@ -119,13 +121,14 @@ PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
 void* PinnedBuffer::grow(std::size_t bytes) {
   if (bytes <= bytes_) return ptr_;
   reset();
+  DeviceWideCall call;  // pinning host memory may synchronize the device
   CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
   bytes_ = bytes;
   return ptr_;
 }
 
 void PinnedBuffer::reset() noexcept {
-  if (ptr_ != nullptr) CUDA_CHECK_LOG(cudaFreeHost(ptr_));
+  if (ptr_ != nullptr) release_block(ptr_, /*pinned=*/true);
   ptr_ = nullptr;
   bytes_ = 0;
 }

@@ -38,8 +38,10 @@
 // synchronizations...) break it, and the stream is a non-blocking one (make_stream), so their work on the
 // legacy default stream (the memory layer's copies and fills) does not depend on the capturing stream
 // either (with a blocking stream it would, and that invalidates the capture: cudaErrorStreamCaptureImplicit).
-// They may allocate, copy, fill, run and record their own streams; the memory layer defers their tensor
-// frees to the capture's end (CaptureRegistration).
+// They may allocate, copy, fill, run and record their own streams. What would still break the capture is
+// a call that synchronizes the whole device, from any thread (cublasDestroy, a free...): those are
+// DeviceWideCalls (cuda_memory.hpp), which the CaptureRegistration below keeps apart from the capture
+// (frees are deferred to its end, a backend made or dropped meanwhile waits for it).
 #include <atomic>
 #include <exception>
 #include <memory>
