@@ -1,6 +1,7 @@
 // device.hpp: where tensors live and ops run.
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -27,5 +28,14 @@ DROPNET_EXPORT std::string_view to_string(Device device) noexcept;
 // A human description of the hardware behind `device`, for benchmark and training headers:
 // the CPU model and thread count, or the GPU name, SM count and memory.
 DROPNET_EXPORT std::string describe(Device device);
+
+// Memory of `device` in bytes, now: on CUDA cudaMemGetInfo on the current device (free counts out what every
+// process and model holds, the CUDA context included); on the CPU MemAvailable and MemTotal of
+// /proc/meminfo (both 0 where it cannot be read). For checking, before starting several models at once,
+// that they fit. Throws DeviceUnavailable for CUDA when cuda_available() is false.
+struct DeviceMemory {
+  std::size_t free_bytes = 0, total_bytes = 0;
+};
+DROPNET_EXPORT DeviceMemory device_memory(Device device);
 
 }  // namespace dropnet

@@ -338,7 +338,8 @@ class StepState {
   // Waits for the ops issued so far and copies the state to the host.
   StepSnapshot read() const;
   // Replaces the header and the slots' steps (their layout stays; the rates follow from the schedules at
-  // the header's iteration), after the ops issued so far.
+  // the header's iteration). The backend must be idle (on a GPU nothing orders this copy after the ops
+  // queued on the model's stream, memory.hpp): callers write right after a read(), which waited.
   void write(const StepSnapshot& state);
 
  private:

@@ -1,7 +1,8 @@
 // device_array.hpp: a typed array in one device's memory, for storage that is not floats (row indices,
 // image bytes, class bytes, the step state). Tensors are float arrays with shapes; this is the plain
 // buffer beside them, so no float tensor is used as raw memory. Both sit on the memory layer (memory.hpp). Copies to and from the host are
-// synchronous (they wait for the work queued before them on the GPU).
+// synchronous (complete on return), but do not wait for work a model's stream has queued: memory.hpp says
+// who synchronizes.
 #pragma once
 
 #include <cstddef>

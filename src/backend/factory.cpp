@@ -7,7 +7,7 @@
 #include "dropnet/errors.hpp"
 
 #if DROPNET_WITH_CUDA
-#include "backend/cuda/cuda_entry.hpp"
+#include "backend/cuda/cuda_backend.hpp"
 #endif
 
 namespace dropnet::backend {
@@ -16,7 +16,7 @@ std::unique_ptr<Backend> make_backend(Device device, const BackendSettings& sett
   if (device == Device::CPU) return std::make_unique<cpu::CpuBackend>(settings);
 #if DROPNET_WITH_CUDA
   if (!cuda_available()) throw DeviceUnavailable("no CUDA GPU is visible (or DROPNET_DISABLE_CUDA is set)");
-  return cuda::make_backend(settings);
+  return std::make_unique<cuda::CudaBackend>(settings);
 #else
   throw DeviceUnavailable("this dropnet was built without CUDA");
 #endif

@@ -11,7 +11,7 @@
 #include "dropnet/errors.hpp"
 
 #if DROPNET_WITH_CUDA
-#include "backend/cuda/cuda_entry.hpp"
+#include "backend/cuda/cuda_memory.hpp"
 #endif
 
 namespace dropnet::backend::memory {

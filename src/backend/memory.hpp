@@ -2,12 +2,15 @@
 // copies and fills per device (host memory for Device::CPU, GPU memory for Device::CUDA) and knows nothing
 // of backends or ops: core (src/core/tensor.cpp) depends on it, not on the op contract (backend.hpp).
 //
-// Ordering on the GPU: these calls run on CUDA's legacy default stream, which every backend's stream (a
-// blocking stream, backend/cuda/device_context.hpp) is ordered with: a copy or fill here waits for the
-// work queued before it on any backend and the work queued after it waits for the copy. Copies to or from
-// the host are synchronous. Inside a training step, fills and device-to-device copies go through the
-// model's backend instead (Backend::fill, Backend::copy), on its stream, so that a CUDA graph records them;
-// these calls are refused (DeviceError) on a thread that is recording a CUDA graph.
+// Ordering on the GPU (backend/cuda/cuda_memory.hpp, ORDERING): copy() and fill() have completed when they
+// return, so work any backend queues afterwards sees their result; they do NOT wait for work a backend has
+// queued before: every backend's stream is non-blocking, so that models on several host threads never wait
+// for one another. Whoever reads or writes memory that a model's stream may still use synchronizes that
+// model's backend first (Backend::synchronize); Sequential's entry points return with their model's stream
+// idle. release() waits for the device (cudaFree) before the memory can be reused. Inside a training step,
+// fills and device-to-device copies go through the model's backend instead (Backend::fill, Backend::copy),
+// on its stream, so that a CUDA graph records them; these calls are refused (DeviceError) on a thread that
+// is recording a CUDA graph.
 #pragma once
 
 #include <cstddef>

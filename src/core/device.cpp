@@ -1,4 +1,5 @@
-// device.cpp: device discovery and naming. The CUDA question is asked once and cached (dlib PR #3060).
+// device.cpp: device discovery, naming and free memory. The CUDA question is asked once and cached (dlib
+// PR #3060). Of CUDA it reaches only the discovery layer (backend/cuda/cuda_device.hpp), not the backend.
 #include <cstdlib>
 #include <fstream>
 #include <string>
@@ -10,7 +11,7 @@
 #include "dropnet/errors.hpp"
 
 #if DROPNET_WITH_CUDA
-#include "backend/cuda/cuda_entry.hpp"
+#include "backend/cuda/cuda_device.hpp"
 #endif
 
 namespace dropnet {
@@ -70,6 +71,34 @@ std::string describe(Device device) {
 #endif
   }
   return fmt::format("{} ({} hardware threads)", cpu_model_name(), std::thread::hardware_concurrency());
+}
+
+namespace {
+// MemAvailable and MemTotal of /proc/meminfo ("MemTotal:       16318164 kB"); zeros where it is missing.
+DeviceMemory host_memory() {
+  DeviceMemory m;
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  std::size_t kib = 0;
+  std::string unit;
+  while (in >> key >> kib) {
+    if (key == "MemTotal:") m.total_bytes = kib * 1024;
+    if (key == "MemAvailable:") m.free_bytes = kib * 1024;
+    std::getline(in, unit);  // " kB", or nothing
+  }
+  return m;
+}
+}  // namespace
+
+DeviceMemory device_memory(Device device) {
+  if (device == Device::CPU) return host_memory();
+#if DROPNET_WITH_CUDA
+  if (!cuda_available()) throw DeviceUnavailable("no CUDA GPU is visible (or DROPNET_DISABLE_CUDA is set)");
+  const backend::cuda::MemoryInfo info = backend::cuda::memory_info();
+  return {info.free_bytes, info.total_bytes};
+#else
+  throw DeviceUnavailable("this dropnet was built without CUDA");
+#endif
 }
 
 }  // namespace dropnet

@@ -115,6 +115,10 @@ void check_user_metadata(const std::map<std::string, std::string>& metadata) {
       throw InvalidArgument(fmt::format("checkpoint metadata key '{}': keys starting with 'dropnet.' are reserved", k));
 }
 
+// The model's stream is idle: on a GPU the memory layer's copies below do not wait for it (backend/memory.hpp),
+// and a callback may save or load in the middle of fit, with steps still queued.
+void wait_for_device(const ModelImpl& m) { m.backend->synchronize(); }
+
 void add_weights(SafetensorsWriter& w, const ModelImpl& m) {
   for (const Weight& wt : model_weights(m)) {
     const std::vector<float> v = wt.param->value.to_vector();
@@ -304,6 +308,7 @@ void save_weights(const Sequential& model, const fs::path& path, const std::map<
   const ModelImpl& m = compiled(model, "save_weights");
   SafetensorsWriter w;
   set_common_metadata(w, m, "weights", metadata);
+  wait_for_device(m);
   add_weights(w, m);
   w.write(path);
 }
@@ -315,6 +320,7 @@ void detail::load_weights_from(Sequential& model, const SafetensorsFile& f) {
   Problems problems(f);
   const auto found = check_weights(weights, f, problems);
   problems.throw_if_any("load its weights into the model");
+  wait_for_device(m);
   for (const auto& [w, t] : found) copy_into(w->param->value, w->param->shape, floats(f, *t));
 }
 
@@ -332,6 +338,7 @@ void save_checkpoint(const Sequential& model, const fs::path& path, const Traini
                                       state.step, state.totals.seen));
   SafetensorsWriter w;
   set_common_metadata(w, m, "checkpoint", state.metadata);
+  wait_for_device(m);
   add_weights(w, m);
   for (const Weight& wt : model_weights(m)) {
     const std::vector<float> mv = m.adam_m.rows(wt.offset, wt.offset + wt.size).to_vector();
@@ -427,6 +434,7 @@ TrainingState detail::load_checkpoint_from(Sequential& model, const SafetensorsF
   problems.throw_if_any("resume the model from it");
 
   // Phase 2: nothing can fail from here on but a device copy.
+  wait_for_device(m);
   for (const auto& [w, t] : found) copy_into(w->param->value, w->param->shape, floats(f, *t));
   for (const auto& [w, mv] : moments) {
     copy_into(m.adam_m.rows(w->offset, w->offset + w->size), {w->size}, floats(f, *mv.first));

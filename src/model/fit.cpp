@@ -215,6 +215,7 @@ Tensor Sequential::predict(const Tensor& x, const PredictOptions& o) {
     if (o.dropout)
       m.backend->advance_step(m.state().header(), m.state().slots(), {.optimizer_step = false});
     Tensor dst = result.rows(begin, end);
+    m.backend->synchronize();  // the copy does not wait for the model's stream (backend/memory.hpp)
     dst.copy_from(m.outputs.back().rows(0, end - begin));
   }
   return result;

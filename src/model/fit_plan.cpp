@@ -83,7 +83,8 @@ void FitPlan::start_epoch(std::span<const std::int64_t> order, std::span<const f
   if (std::int64_t(order.size()) != data_.rows || alpha_by_batch.size() > alpha_.size())
     throw InvalidArgument(fmt::format("fit plan: an epoch of {} rows and {} alphas for {} rows and {} steps",
                                       order.size(), alpha_by_batch.size(), data_.rows, alpha_.size()));
-  // Ordinary (synchronous) host-to-device copies, after the ops queued before them.
+  // Ordinary (synchronous) host-to-device copies; fit calls this with the model's stream idle (after the
+  // epoch's read of the step state), since the previous epoch's steps read both arrays.
   order_.upload(order);
   alpha_.upload(alpha_by_batch);
 }

@@ -275,6 +275,7 @@ void Sequential::Impl::issue_loss(std::int64_t n, RunContext& ctx, const backend
 
 std::pair<double, double> Sequential::Impl::read_stats() const {
   float s[2];  // read once per evaluated batch: no vector
+  backend->synchronize();  // the memory layer's copy does not wait for the model's stream (memory.hpp)
   backend::memory::copy(s, Device::CPU, stats.data(), stats.device(), sizeof(s));
   return {double(s[0]), double(s[1])};
 }

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <string_view>
 
-#include "backend/cuda/cuda_entry.hpp"
 #include "dropnet/device.hpp"
 
 namespace {
@@ -26,6 +25,6 @@ int main(int argc, char* argv[]) {
     std::fprintf(stderr, "dropnet_cuda_tests: no CUDA device (or DROPNET_DISABLE_CUDA is set): skipped\n");
     return 77;
   }
-  std::fprintf(stderr, "dropnet_cuda_tests on %s\n", dropnet::backend::cuda::describe_device().c_str());
+  std::fprintf(stderr, "dropnet_cuda_tests on %s\n", dropnet::describe(dropnet::Device::CUDA).c_str());
   return Catch::Session().run(argc, argv);
 }

@@ -13,6 +13,7 @@ set(DROPNET_CUDA_TEST_SOURCES
   test_step_graph.cpp
   test_step_graph_model.cpp
   test_backend_contexts.cpp
+  test_concurrent_models.cpp
   test_dropblock_ops.cpp
   test_layer_call.cpp)
 list(TRANSFORM DROPNET_CUDA_TEST_SOURCES PREPEND ${CMAKE_CURRENT_LIST_DIR}/)

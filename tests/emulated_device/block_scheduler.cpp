@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -43,9 +44,9 @@ Order parse_order(const char* text) {
 }
 
 const Order env_order = parse_order(std::getenv("DROPNET_EMULATION_THREAD_ORDER"));
-Order chosen_order = env_order;
+std::atomic<Order> chosen_order{env_order};  // a test thread may choose while another runs a grid
 
-Order thread_order() { return chosen_order; }
+Order thread_order() { return chosen_order.load(std::memory_order_relaxed); }
 
 // A fixed permutation of 0..n-1 for `key` (splitmix64-driven Fisher-Yates): the same on every run.
 std::vector<int> permutation(int n, Order order, std::uint64_t key) {
@@ -412,7 +413,7 @@ void shared_memory_range(const char*& begin, const char*& end) {
   end = __stop_dropnet_shared;
 }
 
-void set_thread_order(const char* order) { chosen_order = order != nullptr ? parse_order(order) : env_order; }
+void set_thread_order(const char* order) { chosen_order.store(order != nullptr ? parse_order(order) : env_order); }
 
 bool run_grid(const char* name, dim3 grid, dim3 block, const std::function<void()>& thread_body) {
   static thread_local WorkerPool pool;

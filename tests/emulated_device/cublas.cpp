@@ -105,9 +105,12 @@ cublasStatus_t CUBLASWINAPI cublasCreate_v2(cublasHandle_t* handle) {
 
 cublasStatus_t CUBLASWINAPI cublasDestroy_v2(cublasHandle_t handle) {
   if (handle == nullptr) return CUBLAS_STATUS_NOT_INITIALIZED;
+  // cuBLAS documents that releasing a handle implicitly synchronizes the device: so here, with what that
+  // does to a CUDA graph capture in progress on any thread (streams.cpp, cudaDeviceSynchronize).
+  const cudaError_t synced = cudaDeviceSynchronize();
   // Queued work holds copies of everything it needs, never the handle: deleting now is safe.
   delete handle;
-  return CUBLAS_STATUS_SUCCESS;
+  return synced == cudaSuccess ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INTERNAL_ERROR;
 }
 
 cublasStatus_t CUBLASWINAPI cublasSetStream_v2(cublasHandle_t handle, cudaStream_t streamId) {

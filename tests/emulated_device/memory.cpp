@@ -229,6 +229,9 @@ cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
   return fail(run_until(&runtime().legacy, UINT64_MAX));
 }
 
+// A device of 16 GiB (cudaGetDeviceProperties' totalGlobalMem), of which what cudaMalloc has handed out and
+// not freed is taken: free falls and rises with the device allocations as on a GPU (pinned host memory does
+// not count; no CUDA context or fragmentation is modelled, so free + allocated == total exactly).
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   std::lock_guard lock(runtime().mutex);
   if (free_bytes == nullptr || total_bytes == nullptr) return fail(cudaErrorInvalidValue);

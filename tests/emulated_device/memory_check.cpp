@@ -3,6 +3,7 @@
 #include "emulated_device/memory_check.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -22,8 +23,11 @@ bool environment_flag(const char* name) {
   const char* v = std::getenv(name);
   return v != nullptr && std::strcmp(v, "1") == 0;
 }
-bool g_initcheck = environment_flag("DROPNET_EMULATION_INITCHECK");
-bool g_racecheck = environment_flag("DROPNET_EMULATION_RACECHECK");
+// Atomic: host threads of a test read them while another may switch them (the shadow state below is the
+// running host thread's own, and the allocations it consults change only under the runtime's mutex, which
+// queued work holds while it runs).
+std::atomic<bool> g_initcheck{environment_flag("DROPNET_EMULATION_INITCHECK")};
+std::atomic<bool> g_racecheck{environment_flag("DROPNET_EMULATION_RACECHECK")};
 
 // racecheck's shadow of one 4-byte granule during a launch: its last write and last read.
 struct Access {
@@ -134,7 +138,7 @@ void on_access(const void* p, std::size_t n, bool store) {
   } else {
     a = find_guarded(addr, start);
     if (a == nullptr) {  // host memory: a local, a double's own buffer, or __shared__
-      if (g_racecheck && t_kernel != nullptr) {
+      if (racecheck_enabled() && t_kernel != nullptr) {
         const char *shared_begin = nullptr, *shared_end = nullptr;
         shared_memory_range(shared_begin, shared_end);
         const auto b = reinterpret_cast<std::uintptr_t>(shared_begin), e = reinterpret_cast<std::uintptr_t>(shared_end);
@@ -152,7 +156,7 @@ void on_access(const void* p, std::size_t n, bool store) {
     return;
   }
   t_cached = a, t_cached_start = start, t_cached_end = start + a->bytes;
-  if (g_racecheck && t_kernel != nullptr) check_race(addr, n, store, a, start, start + a->bytes);
+  if (racecheck_enabled() && t_kernel != nullptr) check_race(addr, n, store, a, start, start + a->bytes);
   if (a->written.empty()) return;  // no initcheck for this allocation
   const std::size_t off = addr - start;
   if (store) {
@@ -175,10 +179,10 @@ bool memory_check_instrumented() {
 #endif
 }
 
-bool set_initcheck(bool on) { return std::exchange(g_initcheck, on); }
-bool initcheck_enabled() { return g_initcheck; }
-bool set_racecheck(bool on) { return std::exchange(g_racecheck, on); }
-bool racecheck_enabled() { return g_racecheck; }
+bool set_initcheck(bool on) { return g_initcheck.exchange(on); }
+bool initcheck_enabled() { return g_initcheck.load(std::memory_order_relaxed); }
+bool set_racecheck(bool on) { return g_racecheck.exchange(on); }
+bool racecheck_enabled() { return g_racecheck.load(std::memory_order_relaxed); }
 void begin_atomic() { ++t_atomic_depth; }
 void end_atomic() { --t_atomic_depth; }
 

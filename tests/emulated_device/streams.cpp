@@ -256,6 +256,16 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) 
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, cudaStreamDefault); }
 
+cudaError_t cudaStreamGetFlags(cudaStream_t stream, unsigned int* flags) {
+  std::lock_guard lock(runtime().mutex);
+  if (flags == nullptr) return fail(cudaErrorInvalidValue);
+  bool ok = false;
+  const Stream* s = resolve(stream, &ok);
+  if (!ok) return fail(cudaErrorInvalidResourceHandle);
+  *flags = s->flags;  // the legacy stream's are 0 (cudaStreamDefault)
+  return cudaSuccess;
+}
+
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   Runtime& r = runtime();
   std::lock_guard lock(r.mutex);
@@ -294,9 +304,19 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
   return s->pending.empty() ? cudaSuccess : cudaErrorNotReady;
 }
 
+// A wait for the whole device conflicts with every capture in progress on it, whatever its mode and
+// thread (on a GPU the capture is invalidated and the call fails with cudaErrorStreamCaptureUnsupported,
+// unlike the calls cudaStreamCaptureModeThreadLocal allows other threads to make).
 cudaError_t cudaDeviceSynchronize(void) {
   std::lock_guard lock(runtime().mutex);
-  if (const cudaError_t e = forbidden_during_capture(); e != cudaSuccess) return fail(e);
+  cudaError_t refused = cudaSuccess;
+  for (Stream* s : all_streams()) {
+    if (s->capture && s->capture->mode != cudaStreamCaptureModeRelaxed) {
+      invalidate(*s->capture, cudaErrorStreamCaptureUnsupported);
+      refused = cudaErrorStreamCaptureUnsupported;
+    }
+  }
+  if (refused != cudaSuccess) return fail(refused);
   return fail(run_everything());
 }
 

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/cuda_memory.hpp"
 #include "dropnet/errors.hpp"
 #include "kernels/launchers.hpp"
 
@@ -27,6 +28,7 @@ const char* slot_name(Scratch slot) {
     case Scratch::Norms: return "the max-norm sums";
     case Scratch::Ones: return "the vector of ones";
     case Scratch::Index: return "the gather indices";
+    case Scratch::DropBlockCount: return "DropBlock2D's kept count";
     case Scratch::Count: break;
   }
   return "a scratch buffer";
@@ -38,13 +40,17 @@ void throw_while_capturing(const std::string& what) {
                            "same ops on the same shapes)");
 }
 
-DeviceContext::DeviceContext(const NumericSettings& settings)
-    : stream_(make_stream()),
-      cudnn_(make_cudnn_handle()),
-      cublas_(make_cublas_handle()),
-      cublas_workspace_(kCublasWorkspace),
-      settings_(settings),
-      staging_done_(make_event()) {
+DeviceContext::DeviceContext(const NumericSettings& settings) : settings_(settings) {
+  {
+    // Creating the library handles may synchronize the device, which would fail another thread's graph
+    // capture in progress (cuda_memory.hpp): not while one is.
+    DeviceWideCall call;
+    stream_ = make_stream();
+    cudnn_ = make_cudnn_handle();
+    cublas_ = make_cublas_handle();
+    staging_done_ = make_event();
+  }
+  cublas_workspace_ = DeviceBuffer(kCublasWorkspace);
   int device = 0;
   CUDA_CHECK(cudaGetDevice(&device));
   CUDA_CHECK(cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, device));
@@ -61,8 +67,15 @@ DeviceContext::DeviceContext(const NumericSettings& settings)
 }
 
 DeviceContext::~DeviceContext() {
-  // Work still queued may use the scratch buffers freed below.
+  // Work still queued may use the scratch buffers freed below (each free waits for the device anyway).
   if (stream_) CUDA_CHECK_LOG(cudaStreamSynchronize(stream_.get()));
+  // cublasDestroy synchronizes the device (cuBLAS documents it), which would fail another thread's graph
+  // capture in progress: the handles go as one device-wide call (the buffers free themselves likewise).
+  DeviceWideCall call;
+  cublas_.reset();
+  cudnn_.reset();
+  staging_done_.reset();
+  stream_.reset();
 }
 
 bool DeviceContext::capturing() const {

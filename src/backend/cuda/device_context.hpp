@@ -4,10 +4,12 @@
 // Stream order. Every op of the backend is queued on stream(); the handles are bound to it, and no op
 // synchronizes the host except where its contract needs the host (gather_rows from host memory waits for
 // the previous copy out of its staging buffer). So a whole training step is one stream-ordered sequence,
-// which is what CUDA graph capture needs (graph.cpp). The stream is a blocking one (see make_stream):
-// the memory layer's copies and fills on the legacy default stream (Tensor::to, copy_from, fill:
-// cuda_memory.cpp) are ordered with it; the step's own fills and device-to-device copies go on the stream
-// itself (Backend::fill, Backend::copy).
+// which is what CUDA graph capture needs (graph.cpp). The stream is a non-blocking one (make_stream):
+// nothing orders it with the legacy default stream or with another backend's stream, so models on several
+// host threads run side by side on one GPU. The memory layer's copies and fills (Tensor::to, copy_from,
+// fill: cuda_memory.cpp) complete before they return, and whoever touches memory from the host that the
+// stream may still use synchronizes it first (cuda_memory.hpp, ORDERING); the step's own fills and
+// device-to-device copies go on the stream itself (Backend::fill, Backend::copy).
 //
 // Scratch. Ops that need temporary device memory (cuDNN's workspace, the transposed filter, padded images,
 // partial sums...) take it from named slots that grow to the largest request and then stay: after the

@@ -4,16 +4,20 @@
 #include <limits>
 #include <string>
 
+#include "backend/cuda/cuda_memory.hpp"
 #include "dropnet/errors.hpp"
 
 namespace dropnet::backend::cuda {
 
 Stream make_stream() {
-  // Default flags (not cudaStreamNonBlocking): the stream then orders itself with the legacy default
-  // stream, so a synchronous cudaMemcpy issued anywhere (Tensor::to, copy()) sees every op queued before
-  // it and ops queued after it see the copy. The backend's ops still all go to this one stream.
+  // Non-blocking: the stream is not ordered with the legacy default stream. A blocking stream would be,
+  // both ways, which serializes every model of the process through stream 0 (each memory-layer copy waits
+  // for every model's queued work) and makes one thread's synchronous copy invalidate another thread's
+  // capture of its stream (cudaErrorStreamCaptureImplicit). The order that replaces it: the memory layer's
+  // copies and fills complete before they return, and the host synchronizes a model's stream before it
+  // touches memory that stream may still use (backend/cuda/cuda_memory.hpp, ORDERING).
   cudaStream_t s = nullptr;
-  CUDA_CHECK(cudaStreamCreate(&s));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   return Stream(s);
 }
 
@@ -99,7 +103,8 @@ void* DeviceBuffer::grow(std::size_t bytes, cudaStream_t stream) {
 }
 
 void DeviceBuffer::reset() noexcept {
-  if (ptr_ != nullptr) CUDA_CHECK_LOG(cudaFree(ptr_));
+  // Through the memory layer: after the device is idle, and never while another thread records a graph.
+  if (ptr_ != nullptr) release_block(ptr_, /*pinned=*/false);
   ptr_ = nullptr;
   bytes_ = 0;
 }
@@ -116,13 +121,14 @@ PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
 void* PinnedBuffer::grow(std::size_t bytes) {
   if (bytes <= bytes_) return ptr_;
   reset();
+  DeviceWideCall call;  // pinning host memory may synchronize the device
   CUDA_CHECK(cudaMallocHost(&ptr_, bytes));
   bytes_ = bytes;
   return ptr_;
 }
 
 void PinnedBuffer::reset() noexcept {
-  if (ptr_ != nullptr) CUDA_CHECK_LOG(cudaFreeHost(ptr_));
+  if (ptr_ != nullptr) release_block(ptr_, /*pinned=*/true);
   ptr_ = nullptr;
   bytes_ = 0;
 }

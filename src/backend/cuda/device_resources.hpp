@@ -95,7 +95,7 @@ using ConvDesc = Unique<cudnnConvolutionDescriptor_t, ConvDescTraits>;
 using PoolDesc = Unique<cudnnPoolingDescriptor_t, PoolDescTraits>;
 
 // Creation (throwing DeviceError on failure).
-Stream make_stream();           // a blocking stream: ordered with the legacy default stream (see device_context.hpp)
+Stream make_stream();           // a non-blocking stream: not ordered with stream 0 (see device_context.hpp)
 Event make_event();             // timing disabled: used only to order the host with the stream
 CudnnHandle make_cudnn_handle();
 CublasHandle make_cublas_handle();

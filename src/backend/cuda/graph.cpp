@@ -27,16 +27,21 @@
 //     (DeviceContext::pin_scratch), so a slot that grows later (validation batches of another shape) gets
 //     a new block and the graph keeps reading the old one, which is freed with the recording.
 // WHAT WOULD BREAK IT (each makes capture() throw DeviceError; fit then runs the step op by op):
-//   * a host<->device copy or any read of device memory on the host in the step (Tensor::to_vector, a
-//     synchronous cudaMemcpy: the stream is a blocking one, so legacy-stream work while it captures is
-//     cudaErrorStreamCaptureImplicit), synchronize(), cudaMalloc/cudaFree (a Tensor made or dropped inside
-//     the step), gather_rows (its indices go through pinned staging);
+//   * a host<->device copy or any read of device memory on the host in the step (Tensor::to_vector: the
+//     memory layer refuses it on the capturing thread), synchronize(), cudaMalloc/cudaFree (a Tensor made
+//     or dropped inside the step), gather_rows (its indices go through pinned staging);
 //   * a step whose shapes differ from the uncaptured step before it (new cuDNN plan or larger scratch);
-//   * another thread issuing work on the legacy default stream (a synchronous cudaMemcpy) while the step
-//     is captured: cudaStreamCaptureModeThreadLocal lets other threads allocate and free, but legacy-stream
-//     work still has to wait for the capturing blocking stream, which invalidates the capture;
 // and, silently: a value the step reads on the host and passes by value to a kernel (it is frozen at its
 // recorded value), or a tensor the graph uses being freed or reallocated while the Recording lives.
+// OTHER THREADS (other models, each with its backend, on their own host threads) go on during a capture:
+// the capture mode is cudaStreamCaptureModeThreadLocal, so only this thread's unsafe calls (cudaMalloc,
+// synchronizations...) break it, and the stream is a non-blocking one (make_stream), so their work on the
+// legacy default stream (the memory layer's copies and fills) does not depend on the capturing stream
+// either (with a blocking stream it would, and that invalidates the capture: cudaErrorStreamCaptureImplicit).
+// They may allocate, copy, fill, run and record their own streams. What would still break the capture is
+// a call that synchronizes the whole device, from any thread (cublasDestroy, a free...): those are
+// DeviceWideCalls (cuda_memory.hpp), which the CaptureRegistration below keeps apart from the capture
+// (frees are deferred to its end, a backend made or dropped meanwhile waits for it).
 #include <atomic>
 #include <exception>
 #include <memory>
@@ -123,7 +128,7 @@ std::unique_ptr<Recording> CudaBackend::capture(const std::function<void()>& enq
   };
 
   // ThreadLocal: only this thread's unsafe calls (cudaMalloc, synchronizations...) break the capture, so
-  // other threads of the program may go on using CUDA (but see "what would break it" above).
+  // other threads of the program may go on using CUDA ("other threads" above).
   const cudaError_t begun = cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal);
   if (begun != cudaSuccess) {
     (void)cudaGetLastError();

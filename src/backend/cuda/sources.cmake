@@ -13,7 +13,7 @@ set(DROPNET_CUDA_HOST_SOURCES
   backend/cuda/cuda_ops.cpp
   backend/cuda/noise_ops.cpp
   backend/cuda/dropblock_ops.cpp
-  backend/cuda/cuda_entry.cpp
+  backend/cuda/cuda_device.cpp
   backend/cuda/cuda_memory.cpp
   backend/cuda/graph.cpp)
 list(TRANSFORM DROPNET_CUDA_HOST_SOURCES PREPEND ${CMAKE_CURRENT_SOURCE_DIR}/)

@@ -1,15 +1,12 @@
-// cuda_entry.cpp: device discovery, the CUDA backend factory and the device description (cuda_entry.hpp;
-// GPU memory is in cuda_memory.cpp).
-#include "backend/cuda/cuda_entry.hpp"
+// cuda_device.cpp: device discovery, the device description and its free memory (cuda_device.hpp).
+#include "backend/cuda/cuda_device.hpp"
 
 #include <cuda_runtime_api.h>
 #include <cudnn.h>
 
 #include <cstdio>
 
-#include "backend/cuda/cuda_backend.hpp"
 #include "backend/cuda/cuda_check.hpp"
-#include "dropnet/errors.hpp"
 
 namespace dropnet::backend::cuda {
 
@@ -22,11 +19,6 @@ bool device_present() noexcept {
     return false;
   }
   return count > 0;
-}
-
-std::unique_ptr<Backend> make_backend(const BackendSettings& settings) {
-  if (!device_present()) throw DeviceUnavailable("no CUDA device is visible (cudaGetDeviceCount found none)");
-  return std::make_unique<CudaBackend>(settings);
 }
 
 std::string describe_device() {
@@ -43,6 +35,12 @@ std::string describe_device() {
                 prop.major, prop.minor, runtime / 1000, (runtime % 1000) / 10, cudnn / 10000, (cudnn % 10000) / 100,
                 cudnn % 100);
   return text;
+}
+
+MemoryInfo memory_info() {
+  MemoryInfo info;
+  CUDA_CHECK(cudaMemGetInfo(&info.free_bytes, &info.total_bytes));
+  return info;
 }
 
 }  // namespace dropnet::backend::cuda
