@@ -11,5 +11,6 @@ set(DROPNET_CUDA_TEST_SOURCES
   test_step_graph.cpp
   test_step_graph_model.cpp
   test_backend_contexts.cpp
-  test_dropblock_ops.cpp)
+  test_dropblock_ops.cpp
+  test_norm_pool_ops.cpp)
 list(TRANSFORM DROPNET_CUDA_TEST_SOURCES PREPEND ${CMAKE_CURRENT_LIST_DIR}/)
