@@ -282,6 +282,20 @@ if [[ $rc -eq 0 && $(wc -l <"$WORK/out") -eq 6 ]] && head -n 1 "$WORK/out" | gre
 else
   fail "predict: exit $rc"
 fi
+# A BN checkpoint: evaluate and predict rebuild the BN variant from its train.batch_norm setting (a wrong
+# architecture would fail to load); Monte Carlo dropout keeps BatchNormalization in inference.
+run evaluate --weights "$WORK/bn.safetensors" --data "$SAMPLE" --device cpu --mc-samples 2
+if [[ $rc -eq 0 ]] && grep -qE "^MC dropout \(2 passes\)" "$WORK/out"; then
+  pass "evaluate --mc-samples 2 with a --batch-norm on checkpoint"
+else
+  fail "evaluate a --batch-norm on checkpoint: exit $rc"
+fi
+run predict --weights "$WORK/bn.safetensors" --input "$SAMPLE/test_batch.bin" --records 5 --device cpu
+if [[ $rc -eq 0 && $(wc -l <"$WORK/out") -eq 6 ]]; then
+  pass "predict with a --batch-norm on checkpoint"
+else
+  fail "predict a --batch-norm on checkpoint: exit $rc"
+fi
 expect_error "predict without --input" 2 "--input is required" predict --weights "$WORK/straight.safetensors"
 
 if [[ $failures -ne 0 ]]; then
