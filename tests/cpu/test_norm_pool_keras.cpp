@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +17,8 @@
 #include "dropnet/checkpoint.hpp"
 #include "dropnet/dropnet.hpp"
 #include "layers/run_context.hpp"
+#include "model/impl.hpp"
+#include "programs/seed_model.hpp"
 #include "support/temp_dir.hpp"
 #include "support/testing.hpp"
 #include "tests/support/npy.hpp"
@@ -43,11 +47,15 @@ double rel_diff(const std::vector<float>& got, const std::vector<double>& want) 
   return ref > 0 ? worst / ref : worst;
 }
 
+// DROPNET_PARITY_REPORT=1 prints each comparison (docs/keras-parity.md records them).
 void expect_golden(const Tensor& got, const std::string& name) {
   const npy::Array want = golden(name);
   INFO(name);
   CHECK(got.size() == want.size());
-  CHECK(rel_diff(got.to_vector(), want.values) <= kTol);
+  const double rel = rel_diff(got.to_vector(), want.values);
+  if (const char* v = std::getenv("DROPNET_PARITY_REPORT"); v != nullptr && std::string(v) != "0")
+    std::printf("keras-parity | %-36s | rel %.3e | tol %.0e\n", name.c_str(), rel, kTol);
+  CHECK(rel <= kTol);
 }
 
 backend::Backend& cpu() {
@@ -250,4 +258,23 @@ TEST_CASE("a model with BatchNormalization trains its gamma and beta and moves i
   m.train_on_batch(x, y);
   fresh.train_on_batch(x, y);
   CHECK(testing::all_weights(fresh) == testing::all_weights(m));
+}
+
+TEST_CASE("the seed model's BN variant: its layers, and no fused block where BatchNormalization sits",
+          "[batch_norm][model]") {
+  Sequential plain = cli::build_seed_model({});
+  Sequential bn = cli::build_seed_model({.batch_norm = true});
+  REQUIRE(bn.layer_count() == plain.layer_count() + 4);
+  const std::vector<std::string> types = {"Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Dropout",
+                                          "Conv2D", "BatchNormalization", "Activation", "MaxPooling2D", "Dropout"};
+  for (std::size_t i = 0; i < types.size(); ++i) CHECK(bn.layer(i).type() == types[i]);
+  const auto& conv = static_cast<const Conv2D&>(bn.layer(0));
+  CHECK(conv.options().activation == "linear");
+  CHECK_FALSE(conv.options().use_bias);
+  plain.compile({.device = Device::CPU, .seed = 1});
+  bn.compile({.device = Device::CPU, .seed = 1});
+  // The CPU fuses Conv2D(relu) > MaxPooling2D > Dropout; with BatchNormalization between, the layers run one
+  // by one (tests/cli/test_cli.sh checks that DROPNET_CPU_FUSE=0 then gives the same bytes).
+  CHECK(ModelInternals::fused_blocks(plain) == 2);
+  CHECK(ModelInternals::fused_blocks(bn) == 0);
 }
