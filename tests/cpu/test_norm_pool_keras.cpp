@@ -6,6 +6,7 @@
 #include "support/catch.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -277,4 +278,33 @@ TEST_CASE("the seed model's BN variant: its layers, and no fused block where Bat
   // by one (tests/cli/test_cli.sh checks that DROPNET_CPU_FUSE=0 then gives the same bytes).
   CHECK(ModelInternals::fused_blocks(plain) == 2);
   CHECK(ModelInternals::fused_blocks(bn) == 0);
+}
+
+// Not run by default: `dropnet_tests "[.bn_bench]"` times the CPU ops on the seed BN variant's first
+// BatchNormalization (batch 250: 225,000 rows of 64 channels) beside a ReLU pass over the same tensor.
+TEST_CASE("BatchNormalization CPU op timings", "[.bn_bench]") {
+  const std::int64_t rows = 250 * 30 * 30, channels = 64;
+  const Tensor x = testing::random_tensor({rows, channels}, 3, -1.0, 2.0);
+  const Tensor dy = testing::random_tensor({rows, channels}, 4);
+  Tensor y({rows, channels}), dx({rows, channels});
+  std::vector<float> gamma(64, 1.0f), beta(64, 0.0f), mm(64, 0.0f), mv(64, 1.0f), bm(64), bi(64), dg(64), db(64);
+  const backend::BatchNormWeights w{gamma.data(), beta.data(), mm.data(), mv.data(), bm.data(), bi.data()};
+  backend::BatchNormCall call;
+  call.rows = rows;
+  call.channels = channels;
+  auto median_ms = [](auto&& op) {
+    std::vector<double> t;
+    for (int i = 0; i < 9; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      op();
+      t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    return t[4];
+  };
+  const double fwd = median_ms([&] { cpu().batch_norm_forward_training(x, y, w, call); });
+  const double bwd = median_ms([&] { cpu().batch_norm_backward(x, dy, &dx, w, dg.data(), db.data(), call); });
+  const double relu = median_ms([&] { cpu().activation_forward(ActivationKind::ReLU, x, y); });
+  std::printf("bn forward %.2f ms, bn backward %.2f ms, relu forward %.2f ms (median of 9)\n", fwd, bwd, relu);
+  CHECK(fwd > 0);
 }
