@@ -28,14 +28,21 @@ namespace dropnet {
 // to dropnet, defined in src/layers/run_context.hpp.
 struct RunContext;
 
-// One trainable weight. After Sequential::compile, value and grad are views into the model's parameter
-// arena on the model's device (so the optimizer updates all of them in one call).
+// One weight. After Sequential::compile, value and grad are views into the model's parameter arena on the
+// model's device (so the optimizer updates all of them in one call).
+//
+// Non-trainable weights (Keras' layer.non_trainable_weights: BatchNormalization's moving_mean and
+// moving_variance) have trainable = false: the layer itself updates them in training forward passes; they
+// have no gradient (grad stays empty), compile() places them in a separate arena that Adam and max-norm
+// never touch, checkpoints save and restore them under "<layer>/<name>" like every weight but without Adam
+// moments, and Sequential::summary() counts them as non-trainable.
 struct Param {
-  std::string name;                    // "kernel" or "bias"
+  std::string name;                    // "kernel", "bias", "gamma", "moving_mean", ...
   Shape shape;                         // Keras layout
   Tensor value;
   Tensor grad;
   std::optional<MaxNorm> constraint;
+  bool trainable = true;
 };
 
 // How a stochastic layer's rate (GaussianNoise: its stddev) changes over training, counted in optimizer
@@ -507,6 +514,91 @@ class DROPNET_EXPORT Activation : public Layer {
  private:
   ActivationKind kind_;
   Tensor input_;  // a view of the last forward's input (no copy)
+};
+
+// ---------------------------------------------------------------------------------------------------
+// Normalization and average pooling (issue 24).
+
+struct BatchNormalizationOptions {
+  int axis = -1;                 // only the last axis (channels_last) is implemented
+  double momentum = 0.99;
+  double epsilon = 1e-3;
+  bool center = true;            // a trainable offset beta
+  bool scale = true;             // a trainable factor gamma
+  std::string beta_initializer = "zeros";
+  std::string gamma_initializer = "ones";
+  std::string moving_mean_initializer = "zeros";
+  std::string moving_variance_initializer = "ones";
+};
+
+// keras.layers.BatchNormalization over the last axis (the channels of an (H, W, C) image, the features of
+// a flat input): y = gamma * (x - mean) / sqrt(var + epsilon) + beta per channel. In training (fit,
+// train_on_batch) mean and var are the batch's, over every axis but the channel (the variance biased,
+// divided by the count), and the moving statistics move as Keras 3 moves them:
+//   moving_mean = moving_mean * momentum + mean * (1 - momentum), the same for moving_variance with var.
+// In inference (evaluate, predict, and Monte Carlo predict, where only the dropout family draws) mean and
+// var are moving_mean and moving_variance. Weights, in Keras' order: gamma (C) unless scale is false,
+// beta (C) unless center is false (both trainable), moving_mean and moving_variance (C, non-trainable: see
+// Param). Any input rank >= 1 (batch excluded); output shape = input shape. Throws InvalidArgument for a
+// momentum outside [0, 1], an epsilon <= 0 or an unknown initializer name (constructor), and from build()
+// for an axis that is not the input's last (-1, or the rank with the batch counted; other axes are not
+// implemented).
+class DROPNET_EXPORT BatchNormalization : public Layer {
+ public:
+  explicit BatchNormalization(BatchNormalizationOptions options = {});
+  std::string type() const override { return "BatchNormalization"; }
+  std::string name_stem() const override { return "batch_normalization"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void allocate(std::int64_t max_batch, Device device) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  const BatchNormalizationOptions& options() const noexcept { return options_; }
+  std::int64_t channels() const noexcept { return channels_; }
+
+ private:
+  const Param& weight(const char* name) const;
+  Param& weight(const char* name);
+  BatchNormalizationOptions options_;
+  std::int64_t channels_ = 0;
+  // The last training forward's batch mean and 1 / sqrt(var + epsilon), for backward; constant gamma = 1
+  // and beta = 0 where scale or center is off, with a gradient sink for the missing one.
+  Tensor batch_mean_, batch_inv_std_, unit_gamma_, zero_beta_, unused_grad_;
+};
+
+struct AveragePooling2DOptions {
+  std::array<std::int64_t, 2> pool_size = {2, 2};
+  std::optional<std::array<std::int64_t, 2>> strides;   // defaults to pool_size
+  std::string padding = "valid";                        // "valid" | "same"
+};
+
+// keras.layers.AveragePooling2D: the mean of each window of an (H, W, C) input -> (OH, OW, C), OH as for
+// MaxPooling2D. With "same" padding a window that runs past the edge averages the positions inside only
+// (Keras' count excludes the padding). No weights. Throws InvalidArgument as MaxPooling2D does.
+class DROPNET_EXPORT AveragePooling2D : public Layer {
+ public:
+  explicit AveragePooling2D(AveragePooling2DOptions options = {});
+  std::string type() const override { return "AveragePooling2D"; }
+  std::string name_stem() const override { return "average_pooling2d"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
+  const AveragePooling2DOptions& options() const noexcept { return options_; }
+
+ private:
+  AveragePooling2DOptions options_;
+};
+
+// keras.layers.GlobalAveragePooling2D() (channels_last, keepdims false): (H, W, C) -> (C), the mean over
+// all positions of each channel. No weights. Throws InvalidArgument from build() for an input that is not
+// (H, W, C).
+class DROPNET_EXPORT GlobalAveragePooling2D : public Layer {
+ public:
+  GlobalAveragePooling2D() = default;
+  std::string type() const override { return "GlobalAveragePooling2D"; }
+  std::string name_stem() const override { return "global_average_pooling2d"; }
+  Shape build(const Shape& input_shape, std::uint64_t seed) override;
+  void forward(const Tensor& x, Tensor& y, RunContext& ctx) override;
+  void backward(const Tensor& x, const Tensor& y, const Tensor& dy, Tensor* dx, RunContext& ctx) override;
 };
 
 }  // namespace dropnet

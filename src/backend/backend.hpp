@@ -188,6 +188,25 @@ struct BackendSettings {
   unsigned cpu_threads = 0;
 };
 
+// One BatchNormalization call over the last axis (kernels/batch_norm_math.hpp): x viewed as (rows, channels)
+// row-major, every pointer below `channels` floats on the backend's device. gamma and beta are always given
+// (the layer passes ones and zeros where Keras' scale or center is off).
+struct BatchNormCall {
+  std::int64_t rows = 0, channels = 0;
+  float epsilon = 1e-3f;
+  float momentum = 0.99f;              // Keras' moving = moving * momentum + batch * momentum_complement
+  float momentum_complement = 0.01f;   // float(1 - momentum), rounded from the double as Python does
+};
+struct BatchNormWeights {
+  const float* gamma;
+  const float* beta;
+  float* moving_mean;
+  float* moving_variance;
+  // Training: the batch mean and 1 / sqrt(biased variance + epsilon), written by forward, read by backward.
+  float* batch_mean;
+  float* batch_inv_std;
+};
+
 class StepState;
 
 class Backend {
@@ -293,6 +312,27 @@ class Backend {
 
   // dst row r = src row index[r] for r < index.size(); src may live on the host or on this device.
   virtual void gather_rows(const Tensor& src, std::span<const std::int64_t> index, Tensor& dst) = 0;
+
+  // ---- BatchNormalization (axis -1) and average pooling (issue 24) ------------------------------------
+  // Training forward: y = (x - mean) * inv_std * gamma + beta with the batch's per-channel mean and biased
+  // variance; writes batch_mean and batch_inv_std and moves moving_mean and moving_variance as Keras 3 does
+  // (BatchNormCall). On the CPU every per-channel sum runs over the rows in order, in double, whatever the
+  // thread count.
+  virtual void batch_norm_forward_training(const Tensor& x, Tensor& y, const BatchNormWeights& w,
+                                           const BatchNormCall& call) = 0;
+  // Inference: the same with moving_mean and moving_variance; nothing is written but y.
+  virtual void batch_norm_forward_inference(const Tensor& x, Tensor& y, const BatchNormWeights& w,
+                                            const BatchNormCall& call) = 0;
+  // From dy and the last training forward's batch_mean and batch_inv_std: dgamma = sum dy * xhat,
+  // dbeta = sum dy, and (unless dx is null) dx = gamma * inv_std * (dy - dbeta / rows - xhat * dgamma / rows).
+  virtual void batch_norm_backward(const Tensor& x, const Tensor& dy, Tensor* dx, const BatchNormWeights& w,
+                                   float* dgamma, float* dbeta, const BatchNormCall& call) = 0;
+  // AveragePooling2D (and GlobalAveragePooling2D, one window over the whole map): y = the mean of the
+  // positions of each window that lie inside the input (Keras' count excludes padding); dx from dy, each
+  // input position gathering dy / count from the windows that hold it (kernels/avg_pool_math.hpp: the same
+  // expressions on the CPU and the GPU, so the same bits).
+  virtual void avgpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) = 0;
+  virtual void avgpool2d_backward(const Tensor& dy, Tensor& dx, const PoolGeometry& g) = 0;
 
   // ---- the training step of fit, replayable (see StepHeader) --------------------------------------
 

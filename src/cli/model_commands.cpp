@@ -78,14 +78,15 @@ Sequential load_seed_model(const std::string& path, Device device, std::uint64_t
     const auto it = meta.find(key);
     return it == meta.end() ? std::nullopt : std::optional<std::string>(it->second);
   };
-  // The architecture the weights were trained with (the dropout type and the input layer decide the layer
-  // list); files without these settings were trained with the defaults.
+  // The architecture the weights were trained with (the dropout type, the input layer and batch norm decide
+  // the layer list); files without these settings were trained with the defaults.
   SeedModelConfig config{.dropout = 0.5, .max_norm = 0.0};
   try {
     if (const auto rates = setting("train.dropout")) set_layer_rates(config, *rates);
     if (const auto type = setting("train.dropout_type")) config.type = parse_dropout_type(*type);
     if (const auto block = setting("train.block_size")) config.block_size = std::strtoll(block->c_str(), nullptr, 10);
     if (const auto input = setting("train.input_dropout")) config.input_dropout = std::strtod(input->c_str(), nullptr);
+    if (const auto bn = setting("train.batch_norm")) config.batch_norm = *bn == "on";
   } catch (const InvalidArgument& e) {
     throw DataError(fmt::format("{}: its training settings are damaged: {}", path, e.what()));
   }

@@ -37,7 +37,7 @@ namespace {
 namespace fs = std::filesystem;
 
 // The seed program's settings are the defaults.
-const std::array<FlagSpec, 23> kTrainFlags = {{
+const std::array<FlagSpec, 24> kTrainFlags = {{
     {"epochs", "N", "55", "Training epochs."},
     {"batch-size", "N", "250", "Records per optimizer step (the last step of an epoch may be smaller)."},
     {"dropout", "RATE[,RATE]", "0.5",
@@ -56,6 +56,12 @@ const std::array<FlagSpec, 23> kTrainFlags = {{
     {"input-dropout", "RATE", "0",
      "Also put a layer of --dropout-type with this rate on the input image (0: none). It becomes the model's "
      "first layer, so the initial weights differ from a run without it."},
+    {"batch-norm", "on|off", "off",
+     "on: a BatchNormalization layer after each Conv2D, the seed model's BN variant: Conv2D(linear, no bias) > "
+     "BatchNormalization > ReLU > MaxPooling2D > Dropout, so each block's dropout comes before the next "
+     "block's BatchNormalization (Li et al. 2019's \"dropout before BN\" setting, whose variance shift they "
+     "study). The layers after the first BatchNormalization sit at other positions, so their initial "
+     "weights differ from a run without it."},
     {"max-norm", "VALUE", "2.0",
      "MaxNorm max_value on the kernels of both Conv2D layers and the hidden Dense layer (Keras' default "
      "axis 0). 0 means no constraint."},
@@ -88,7 +94,7 @@ const std::array<FlagSpec, 23> kTrainFlags = {{
      "as Keras' ModelCheckpoint(save_best_only=True). Writes are atomic."},
     {"resume", "PATH", "",
      "Continue the run saved in checkpoint PATH up to --epochs, exactly as if it had not stopped. The "
-     "checkpoint's settings (batch size, dropout rates, type, block size, schedule and input dropout, max-norm, "
+     "checkpoint's settings (batch size, dropout rates, type, block size, schedule and input dropout, batch norm, max-norm, "
      "validation split, learning rate, seed, limit) are "
      "used; giving one of those flags with another value is an error."},
     {"log", "FILE", "",
@@ -103,13 +109,14 @@ const std::array<FlagSpec, 23> kTrainFlags = {{
 }};
 
 // The settings a checkpoint records and a resume must reuse: metadata key, flag.
-constexpr std::array<std::pair<const char*, const char*>, 11> kResumeSettings = {{
+constexpr std::array<std::pair<const char*, const char*>, 12> kResumeSettings = {{
     {"train.batch_size", "batch-size"},
     {"train.dropout", "dropout"},
     {"train.dropout_type", "dropout-type"},
     {"train.block_size", "block-size"},
     {"train.dropout_schedule", "dropout-schedule"},
     {"train.input_dropout", "input-dropout"},
+    {"train.batch_norm", "batch-norm"},
     {"train.max_norm", "max-norm"},
     {"train.validation_split", "validation-split"},
     {"train.learning_rate", "learning-rate"},
@@ -155,6 +162,9 @@ void set_dropout_setting(TrainConfig& c, std::string_view flag, const std::strin
       const double r = std::strtod(value.c_str(), &end);
       if (value.empty() || *end != '\0' || !(r >= 0.0 && r <= 1.0)) throw InvalidArgument("a dropout rate from 0 to 1");
       c.model.input_dropout = r;
+    } else if (flag == "batch-norm") {
+      if (value != "on" && value != "off") throw InvalidArgument("on or off");
+      c.model.batch_norm = value == "on";
     }
   } catch (const InvalidArgument& e) {
     if (flag == "dropout-schedule")
@@ -165,7 +175,7 @@ void set_dropout_setting(TrainConfig& c, std::string_view flag, const std::strin
 }
 
 void apply_dropout_settings(const Flags& f, TrainConfig& c) {
-  for (const char* flag : {"dropout", "dropout-type", "block-size", "dropout-schedule", "input-dropout"})
+  for (const char* flag : {"dropout", "dropout-type", "block-size", "dropout-schedule", "input-dropout", "batch-norm"})
     set_dropout_setting(c, flag, f.get_string(flag));
 }
 
@@ -219,6 +229,7 @@ std::string train_help() {
       "  Conv2D(64, 3x3, relu) > MaxPooling2D(2x2) > Dropout > Conv2D(64, 3x3, relu) > MaxPooling2D(2x2) >\n"
       "  Dropout > Flatten > Dense(256, relu) > Dense(10, softmax); he_uniform kernels with MaxNorm,\n"
       "  Adam, categorical cross-entropy, accuracy. Every default below is the seed program's.\n"
+      "  --batch-norm on: Conv2D(64, 3x3) > BatchNormalization > ReLU > MaxPooling2D(2x2) > Dropout, twice.\n"
       "\n"
       "Flags (--flag VALUE or --flag=VALUE):\n"
       "{}"
@@ -253,6 +264,7 @@ std::string setting_value(const TrainConfig& c, std::string_view key) {
   if (key == "train.block_size") return fmt::format("{}", c.model.block_size);
   if (key == "train.dropout_schedule") return to_string(c.schedule);
   if (key == "train.input_dropout") return fmt::format("{}", c.model.input_dropout);
+  if (key == "train.batch_norm") return c.model.batch_norm ? "on" : "off";
   if (key == "train.max_norm") return fmt::format("{}", c.max_norm);
   if (key == "train.validation_split") return fmt::format("{}", c.validation_split);
   if (key == "train.learning_rate") return fmt::format("{}", c.learning_rate);
@@ -276,10 +288,11 @@ std::string flag_default(std::string_view flag) {
   throw std::logic_error(fmt::format("no flag {}", flag));
 }
 
-// Whether a setting is one of the dropout flags (set_dropout_setting reads its text).
+// Whether a setting is one of the model's flags set_dropout_setting reads (the dropout family's and
+// --batch-norm, which checkpoints from before them lack: theirs were the defaults).
 bool is_dropout_setting(std::string_view key) {
   return key == "train.dropout" || key == "train.dropout_type" || key == "train.block_size" ||
-         key == "train.dropout_schedule" || key == "train.input_dropout";
+         key == "train.dropout_schedule" || key == "train.input_dropout" || key == "train.batch_norm";
 }
 
 // --resume: the checkpoint's settings replace the defaults; an explicit flag must agree with them.
@@ -329,6 +342,7 @@ std::string dropout_text(const TrainConfig& c) {
   if (c.model.type == DropoutType::DropBlock) s += fmt::format(" (block {})", c.model.block_size);
   if (c.schedule.kind != DropoutSchedule::Kind::Constant) s += fmt::format(", schedule {} epochs", to_string(c.schedule));
   if (c.model.input_dropout > 0) s += fmt::format(", input {}", c.model.input_dropout);
+  if (c.model.batch_norm) s += ", batch norm";
   return s;
 }
 

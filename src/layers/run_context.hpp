@@ -15,6 +15,9 @@ struct RunContext {
   // The model applies this layer's activation itself, in a fused block (model/fused_blocks.hpp): Conv2D's
   // forward then writes its pre-activation z as its output.
   bool activation_deferred = false;
+  // A Monte Carlo predict pass (training is then true so that the dropout family draws): layers with
+  // batch statistics (BatchNormalization) run as in inference and leave their moving statistics alone.
+  bool monte_carlo = false;
 };
 
 }  // namespace dropnet

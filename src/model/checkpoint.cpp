@@ -56,11 +56,13 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// One trainable weight of the model: its Keras name, the Param, and its offset in the flat buffers.
+// One weight of the model: its Keras name, the Param, and (trainable weights only) its offset in the flat
+// buffers of the weights, gradients and Adam moments. Non-trainable weights (BatchNormalization's moving
+// statistics) are saved and loaded as weights under their Keras names, with no Adam moments.
 struct Weight {
   std::string name;
   const Param* param;
-  std::int64_t offset;
+  std::int64_t offset;  // -1 for a non-trainable weight
   std::int64_t size;
 };
 
@@ -68,7 +70,8 @@ std::vector<Weight> model_weights(const ModelImpl& m) {
   std::vector<Weight> out;
   for (const auto& layer : m.layers)
     for (const Param& p : layer->params())
-      out.push_back({layer->name() + "/" + p.name, &p, static_cast<std::int64_t>(p.value.data() - m.weights.data()),
+      out.push_back({layer->name() + "/" + p.name, &p,
+                     p.trainable ? static_cast<std::int64_t>(p.value.data() - m.weights.data()) : -1,
                      p.value.size()});
   return out;
 }
@@ -341,6 +344,7 @@ void save_checkpoint(const Sequential& model, const fs::path& path, const Traini
   wait_for_device(m);
   add_weights(w, m);
   for (const Weight& wt : model_weights(m)) {
+    if (!wt.param->trainable) continue;
     const std::vector<float> mv = m.adam_m.rows(wt.offset, wt.offset + wt.size).to_vector();
     const std::vector<float> vv = m.adam_v.rows(wt.offset, wt.offset + wt.size).to_vector();
     w.add_f32("optimizer/" + wt.name + "/m", wt.param->shape, mv);
@@ -389,6 +393,7 @@ TrainingState detail::load_checkpoint_from(Sequential& model, const SafetensorsF
   const auto found = check_weights(weights, f, problems);
   std::vector<std::pair<const Weight*, std::pair<const io::TensorInfo*, const io::TensorInfo*>>> moments;
   for (const Weight& w : weights) {
+    if (!w.param->trainable) continue;
     const auto* mt = problems.expect("optimizer/" + w.name + "/m", DType::F32, w.param->shape, "Adam moment");
     const auto* vt = problems.expect("optimizer/" + w.name + "/v", DType::F32, w.param->shape, "Adam moment");
     if (mt && vt) moments.push_back({&w, {mt, vt}});

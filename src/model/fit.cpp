@@ -210,6 +210,7 @@ Tensor Sequential::predict(const Tensor& x, const PredictOptions& o) {
     const std::int64_t end = std::min(n, begin + o.batch_size);
     m.gather_range(x, nullptr, begin, end);
     RunContext ctx{*m.backend, o.dropout};
+    ctx.monte_carlo = o.dropout;
     m.forward(end - begin, ctx, /*backward=*/false);
     // Monte Carlo dropout: every stochastic layer drew a mask, so their steps move on.
     if (o.dropout)

@@ -41,6 +41,9 @@ struct Sequential::Impl {
 
   // Every weight, gradient and Adam moment lives in one flat buffer each, so that Adam is one call.
   Tensor weights, grads, adam_m, adam_v;
+  // The non-trainable weights (Param::trainable false: BatchNormalization's moving statistics), which their
+  // layers update in training forward passes; outside the optimizer's and the constraints' reach.
+  Tensor non_trainable;
   // The MaxNorm projections to run after each step (pointers into the layers' params()).
   std::vector<std::pair<Param*, backend::MaxNormCall>> constraints;
 

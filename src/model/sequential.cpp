@@ -74,20 +74,32 @@ void Sequential::compile(const CompileOptions& options) {
     shape = m.layers[i]->build(shape, kernels::splitmix64(m.seed + 0x632BE59BD9B4E019ull * (i + 1)));
   m.loss = resolve_loss(options, shape, m.layers.back()->softmax_output());
 
-  // Place every parameter in the flat buffers, each aligned to 64 floats for vector loads.
+  // Place every parameter in the flat buffers, each aligned to 64 floats for vector loads: the trainable
+  // ones in `weights` (with their gradients and Adam moments), the non-trainable ones (Param::trainable) in
+  // `non_trainable`, which no optimizer or constraint op sees.
   constexpr std::int64_t kAlign = 64;
-  std::int64_t total = 0;
+  std::int64_t total = 0, fixed_total = 0;
   for (auto& l : m.layers)
-    for (Param& p : l->params()) total += (element_count(p.shape) + kAlign - 1) / kAlign * kAlign;
+    for (Param& p : l->params())
+      (p.trainable ? total : fixed_total) += (element_count(p.shape) + kAlign - 1) / kAlign * kAlign;
   m.weights = Tensor({total}, m.device);
   m.grads = Tensor({total}, m.device);
   m.adam_m = Tensor({total}, m.device);
   m.adam_v = Tensor({total}, m.device);
-  std::int64_t offset = 0;
+  m.non_trainable = Tensor({fixed_total}, m.device);
+  std::int64_t offset = 0, fixed_offset = 0;
   m.constraints.clear();
   for (auto& l : m.layers) {
     for (Param& p : l->params()) {
       const std::int64_t n = element_count(p.shape);
+      if (!p.trainable) {
+        Tensor value = m.non_trainable.rows(fixed_offset, fixed_offset + n).reshaped(p.shape);
+        value.copy_from(p.value);
+        p.value = value;
+        p.grad = Tensor();
+        fixed_offset += (n + kAlign - 1) / kAlign * kAlign;
+        continue;
+      }
       Tensor value = m.weights.rows(offset, offset + n).reshaped(p.shape);
       value.copy_from(p.value);
       p.value = value;

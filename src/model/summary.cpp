@@ -71,9 +71,13 @@ std::string Sequential::summary() const {
   }
   s += rule("\u2514", "\u2500", "\u2534", "\u2518");
   const std::int64_t total = count_params();
+  std::int64_t fixed = 0;  // non-trainable (Param::trainable), as Keras counts them apart
+  for (const auto& l : m.layers)
+    for (const Param& p : l->params())
+      if (!p.trainable) fixed += element_count(p.shape);
   s += fmt::format(" Total params: {} ({})\n", with_commas(total), memory_size(double(total) * 4));
-  s += fmt::format(" Trainable params: {} ({})\n", with_commas(total), memory_size(double(total) * 4));
-  s += fmt::format(" Non-trainable params: 0 ({})\n", memory_size(0));
+  s += fmt::format(" Trainable params: {} ({})\n", with_commas(total - fixed), memory_size(double(total - fixed) * 4));
+  s += fmt::format(" Non-trainable params: {} ({})\n", with_commas(fixed), memory_size(double(fixed) * 4));
   return s;
 }
 

@@ -98,14 +98,25 @@ Sequential build_seed_model(const SeedModelConfig& config) {
   const DenseOptions output{.activation = "softmax", .kernel_constraint = std::nullopt};
   auto rate = [&](std::size_t i) { return config.layer_dropout[i].value_or(config.dropout); };
 
+  Conv2DOptions bn_conv = conv;  // the BN variant's (seed_model.hpp)
+  bn_conv.activation = "linear";
+  bn_conv.use_bias = false;
+  auto conv_block = [&](Sequential& model, double dropout_rate) {
+    if (config.batch_norm) {
+      model.add(std::make_unique<Conv2D>(64, std::array<std::int64_t, 2>{3, 3}, bn_conv));
+      model.add(std::make_unique<BatchNormalization>());
+      model.add(std::make_unique<Activation>("relu"));
+    } else {
+      model.add(std::make_unique<Conv2D>(64, std::array<std::int64_t, 2>{3, 3}, conv));
+    }
+    model.add(std::make_unique<MaxPooling2D>(pool));
+    model.add(dropout_layer(config, dropout_rate));
+  };
+
   Sequential model({cifar10::kHeight, cifar10::kWidth, cifar10::kChannels});
   if (config.input_dropout > 0.0) model.add(dropout_layer(config, config.input_dropout));
-  model.add(std::make_unique<Conv2D>(64, std::array<std::int64_t, 2>{3, 3}, conv));
-  model.add(std::make_unique<MaxPooling2D>(pool));
-  model.add(dropout_layer(config, rate(0)));
-  model.add(std::make_unique<Conv2D>(64, std::array<std::int64_t, 2>{3, 3}, conv));
-  model.add(std::make_unique<MaxPooling2D>(pool));
-  model.add(dropout_layer(config, rate(1)));
+  conv_block(model, rate(0));
+  conv_block(model, rate(1));
   model.add(std::make_unique<Flatten>());
   model.add(std::make_unique<Dense>(256, hidden));
   model.add(std::make_unique<Dense>(cifar10::kClasses, output));

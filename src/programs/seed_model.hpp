@@ -43,6 +43,17 @@ struct SeedModelConfig {
   // A layer of `type` on the input image with this rate (0: none). It is the model's first layer, so it
   // shifts every later layer's position and with it the seeds their initial weights are drawn from.
   double input_dropout = 0.0;
+  // The BN variant: BatchNormalization (Keras' defaults) after each Conv2D, which then has no activation and
+  // no bias (BatchNormalization's mean subtraction cancels a bias; its beta is the offset), and the ReLU as an
+  // Activation layer after it:
+  //   Conv2D(linear, use_bias=False) -> BatchNormalization -> Activation(relu) -> MaxPooling2D -> dropout
+  // ReLU after BN is the placement of Ioffe and Szegedy (2015) and of Li et al. (2019, "Understanding the
+  // disharmony between dropout and batch normalization by variance shift"), whose subject is exactly this
+  // order: the first block's dropout feeds the second block's BatchNormalization, whose moving variance is
+  // collected with dropout on and used with it off. The extra layers shift the later layers' positions and
+  // so the seeds of their initial weights. The CPU's fused Conv2D(relu) > MaxPooling2D [> Dropout] blocks do
+  // not apply (the Conv2D is linear and BatchNormalization sits between): the layers run one by one.
+  bool batch_norm = false;
 };
 
 // "RATE" (every dropout layer) or "R1,R2" (one per layer, in model order) into config's rates; throws

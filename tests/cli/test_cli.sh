@@ -61,7 +61,7 @@ expect_error() {
 
 # --- help and version ----------------------------------------------------------------------------------
 FLAGS="--epochs --batch-size --dropout --max-norm --validation-split --learning-rate --seed --data --limit
-       --test-limit --device --verbose --save --resume --log"
+       --test-limit --device --verbose --save --resume --log --batch-norm"
 for args in "--help" "train --help" "help train"; do
   # shellcheck disable=SC2086
   run $args
@@ -159,6 +159,42 @@ if [[ $rc -eq 0 ]] && cmp -s "$WORK/straight.safetensors" "$WORK/unfused.safeten
 else
   fail "DROPNET_CPU_FUSE=0: exit $rc or the weights differ from the fused run's"
 fi
+# --batch-norm on, the BN variant (BatchNormalization after each Conv2D, issue 24): it trains, its
+# BatchNormalization layers show in the summary, it gives the same bytes on 1 and 3 threads (the per-channel
+# sums are never split over the threads) and with fusion off (no block fuses in it), and it resumes exactly
+# (the moving statistics are in the checkpoint); a resume without it is refused.
+run train $T --epochs 2 --batch-norm on --save "$WORK/bn.safetensors"
+if [[ $rc -eq 0 ]] && grep -q "batch_normalization_1 (BatchNormalization)" "$WORK/out" &&
+   grep -q "Non-trainable params: 256" "$WORK/out"; then
+  pass "--batch-norm on trains; the summary shows both BatchNormalization layers and their 256 moving statistics"
+else
+  fail "--batch-norm on: exit $rc or no BatchNormalization in the summary"
+fi
+for threads in 1 3; do
+  DROPNET_CPU_THREADS=$threads run train $T --epochs 2 --batch-norm on --save "$WORK/bn$threads.safetensors"
+  if [[ $rc -eq 0 ]] && cmp -s "$WORK/bn.safetensors" "$WORK/bn$threads.safetensors"; then
+    pass "--batch-norm on, DROPNET_CPU_THREADS=$threads: the same bytes as the default thread count"
+  else
+    fail "--batch-norm on, DROPNET_CPU_THREADS=$threads: exit $rc or the weights differ"
+  fi
+done
+DROPNET_CPU_FUSE=0 run train $T --epochs 2 --batch-norm on --save "$WORK/bn_unfused.safetensors"
+if [[ $rc -eq 0 ]] && cmp -s "$WORK/bn.safetensors" "$WORK/bn_unfused.safetensors"; then
+  pass "--batch-norm on, DROPNET_CPU_FUSE=0: the same bytes"
+else
+  fail "--batch-norm on, DROPNET_CPU_FUSE=0: exit $rc or the weights differ"
+fi
+run train $T --epochs 1 --batch-norm on --save "$WORK/bn_part.safetensors"
+run train --data "$SAMPLE" --test-limit 40 --device cpu --verbose 0 --epochs 2 --resume "$WORK/bn_part.safetensors" \
+  --save "$WORK/bn_part.safetensors"
+if [[ $rc -eq 0 ]] && cmp -s "$WORK/bn.safetensors" "$WORK/bn_part.safetensors"; then
+  pass "--batch-norm on: 1 epoch + resume to 2 is byte-identical to 2 epochs (moving statistics restored)"
+else
+  fail "--batch-norm on resume: exit $rc or the checkpoints differ"
+fi
+expect_error "--resume a BN checkpoint with --batch-norm off" 2 "differs from the checkpoint" \
+  train $T --epochs 3 --batch-norm off --resume "$WORK/bn_part.safetensors"
+expect_error "--batch-norm yes" 2 "--batch-norm yes: on or off" train $T --batch-norm yes
 if [[ $(head -n 1 "$WORK/run.csv") == "epoch,accuracy,loss,val_accuracy,val_loss" && $(wc -l <"$WORK/run.csv") -eq 4 ]]; then
   pass "--log: CSVLogger columns, one row per epoch across the resume"
 else
@@ -245,6 +281,20 @@ if [[ $rc -eq 0 && $(wc -l <"$WORK/out") -eq 6 ]] && head -n 1 "$WORK/out" | gre
   pass "predict --mc-samples: 5 records, means and stds"
 else
   fail "predict: exit $rc"
+fi
+# A BN checkpoint: evaluate and predict rebuild the BN variant from its train.batch_norm setting (a wrong
+# architecture would fail to load); Monte Carlo dropout keeps BatchNormalization in inference.
+run evaluate --weights "$WORK/bn.safetensors" --data "$SAMPLE" --device cpu --mc-samples 2
+if [[ $rc -eq 0 ]] && grep -qE "^MC dropout \(2 passes\)" "$WORK/out"; then
+  pass "evaluate --mc-samples 2 with a --batch-norm on checkpoint"
+else
+  fail "evaluate a --batch-norm on checkpoint: exit $rc"
+fi
+run predict --weights "$WORK/bn.safetensors" --input "$SAMPLE/test_batch.bin" --records 5 --device cpu
+if [[ $rc -eq 0 && $(wc -l <"$WORK/out") -eq 6 ]]; then
+  pass "predict with a --batch-norm on checkpoint"
+else
+  fail "predict a --batch-norm on checkpoint: exit $rc"
 fi
 expect_error "predict without --input" 2 "--input is required" predict --weights "$WORK/straight.safetensors"
 

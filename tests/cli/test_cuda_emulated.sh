@@ -30,11 +30,11 @@ for i in 1 2 3 4 5; do
 done
 cp "$SRC/data/cifar10-sample/test_batch.bin" "$SRC/data/cifar10-sample/batches.meta.txt" "$WORK/data/"
 
-# train NAME ARGS...: 2 epochs, batch 250 (6 full steps and one of 100 per epoch), step log and checkpoint.
+# train NAME ARGS...: 2 epochs (or $EPOCHS), batch 250 (6 full steps and one of 100 per epoch), step log and checkpoint.
 train() {
   local name=$1
   shift
-  if ! "$DROPNET" train --data "$WORK/data" --epochs 2 --verbose 2 --seed 7 --log-steps "$WORK/$name.steps.csv" \
+  if ! "$DROPNET" train --data "$WORK/data" --epochs "${EPOCHS:-2}" --verbose 2 --seed 7 --log-steps "$WORK/$name.steps.csv" \
       --save "$WORK/$name.safetensors" "$@" >"$WORK/$name.out" 2>&1; then
     fail "$name: dropnet train $* exited non-zero"
     sed 's/^/    /' "$WORK/$name.out"
@@ -119,6 +119,43 @@ for key in sorted(wc):
     ok &= good
     if not good or key in weights:
         print(f"{'ok' if good else 'FAIL'}: {key}: largest difference {diff:.3g} of its largest magnitude")
+sys.exit(0 if ok else 1)
+EOF
+
+# The BN variant (--batch-norm on: cuDNN's batch normalization and dropnet's moving-statistics kernel on
+# the emulated device) for one epoch, against the CPU: per-step losses and every tensor of the checkpoint,
+# the moving statistics included, within 1e-4; graphs on (the step recorded with the BN calls in it).
+DROPNET_CPU_CONV=direct EPOCHS=1 train bn_cpu --device cpu --batch-norm on || exit 1
+EPOCHS=1 train bn_graphs --device cuda --cuda-graphs on --batch-norm on || exit 1
+grep -qx 'Training step: cuda graph' "$WORK/bn_graphs.out" && pass "--batch-norm on: the step was recorded" ||
+  fail "--batch-norm on: expected 'Training step: cuda graph', got '$(grep 'Training step' "$WORK/bn_graphs.out")'"
+python3 - "$WORK" <<'EOF' || failures=$((failures + 1))
+import csv, json, struct, sys
+work, tol, ok = sys.argv[1], 1e-4, True
+rows = [list(csv.DictReader(open(f"{work}/{n}.steps.csv"))) for n in ("bn_cpu", "bn_graphs")]
+worst = max(abs(float(g[k]) - float(c[k])) / max(abs(float(c[k])), 1e-12)
+            for c, g in zip(*rows) for k in ("loss", "accuracy"))
+ok = len(rows[0]) == len(rows[1]) == 7 and worst <= tol
+print(f"{'ok' if ok else 'FAIL'}: --batch-norm on: {len(rows[1])} steps, per-step loss and accuracy within {worst:.3g}")
+
+def tensors(name):
+    data = open(f"{work}/{name}.safetensors", "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    return {k: struct.unpack(f"<{(v['data_offsets'][1] - v['data_offsets'][0]) // 4}f",
+                             data[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in header.items() if k != "__metadata__" and v["dtype"] == "F32"}
+
+wc, wg = tensors("bn_cpu"), tensors("bn_graphs")
+need = [f"batch_normalization{s}/{w}" for s in ("", "_1") for w in ("gamma", "beta", "moving_mean", "moving_variance")]
+if sorted(wc) != sorted(wg) or any(k not in wc for k in need):
+    print("FAIL: --batch-norm on: the checkpoints lack BatchNormalization weights or differ in names")
+    ok = False
+for key in sorted(k for k in wc if k in wg):
+    diff = max(abs(a - b) for a, b in zip(wg[key], wc[key])) / max(max(abs(v) for v in wc[key]), 1e-12)
+    if diff > tol or "batch_normalization" in key:
+        print(f"{'ok' if diff <= tol else 'FAIL'}: --batch-norm on: {key}: largest difference {diff:.3g}")
+    ok &= diff <= tol
 sys.exit(0 if ok else 1)
 EOF
 

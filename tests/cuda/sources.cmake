@@ -15,5 +15,6 @@ set(DROPNET_CUDA_TEST_SOURCES
   test_backend_contexts.cpp
   test_concurrent_models.cpp
   test_dropblock_ops.cpp
-  test_layer_call.cpp)
+  test_layer_call.cpp
+  test_norm_pool_ops.cpp)
 list(TRANSFORM DROPNET_CUDA_TEST_SOURCES PREPEND ${CMAKE_CURRENT_LIST_DIR}/)

@@ -51,6 +51,16 @@ class CpuBackend final : public Backend {
                     std::int64_t batch_size, Tensor& bx, Tensor& by) override;
   void advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance) override;
 
+  // BatchNormalization and average pooling (cpu/batch_norm.cpp, cpu/avg_pool.cpp).
+  void batch_norm_forward_training(const Tensor& x, Tensor& y, const BatchNormWeights& w,
+                                   const BatchNormCall& call) override;
+  void batch_norm_forward_inference(const Tensor& x, Tensor& y, const BatchNormWeights& w,
+                                    const BatchNormCall& call) override;
+  void batch_norm_backward(const Tensor& x, const Tensor& dy, Tensor* dx, const BatchNormWeights& w, float* dgamma,
+                           float* dbeta, const BatchNormCall& call) override;
+  void avgpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) override;
+  void avgpool2d_backward(const Tensor& dy, Tensor& dx, const PoolGeometry& g) override;
+
  protected:
   void wait() override {}
 

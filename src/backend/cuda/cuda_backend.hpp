@@ -90,6 +90,17 @@ class CudaBackend final : public Backend {
   void advance_step(StepHeader* state, StepSlot* slots, const StepAdvance& advance) override;
   std::unique_ptr<Recording> capture(const std::function<void()>& enqueue) override;
 
+  // BatchNormalization on cuDNN with dropnet's moving-statistics kernel, average pooling on dropnet's
+  // kernels (batch_norm_cudnn.cpp).
+  void batch_norm_forward_training(const Tensor& x, Tensor& y, const BatchNormWeights& w,
+                                   const BatchNormCall& call) override;
+  void batch_norm_forward_inference(const Tensor& x, Tensor& y, const BatchNormWeights& w,
+                                    const BatchNormCall& call) override;
+  void batch_norm_backward(const Tensor& x, const Tensor& dy, Tensor* dx, const BatchNormWeights& w, float* dgamma,
+                           float* dbeta, const BatchNormCall& call) override;
+  void avgpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) override;
+  void avgpool2d_backward(const Tensor& dy, Tensor& dx, const PoolGeometry& g) override;
+
   // ---- CUDA-only --------------------------------------------------------------------------------
 
   // The settings as the context applies them (BackendSettings says what each means): cuDNN's algorithm

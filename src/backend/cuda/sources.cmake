@@ -13,6 +13,7 @@ set(DROPNET_CUDA_HOST_SOURCES
   backend/cuda/cuda_ops.cpp
   backend/cuda/noise_ops.cpp
   backend/cuda/dropblock_ops.cpp
+  backend/cuda/batch_norm_cudnn.cpp
   backend/cuda/cuda_device.cpp
   backend/cuda/cuda_memory.cpp
   backend/cuda/graph.cpp)
@@ -27,7 +28,9 @@ set(DROPNET_CUDA_KERNEL_SOURCES
   softmax_xent.cu
   loss.cu
   gather.cu
-  step.cu)
+  step.cu
+  batch_norm.cu
+  avg_pool.cu)
 list(TRANSFORM DROPNET_CUDA_KERNEL_SOURCES PREPEND ${PROJECT_SOURCE_DIR}/kernels/)
 set(DROPNET_CUDA_HOST_SOURCES ${DROPNET_CUDA_HOST_SOURCES} PARENT_SCOPE)
 set(DROPNET_CUDA_KERNEL_SOURCES ${DROPNET_CUDA_KERNEL_SOURCES} PARENT_SCOPE)
