@@ -340,7 +340,7 @@ void write_runs_file(const std::filesystem::path& path, const SweepConfig& c, co
 
 std::optional<std::string> pairing_conflict(const RunRecord& a, const RunRecord& b) {
   if (a.seed != b.seed || !a.ok || !b.ok) return std::nullopt;
-  if (a.init_hash != b.init_hash)
+  if (same_architecture(a.variant, b.variant) && a.init_hash != b.init_hash)
     return fmt::format("runs {} and {} start from different initial weights (seed {}: {} against {})", a.id, b.id,
                        a.seed, a.init_hash, b.init_hash);
   if (!a.order_hash.empty() && !b.order_hash.empty() && a.order_hash != b.order_hash)

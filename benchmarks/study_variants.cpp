@@ -1,6 +1,7 @@
-// study_variants.cpp: the variants axis of a dropout study (`sweep --variants TYPE[@SCHEDULE],...`): the
-// dropout type in the seed model's Dropout positions and the schedule of its rate, given in epochs and run
-// in optimizer steps (the library's DropoutSchedule counts steps; E epochs are E x batches_per_epoch steps).
+// study_variants.cpp: the variants axis of a dropout study (`sweep --variants TYPE[+bn][@SCHEDULE],...`):
+// the dropout type in the seed model's Dropout positions, whether the model has BatchNormalization after
+// each convolution (+bn), and the schedule of the rate, given in epochs and run in optimizer steps (the
+// library's DropoutSchedule counts steps; E epochs are E x batches_per_epoch steps).
 #include <cerrno>
 #include <cstdlib>
 
@@ -44,11 +45,17 @@ template <typename Fail>
 Variant parse(const std::string& text, int epochs, Fail fail) {
   Variant v;
   const std::size_t at = text.find('@');
-  const std::string type = text.substr(0, at);
+  std::string type = text.substr(0, at);
+  constexpr std::string_view kBn = "+bn";
+  if (type.size() > kBn.size() && type.ends_with(kBn)) {
+    v.batch_norm = true;
+    type.resize(type.size() - kBn.size());
+  }
   try {
     v.type = cli::parse_dropout_type(type);
   } catch (const InvalidArgument&) {
-    fail(fmt::format("unknown dropout type '{}'; expected {}", type, cli::kDropoutTypeNames));
+    fail(fmt::format("unknown dropout type '{}'; expected {}, optionally followed by +bn (BatchNormalization "
+                     "after each convolution)", type, cli::kDropoutTypeNames));
   }
   if (at == std::string::npos) return v;
   const std::string schedule = text.substr(at + 1);
@@ -75,6 +82,7 @@ Variant parse(const std::string& text, int epochs, Fail fail) {
 
 std::string Variant::text() const {
   std::string t = cli::to_string(type);
+  if (batch_norm) t.append("+bn");
   if (schedule.kind != DropoutSchedule::Kind::Constant) t.append("@").append(to_string(schedule));
   return t;
 }
@@ -120,15 +128,24 @@ bool no_dropout_at_rate0(const Variant& v) {
 }
 }  // namespace
 
-std::string rate0_owner(const SweepConfig& c) {
+std::string rate0_owner(const SweepConfig& c, bool batch_norm) {
   for (const Variant& v : c.variants)
-    if (no_dropout_at_rate0(v)) return v.text();
+    if (v.batch_norm == batch_norm && no_dropout_at_rate0(v)) return v.text();
   return "";
 }
 
+std::string rate0_owner_of(const SweepConfig& c, const std::string& variant) {
+  return variant.empty() ? std::string() : rate0_owner(c, variant_from_text(variant).batch_norm);
+}
+
 bool shares_rate0(const SweepConfig& c, const std::string& variant, double rate) {
-  if (c.variants.empty() || rate != 0.0 || variant == rate0_owner(c)) return false;
+  if (c.variants.empty() || rate != 0.0 || variant == rate0_owner_of(c, variant)) return false;
   return no_dropout_at_rate0(variant_from_text(variant));
+}
+
+bool same_architecture(const std::string& a, const std::string& b) {
+  auto bn = [](const std::string& v) { return !v.empty() && variant_from_text(v).batch_norm; };
+  return bn(a) == bn(b);
 }
 
 Variant variant_from_text(const std::string& text) {

@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "bench_util.hpp"
@@ -34,14 +36,17 @@ const std::vector<cli::FlagSpec>& sweep_flags() {
       {"rates", "R1,R2,...", "0,0.1,0.25,0.5,0.7", "Dropout rates to compare, each in [0, 1]."},
       {"variants", "V1,V2,...", "",
        fmt::format("Also vary the dropout type and schedule: the study becomes variants x rates, paired by seed like "
-                   "the rates. A variant is TYPE or TYPE@SCHEDULE; TYPE is {} (the layer in the seed model's Dropout "
-                   "positions); SCHEDULE, in epochs, is constant (the default), early:E (the rate for the first E "
+                   "the rates. A variant is TYPE, TYPE+bn, TYPE@SCHEDULE or TYPE+bn@SCHEDULE; TYPE is {} (the layer "
+                   "in the seed model's Dropout positions); +bn adds BatchNormalization after each Conv2D (Conv2D "
+                   "without activation and bias -> BatchNormalization -> ReLU; dropnet train --batch-norm), a model "
+                   "with other initial weights, paired with the others by seed and batch order; SCHEDULE, in epochs, is constant (the default), early:E (the rate for the first E "
                    "epochs, then 0), late:E (0 for the first E epochs, then the rate) or linear:START:E (from START "
                    "to the rate over the first E epochs), E from 1 to --epochs. The sweep turns epochs into optimizer "
                    "steps: E x the batches of an epoch, ceil(training records after the validation split / "
                    "--batch-size). E.g. dropout,spatial,gaussian,dropblock,dropout@early:3,dropout@late:3. "
                    "Rate 0 is no dropout whatever the variant (but for linear:START:E with START > 0), so it is "
-                   "trained once per seed, under the first variant, and stands for every variant's rate 0. "
+                   "trained once per seed (and per architecture: with or without +bn), under the first such "
+                   "variant, and stands for every such variant's rate 0. "
                    "Default: no variants axis (plain Dropout, constant rate).", cli::kDropoutTypeNames)},
       {"baseline-variant", "V", "", "With --variants: the variant the others are compared with (with --baseline's "
                                     "rate). Default: the first of --variants."},
@@ -187,7 +192,7 @@ std::optional<SweepConfig> parse_sweep_args(std::span<const std::string> given_a
       std::none_of(c.variants.begin(), c.variants.end(), [](const Variant& v) { return v.type == cli::DropoutType::DropBlock; }))
     throw cli::UsageError("--block-size: only DropBlock uses it; add a dropblock variant to --variants");
   // A shared rate 0 (see rate0_owner) is compared as the condition that stands for it.
-  if (shares_rate0(c, c.baseline_variant, c.baseline)) c.baseline_variant = rate0_owner(c);
+  if (shares_rate0(c, c.baseline_variant, c.baseline)) c.baseline_variant = rate0_owner_of(c, c.baseline_variant);
   c.alpha = flags.get_double("alpha");
   flags.require(c.alpha > 0 && c.alpha < 1, "alpha", "a significance level in (0, 1)");
   c.mc_samples = int(flags.get_int("mc-samples", 0, 100000));
@@ -297,12 +302,65 @@ cli::SeedModelConfig model_config(const SweepConfig& c, const std::string& varia
   if (!variant.empty()) {
     const Variant v = variant_from_text(variant);
     m.type = v.type;
+    m.batch_norm = v.batch_norm;
     m.schedule = v.in_steps(batches);
     m.block_size = c.block_size;
   }
   for (std::size_t i = 0; i < cli::kSeedDropoutLayers; ++i) m.layer_dropout[i] = 0.0;
   for (std::size_t i : c.dropout_layers) m.layer_dropout[i] = rate;
   return m;
+}
+
+// This process's resident memory in bytes (/proc/self/statm), 0 if it cannot be read.
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages_total = 0, pages_resident = 0;
+  if (!(statm >> pages_total >> pages_resident)) return 0;
+  return pages_resident * std::size_t(sysconf(_SC_PAGESIZE));
+}
+
+// --concurrent N: N runs must fit in the device's free memory (on a GPU its memory, on the CPU the host's
+// available memory). One run's need is measured on a probe, the seed model compiled and stepped once
+// (train_on_batch, then a predict batch), as the free memory it took; a run's later needs (a CUDA graph, the
+// best-weights checkpoint) are small beside it, and a margin of a quarter covers them.
+void check_concurrent_memory(const SweepConfig& config, const Tensor& x, const Tensor& y) {
+  if (config.concurrent < 2) return;
+  const std::int64_t b = std::min<std::int64_t>(config.batch_size, x.dim(0));
+  // On the CPU a run's memory is the growth of this process's resident set (finer than the host's free
+  // memory, which other processes move); on a GPU the fall of its free memory.
+  const bool cpu = config.device == Device::CPU;
+  const std::size_t free_before = device_memory(config.device).free_bytes;
+  const std::size_t resident_before = cpu ? resident_bytes() : 0;
+  std::size_t need = 0;
+  {
+    Sequential probe = cli::build_seed_model(model_config(config, variant_axis(config).front(), config.rates.back(),
+                                                          config.max_norms.front(), 1));
+    probe.compile({.loss = "categorical_crossentropy", .device = config.device, .seed = config.seed,
+                   .cpu_threads = config.threads_per_run});
+    (void)probe.train_on_batch(x.rows(0, b), y.rows(0, b));
+    (void)probe.predict(x.rows(0, b), {.batch_size = int(b)});
+    if (cpu) {
+      const std::size_t resident = resident_bytes();
+      need = resident > resident_before ? resident - resident_before : 0;
+    } else {
+      const std::size_t free_during = device_memory(config.device).free_bytes;
+      need = free_before > free_during ? free_before - free_during : 0;
+    }
+  }
+  const double mib = 1024.0 * 1024.0;
+  const std::size_t want = std::size_t(double(need) * 1.25) * std::size_t(config.concurrent);
+  fmt::print(stderr, "[sweep] memory: a run takes about {:.0f} MiB of {} memory (measured on a probe step); "
+                     "{} at once want {:.0f} MiB, {:.0f} MiB free\n", double(need) / mib,
+             config.device == Device::CPU ? "host" : "GPU", config.concurrent, double(want) / mib,
+             double(free_before) / mib);
+  if (want > free_before) {
+    const std::size_t fit = need == 0 ? 0 : std::size_t(double(free_before) / (double(need) * 1.25));
+    throw cli::UsageError(fmt::format(
+        "--concurrent {}: {} runs need about {:.0f} MiB of {} memory ({:.0f} MiB each, measured on a probe run, "
+        "plus a quarter), but {:.0f} MiB are free; at most {} fit: give --concurrent {} or less",
+        config.concurrent, config.concurrent, double(want) / mib, config.device == Device::CPU ? "host" : "GPU",
+        double(need) / mib, double(free_before) / mib, fit, std::max<std::size_t>(fit, 1)));
+  }
 }
 
 // Records each epoch of one run and prints one progress line per epoch with the sweep's ETA.
@@ -368,7 +426,8 @@ void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, con
   run.init_hash = hash_initial_weights(model);
   // Same seed => same initial weights, whatever the rate or max-norm: the premise of the paired comparison.
   for (const RunRecord& other : done)
-    if (other.seed == run.seed && other.ok && other.init_hash != run.init_hash)
+    if (other.seed == run.seed && other.ok && same_architecture(other.variant, run.variant) &&
+        other.init_hash != run.init_hash)
       throw Error(fmt::format("initial weights differ between {} and {} for seed {}: the library no longer "
                               "derives layer seeds from the model seed and position alone",
                               condition_name(config, other.variant, other.rate, other.max_norm),
@@ -511,6 +570,7 @@ int run_sweep(std::span<const std::string> args) {
                                         resume.string(), recorded->data_fnv1a, prov.data_fnv1a));
     prov = *recorded;  // the study's provenance is the one recorded when it started
   }
+  check_concurrent_memory(config, data.train.images, data.train.labels);
   write_runs_file(runs_path, config, prov, done);
 
   // On a GPU, move the data once rather than gathering batches from host memory every step.

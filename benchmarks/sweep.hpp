@@ -54,7 +54,9 @@ struct ShardSpec {
 struct Variant {
   cli::DropoutType type = cli::DropoutType::Standard;
   DropoutSchedule schedule{};                 // steps: epochs (see in_steps)
-  // "dropout", "spatial", "dropout@early:3", "dropout@linear:0.1:5" (a constant schedule is left out).
+  bool batch_norm = false;                    // +bn: BatchNormalization after each Conv2D (SeedModelConfig)
+  // "dropout", "spatial", "dropout+bn", "dropout@early:3", "dropout@linear:0.1:5" (a constant schedule is left
+  // out).
   std::string text() const;
   // The schedule in optimizer steps: its epoch count times the batches of one epoch.
   DropoutSchedule in_steps(std::uint64_t batches_per_epoch) const;
@@ -161,12 +163,18 @@ std::vector<Variant> parse_variants(const std::string& text, int epochs);
 // The variant axis as the runs see it: the variants' texts, or {""} without a variants axis.
 std::vector<std::string> variant_axis(const SweepConfig& c);
 // Rate 0 is one model, without dropout, for every variant whose schedule stays at 0 then (all but
-// linear:START:E with START > 0), so the study trains it once per seed, under the first such variant (its
-// "owner"; empty: none), and every other such variant's rate 0 is that condition, not a run of its own.
-std::string rate0_owner(const SweepConfig& c);
+// linear:START:E with START > 0) and that has the same architecture (with or without +bn), so the study
+// trains it once per seed and architecture, under the first such variant (its "owner"; empty: none), and
+// every other such variant's rate 0 is that condition, not a run of its own.
+std::string rate0_owner(const SweepConfig& c, bool batch_norm = false);
+// The owner of the rate 0 that `variant`'s rate 0 is (its architecture's).
+std::string rate0_owner_of(const SweepConfig& c, const std::string& variant);
 // Whether (variant, rate) is such a shared rate 0 of a variant other than the owner: not run, not reported
 // apart.
 bool shares_rate0(const SweepConfig& c, const std::string& variant, double rate);
+// Whether two variants (texts; "" for no variants axis) build the same architecture, so that runs of one seed
+// start from the same initial weights: both with BatchNormalization or both without.
+bool same_architecture(const std::string& a, const std::string& b);
 // The variant of a text as recorded (parse_variant without the epoch bound); throws DataError.
 Variant variant_from_text(const std::string& text);
 // The name of a condition in reports: "rate 0.5", "spatial, rate 0.5", "dropout@early:3, rate 0.5", with
@@ -195,8 +203,9 @@ RunsFile read_runs_file(const std::filesystem::path& path, const SweepConfig& de
 // Writes the header and the runs, atomically (io::write_file_atomic).
 void write_runs_file(const std::filesystem::path& path, const SweepConfig& c, const Provenance& p,
                      const std::vector<RunRecord>& runs);
-// Why runs `a` and `b` of one seed cannot be paired (different initial weights, or different batch orders
-// where both recorded one), or nothing when they can (or are of different seeds or not both ok).
+// Why runs `a` and `b` of one seed cannot be paired (different initial weights for the same architecture,
+// or different batch orders where both recorded one), or nothing when they can (or are of different seeds
+// or not both ok).
 std::optional<std::string> pairing_conflict(const RunRecord& a, const RunRecord& b);
 // Sorts runs into canonical order: max-norm, then variant, then rate as the settings list them, then seed.
 void sort_runs(const SweepConfig& c, std::vector<RunRecord>& runs);

@@ -166,10 +166,14 @@ std::vector<Table> tables(const Study& st, const Analysis& an) {
                                   "scaling). Mean ± sample standard deviation over seeds [Student-t {}% confidence "
                                   "interval of the mean].", c.epochs, level));
   if (const std::string owner = rate0_owner(c); !owner.empty() && c.variants.size() > 1 &&
-      std::find(c.rates.begin(), c.rates.end(), 0.0) != c.rates.end())
+      std::find(c.rates.begin(), c.rates.end(), 0.0) != c.rates.end()) {
+    const std::string bn_owner = rate0_owner(c, true);
     acc.notes.push_back(fmt::format("Rate 0 is the seed model without dropout whatever the variant (except a linear "
                                     "schedule that starts above 0), so it is trained once per seed, as {}, rate 0, "
-                                    "and stands for every variant's rate 0 in the tables and plots.", owner));
+                                    "and stands for every variant's rate 0 in the tables and plots{}.", owner,
+                                    bn_owner.empty() ? "" : fmt::format(" (with BatchNormalization: once per seed as "
+                                                                        "{}, rate 0, for every +bn variant)", bn_owner)));
+  }
   acc.notes.push_back("test acc at best val epoch: the test accuracy of the weights of the epoch with the lowest "
                       "val_loss (best epoch, counted from 1). final train acc: the last epoch's running mean with "
                       "dropout active (Keras' `accuracy`); gap = final train acc − final val acc.");
@@ -333,11 +337,11 @@ void write_plots(const Study& st, const Analysis& an, const std::filesystem::pat
   std::vector<Panel> panel_keys;
   for (double mn : c.max_norms)
     for (const std::string& v : variant_axis(c)) panel_keys.push_back({mn, v});
-  // A variant's panel shows the shared rate 0 (rate0_owner) as its own.
-  const std::string owner = rate0_owner(c);
+  // A variant's panel shows the shared rate 0 of its architecture (rate0_owner_of) as its own.
   auto in_panel = [&](const Group& g, const Panel& p) {
     return g.max_norm == p.max_norm &&
-           (g.variant == p.variant || (g.rate == 0 && g.variant == owner && shares_rate0(c, p.variant, 0)));
+           (g.variant == p.variant ||
+            (g.rate == 0 && shares_rate0(c, p.variant, 0) && g.variant == rate0_owner_of(c, p.variant)));
   };
   // The panel's groups in the order of --rates, each with the colour of its rate.
   auto panel_groups = [&](const Panel& p) {

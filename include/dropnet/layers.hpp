@@ -563,6 +563,12 @@ class DROPNET_EXPORT BatchNormalization : public Layer {
   // The last training forward's batch mean and 1 / sqrt(var + epsilon), for backward; constant gamma = 1
   // and beta = 0 where scale or center is off, with a gradient sink for the missing one.
   Tensor batch_mean_, batch_inv_std_, unit_gamma_, zero_beta_, unused_grad_;
+
+ protected:
+  // allocate() makes all five: a direct call (operator()) on a model's layer swaps in its own.
+  std::vector<Tensor*> scratch_buffers() noexcept override {
+    return {&batch_mean_, &batch_inv_std_, &unit_gamma_, &zero_beta_, &unused_grad_};
+  }
 };
 
 struct AveragePooling2DOptions {

@@ -249,7 +249,7 @@ TEST_CASE("a model's layer called directly keeps its own count and leaves the mo
   }
 }
 
-TEST_CASE("compile() without a loss gives an inference-only model", "[layer_call][model]") {
+TEST_CASE("a one-layer model without a loss predicts the layer's inference output and refuses to train", "[layer_call][model]") {
   Sequential model = one_layer_model({4}, std::make_unique<Dropout>(0.5, DropoutOptions{.seed = 1}));
   const Tensor x = testing::random_tensor({3, 4}, 1);
   const Tensor y = Tensor::from_vector({3, 4}, std::vector<float>(12, 0.25f));

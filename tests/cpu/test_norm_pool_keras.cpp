@@ -221,7 +221,7 @@ std::vector<float> moving(Sequential& m, std::size_t layer, const char* name) {
 TEST_CASE("a model with BatchNormalization trains its gamma and beta and moves its statistics as Keras",
           "[batch_norm][model]") {
   Sequential m = bn_model();
-  m.compile({.device = Device::CPU, .seed = 3});
+  m.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 3});
   CHECK(m.layer(1).name() == "batch_normalization");
   CHECK(m.layer(7).name() == "batch_normalization_1");
   // Summary: 4 + 4 moving statistics of the first, 5 + 5 of the second are non-trainable.
@@ -251,7 +251,7 @@ TEST_CASE("a model with BatchNormalization trains its gamma and beta and moves i
   const auto path = dir.path() / "bn.safetensors";
   save_checkpoint(m, path);
   Sequential fresh = bn_model();
-  fresh.compile({.device = Device::CPU, .seed = 3});
+  fresh.compile({.loss = "categorical_crossentropy", .device = Device::CPU, .seed = 3});
   CHECK(moving(fresh, 1, "moving_mean") != mean1);
   load_checkpoint(fresh, path);
   CHECK(moving(fresh, 1, "moving_mean") == mean1);

@@ -249,6 +249,50 @@ TEST_CASE("variants are an axis of the study: seed, max-norm, variant, rate; ids
   CHECK(run_line(finished(planned_runs(study(2, 4))[0], 0.5)).find("variant") == std::string::npos);
 }
 
+TEST_CASE("+bn variants: another architecture, its own shared rate 0, paired by seed and batch order only",
+          "[study][variants]") {
+  const std::vector<Variant> v = parse_variants("dropout,dropout+bn,spatial+bn@early:1", 2);
+  CHECK_FALSE(v[0].batch_norm);
+  CHECK(v[1].batch_norm);
+  CHECK(v[1].type == v[0].type);
+  CHECK(v[2].batch_norm);
+  CHECK(v[2].schedule == dropnet::DropoutSchedule::early(1));
+  CHECK(v[2].text() == "spatial+bn@early:1");
+  for (const Variant& x : v) CHECK(variant_from_text(x.text()) == x);
+  CHECK_THROWS_WITH(parse_variants("+bn", 2), Catch::Contains("unknown dropout type '+bn'"));
+  CHECK_THROWS_WITH(parse_variants("dropout+nb", 2), Catch::Contains("optionally followed by +bn"));
+  CHECK_THROWS_WITH(parse_variants("dropout+bn,dropout+bn@constant", 2), Catch::Contains("dropout+bn is listed twice"));
+
+  SweepConfig c = study(2, 2);
+  c.variants = v;
+  c.baseline_variant = "dropout";
+  // Rate 0 is trained once per seed for each architecture: as dropout and as dropout+bn.
+  CHECK(rate0_owner(c) == "dropout");
+  CHECK(rate0_owner(c, true) == "dropout+bn");
+  CHECK(rate0_owner_of(c, "spatial+bn@early:1") == "dropout+bn");
+  CHECK_FALSE(shares_rate0(c, "dropout+bn", 0));
+  CHECK(shares_rate0(c, "spatial+bn@early:1", 0));
+  CHECK(planned_runs(c).size() == (2 + 2 + 1) * 2);
+  CHECK(same_architecture("dropout+bn", "spatial+bn@early:1"));
+  CHECK_FALSE(same_architecture("dropout", "dropout+bn"));
+  CHECK(same_architecture("", "dropout"));
+  // Runs of one seed with and without BatchNormalization start from different weights (the model has other
+  // layers), which is no conflict; their batch orders must still agree.
+  RunRecord plain = finished(planned_runs(c)[0], 0.5), bn = plain;
+  bn.variant = "dropout+bn";
+  bn.id = run_id(bn.variant, bn.rate, bn.max_norm, bn.seed);
+  bn.init_hash = "0123456789abcdef";
+  plain.order_hash = bn.order_hash = "00000000000000aa";
+  CHECK_FALSE(pairing_conflict(plain, bn));
+  bn.order_hash = "00000000000000bb";
+  CHECK(pairing_conflict(plain, bn));
+  RunRecord bn2 = bn;
+  bn2.variant = "spatial+bn@early:1";
+  bn2.init_hash = "fedcba9876543210";
+  bn2.order_hash = bn.order_hash;
+  CHECK(pairing_conflict(bn, bn2));  // the same architecture: the weights must agree
+}
+
 TEST_CASE("merge: shards of a variants study, and a study with other variants refused", "[study][variants][merge]") {
   SweepConfig c = study(2, 2);
   c.variants = parse_variants("dropout,dropout@late:1", 2);

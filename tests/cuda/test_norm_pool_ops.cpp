@@ -168,7 +168,8 @@ Sequential bn_convnet(Device device, bool cuda_graphs) {
   m.add(std::make_unique<AveragePooling2D>(AveragePooling2DOptions{.pool_size = {2, 2}, .padding = "same"}));
   m.add(std::make_unique<GlobalAveragePooling2D>());
   m.add(std::make_unique<Dense>(4, DenseOptions{.activation = "softmax"}));
-  m.compile({.device = device, .seed = 2, .deterministic = true, .cuda_graphs = cuda_graphs});
+  m.compile({.loss = "categorical_crossentropy", .device = device, .seed = 2, .deterministic = true,
+             .cuda_graphs = cuda_graphs});
   return m;
 }
 

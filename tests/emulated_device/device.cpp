@@ -82,7 +82,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   if (device != 0) return fail(cudaErrorInvalidDevice);
   *prop = cudaDeviceProp{};
   std::snprintf(prop->name, sizeof prop->name, "%s", kName);
-  prop->totalGlobalMem = std::size_t{16} << 30;
+  prop->totalGlobalMem = total_device_memory();
   prop->sharedMemPerBlock = 48 << 10;
   prop->warpSize = 32;
   prop->maxThreadsPerBlock = 1024;

@@ -146,6 +146,14 @@ void check_guards(const std::string& what) {
 #endif
 }
 
+std::size_t total_device_memory() {
+  static const std::size_t total = [] {
+    const char* mib = std::getenv("DROPNET_EMULATION_MEMORY_MIB");
+    return mib != nullptr && std::atoll(mib) > 0 ? std::size_t(std::atoll(mib)) << 20 : std::size_t{16} << 30;
+  }();
+  return total;
+}
+
 }  // namespace dropnet::emulated
 
 using namespace dropnet::emulated;
@@ -229,7 +237,8 @@ cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
   return fail(run_until(&runtime().legacy, UINT64_MAX));
 }
 
-// A device of 16 GiB (cudaGetDeviceProperties' totalGlobalMem), of which what cudaMalloc has handed out and
+// A device of total_device_memory() (cudaGetDeviceProperties' totalGlobalMem: 16 GiB unless a test sets
+// DROPNET_EMULATION_MEMORY_MIB), of which what cudaMalloc has handed out and
 // not freed is taken: free falls and rises with the device allocations as on a GPU (pinned host memory does
 // not count; no CUDA context or fragmentation is modelled, so free + allocated == total exactly).
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
@@ -238,7 +247,7 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
   std::size_t used = 0;
   for (const auto& [start, a] : runtime().allocations)
     if (!a.pinned) used += a.bytes;
-  *total_bytes = std::size_t{16} << 30;
+  *total_bytes = total_device_memory();
   *free_bytes = used < *total_bytes ? *total_bytes - used : 0;
   return cudaSuccess;
 }

@@ -92,6 +92,8 @@ struct Runtime {
 };
 
 Runtime& runtime();
+// The device's memory: 16 GiB, or DROPNET_EMULATION_MEMORY_MIB MiB when set (a test's small GPU).
+std::size_t total_device_memory();
 cudaError_t& last_error();  // per host thread, as CUDA's
 
 // Records `error` as the last error and returns it (the usual way for an API call to fail).

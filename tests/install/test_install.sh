@@ -145,7 +145,7 @@ run_example() {
     ldd "$exe" >"$LOG" 2>&1; fail "$name: does not load libdropnet from $LIBDIR"; return
   fi
   if ! (cd "$WORK" && "$exe" "$SAMPLE" "$EPOCHS") >"$LOG" 2>&1; then
-    fail "$name: train_seed_model $SAMPLE $EPOCHS exited with an error"; return
+    fail "$name: $(basename "$exe") $SAMPLE $EPOCHS exited with an error"; return
   fi
   acc=$(sed -nE 's/^test accuracy: ([0-9]+(\.[0-9]+)?)$/\1/p' "$LOG")
   if [[ -n $acc ]] && awk -v a="$acc" 'BEGIN { exit !(a >= 0 && a <= 1) }'; then
@@ -173,6 +173,15 @@ if cmake -S "$SRC/examples" -B "$WORK/example-cmake" -DCMAKE_PREFIX_PATH="$PREFI
     pass "find_package(dropnet CONFIG): built, linking dropnet::dropnet only"
   fi
   run_example "find_package build" "$WORK/example-cmake/train_seed_model"
+  # The second example: BatchNormalization, GlobalAveragePooling2D, sparse labels, Monte Carlo dropout.
+  run_example "find_package build of train_small_vgg" "$WORK/example-cmake/train_small_vgg"
+  if grep -q '^global_average_pooling2d (GlobalAveragePooling2D)' "$LOG" && grep -q '^batch_normalization_3 (BatchNormalization)' "$LOG" &&
+     grep -qE '^Monte Carlo dropout accuracy \(10 passes\): (0|1)\.[0-9]{4}$' "$LOG" &&
+     grep -qE ' accuracy: (0|1)\.[0-9]+' "$LOG"; then
+    pass "train_small_vgg: BatchNormalization and GlobalAveragePooling2D layers, sparse labels, Monte Carlo dropout"
+  else
+    fail "train_small_vgg: its summary, metric or Monte Carlo lines are missing: $(tail -5 "$LOG" | tr '\n' ' ')"
+  fi
   # A dropnet exception thrown in the library is caught by type in the program.
   if "$WORK/example-cmake/train_seed_model" "$WORK/no-such-data" 1 >"$LOG" 2>&1; then
     fail "train_seed_model with a missing data directory exited 0"

@@ -18,6 +18,7 @@ constexpr std::int64_t kGrainPositions = 256;
 }  // namespace
 
 void CpuBackend::avgpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometry& g) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::tensor_of(Device::CPU, x, g.n * g.h * g.w * g.c, "avgpool2d_forward x");
   checks::tensor_of(Device::CPU, y, g.n * g.oh * g.ow * g.c, "avgpool2d_forward y");
   const kernels::AvgPoolGeometry a = avg_geometry(g);
@@ -32,6 +33,7 @@ void CpuBackend::avgpool2d_forward(const Tensor& x, Tensor& y, const PoolGeometr
 }
 
 void CpuBackend::avgpool2d_backward(const Tensor& dy, Tensor& dx, const PoolGeometry& g) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::tensor_of(Device::CPU, dy, g.n * g.oh * g.ow * g.c, "avgpool2d_backward dy");
   checks::tensor_of(Device::CPU, dx, g.n * g.h * g.w * g.c, "avgpool2d_backward dx");
   const kernels::AvgPoolGeometry a = avg_geometry(g);

@@ -107,6 +107,7 @@ void scale_shift(const float* x, float* y, const float* scale, const float* shif
 
 void CpuBackend::batch_norm_forward_training(const Tensor& x, Tensor& y, const BatchNormWeights& w,
                                              const BatchNormCall& c) {
+  const ThreadShare share(settings_.cpu_threads);
   check("batch_norm_forward_training", x, y, c);
   if (c.rows == 0 || c.channels == 0) return;
   const float* xp = x.data();
@@ -135,6 +136,7 @@ void CpuBackend::batch_norm_forward_training(const Tensor& x, Tensor& y, const B
 
 void CpuBackend::batch_norm_forward_inference(const Tensor& x, Tensor& y, const BatchNormWeights& w,
                                               const BatchNormCall& c) {
+  const ThreadShare share(settings_.cpu_threads);
   check("batch_norm_forward_inference", x, y, c);
   const auto nc = static_cast<std::size_t>(c.channels);
   std::vector<float> scale(nc), shift(nc);
@@ -147,6 +149,7 @@ void CpuBackend::batch_norm_forward_inference(const Tensor& x, Tensor& y, const 
 
 void CpuBackend::batch_norm_backward(const Tensor& x, const Tensor& dy, Tensor* dx, const BatchNormWeights& w,
                                      float* dgamma, float* dbeta, const BatchNormCall& c) {
+  const ThreadShare share(settings_.cpu_threads);
   check("batch_norm_backward", x, dy, c);
   if (dx != nullptr) checks::tensor_of(Device::CPU, *dx, c.rows * c.channels, "batch_norm_backward dx");
   const std::int64_t channels = c.channels, rows = c.rows;

@@ -135,6 +135,7 @@ void CpuBackend::softmax_cross_entropy(const Tensor& z, const Tensor& t, Tensor*
 }
 
 void CpuBackend::loss(const Tensor& y, const Tensor& t, Tensor* dy, const LossCall& call, Tensor& stats) {
+  const ThreadShare share(settings_.cpu_threads);
   checks::loss(kCpu, y, t, dy, call, stats);
   float loss_sum = 0, metric_sum = 0;
   cpu::loss(y.data(), t.data(), dy ? dy->data() : nullptr, call, rows_of(y), y.dim(-1), loss_sum, metric_sum);
