@@ -319,12 +319,12 @@ std::size_t resident_bytes() {
   return pages_resident * std::size_t(sysconf(_SC_PAGESIZE));
 }
 
-// --concurrent N: N runs must fit in the device's free memory (on a GPU its memory, on the CPU the host's
+// --concurrent N: the runs at once (N, or fewer when fewer are left) must fit in the device's free memory (on a GPU its memory, on the CPU the host's
 // available memory). One run's need is measured on a probe, the seed model compiled and stepped once
 // (train_on_batch, then a predict batch), as the free memory it took; a run's later needs (a CUDA graph, the
 // best-weights checkpoint) are small beside it, and a margin of a quarter covers them.
-void check_concurrent_memory(const SweepConfig& config, const Tensor& x, const Tensor& y) {
-  if (config.concurrent < 2) return;
+void check_concurrent_memory(const SweepConfig& config, int runs, const Tensor& x, const Tensor& y) {
+  if (runs < 2) return;
   const std::int64_t b = std::min<std::int64_t>(config.batch_size, x.dim(0));
   // On the CPU a run's memory is the growth of this process's resident set (finer than the host's free
   // memory, which other processes move); on a GPU the fall of its free memory.
@@ -333,8 +333,12 @@ void check_concurrent_memory(const SweepConfig& config, const Tensor& x, const T
   const std::size_t resident_before = cpu ? resident_bytes() : 0;
   std::size_t need = 0;
   {
-    Sequential probe = cli::build_seed_model(model_config(config, variant_axis(config).front(), config.rates.back(),
-                                                          config.max_norms.front(), 1));
+    // The largest model of the study: with BatchNormalization if a variant has it.
+    std::string variant = variant_axis(config).front();
+    for (const Variant& v : config.variants)
+      if (v.batch_norm) variant = v.text();
+    Sequential probe =
+        cli::build_seed_model(model_config(config, variant, config.rates.back(), config.max_norms.front(), 1));
     probe.compile({.loss = "categorical_crossentropy", .device = config.device, .seed = config.seed,
                    .cpu_threads = config.threads_per_run});
     (void)probe.train_on_batch(x.rows(0, b), y.rows(0, b));
@@ -348,17 +352,17 @@ void check_concurrent_memory(const SweepConfig& config, const Tensor& x, const T
     }
   }
   const double mib = 1024.0 * 1024.0;
-  const std::size_t want = std::size_t(double(need) * 1.25) * std::size_t(config.concurrent);
+  const std::size_t want = std::size_t(double(need) * 1.25) * std::size_t(runs);
   fmt::print(stderr, "[sweep] memory: a run takes about {:.0f} MiB of {} memory (measured on a probe step); "
                      "{} at once want {:.0f} MiB, {:.0f} MiB free\n", double(need) / mib,
-             config.device == Device::CPU ? "host" : "GPU", config.concurrent, double(want) / mib,
+             config.device == Device::CPU ? "host" : "GPU", runs, double(want) / mib,
              double(free_before) / mib);
   if (want > free_before) {
     const std::size_t fit = need == 0 ? 0 : std::size_t(double(free_before) / (double(need) * 1.25));
     throw cli::UsageError(fmt::format(
         "--concurrent {}: {} runs need about {:.0f} MiB of {} memory ({:.0f} MiB each, measured on a probe run, "
         "plus a quarter), but {:.0f} MiB are free; at most {} fit: give --concurrent {} or less",
-        config.concurrent, config.concurrent, double(want) / mib, config.device == Device::CPU ? "host" : "GPU",
+        config.concurrent, runs, double(want) / mib, config.device == Device::CPU ? "host" : "GPU",
         double(need) / mib, double(free_before) / mib, fit, std::max<std::size_t>(fit, 1)));
   }
 }
@@ -570,7 +574,16 @@ int run_sweep(std::span<const std::string> args) {
                                         resume.string(), recorded->data_fnv1a, prov.data_fnv1a));
     prov = *recorded;  // the study's provenance is the one recorded when it started
   }
-  check_concurrent_memory(config, data.train.images, data.train.labels);
+  // The runs still to do, seed by seed (every rate of seed 1, then of seed 2, ...), so that a study stopped
+  // early already holds complete paired comparisons.
+  // A shard runs its slice of them (shard_runs; the whole study otherwise).
+  std::vector<RunRecord> todo;
+  const std::vector<RunRecord> mine = shard_runs(config, config.shard);
+  for (const RunRecord& run : mine)
+    if (std::none_of(done.begin(), done.end(), [&](const RunRecord& d) { return d.id == run.id; }))
+      todo.push_back(run);
+  const int workers = std::max(1, std::min(config.concurrent, int(todo.size())));
+  check_concurrent_memory(config, workers, data.train.images, data.train.labels);
   write_runs_file(runs_path, config, prov, done);
 
   // On a GPU, move the data once rather than gathering batches from host memory every step.
@@ -582,14 +595,6 @@ int run_sweep(std::span<const std::string> args) {
              prov.device_description, prov.data_source, prov.train_samples, prov.val_samples, prov.test_samples,
              format_duration(seconds_since(load_start)));
 
-  // The runs still to do, seed by seed (every rate of seed 1, then of seed 2, ...), so that a study stopped
-  // early already holds complete paired comparisons.
-  // A shard runs its slice of them (shard_runs; the whole study otherwise).
-  std::vector<RunRecord> todo;
-  const std::vector<RunRecord> mine = shard_runs(config, config.shard);
-  for (const RunRecord& run : mine)
-    if (std::none_of(done.begin(), done.end(), [&](const RunRecord& d) { return d.id == run.id; }))
-      todo.push_back(run);
   const int total_runs = int(mine.size());
   const std::string of_what = config.shard.active() ? fmt::format(" (shard {})", config.shard.text()) : "";
   if (!resume.empty())
@@ -607,7 +612,6 @@ int run_sweep(std::span<const std::string> args) {
     for (RunRecord& run : todo) run.schedule_steps = to_string(variant_from_text(run.variant).in_steps(batches));
   const int epochs_total = int(todo.size()) * config.epochs;
   const auto sweep_start = std::chrono::steady_clock::now();
-  const int workers = std::max(1, std::min(config.concurrent, int(todo.size())));
   if (config.concurrent > 1)
     fmt::print(stderr, "[sweep] {} runs at once, each on its own thread{}\n", workers,
                config.device == Device::CPU ? fmt::format(" with {} CPU thread{}", config.threads_per_run,

@@ -3,7 +3,7 @@
 # at once, each its own model on its own host thread and non-blocking stream (with its own recorded CUDA
 # graph), whose queued work the emulation runs as independent queues, give the same records (timings aside)
 # and byte-identical reports as the same study one run at a time; a run forced to fail leaves the others
-# recorded as they are one at a time.
+# recorded as they are one at a time; runs that would not fit in the GPU's memory are refused up front.
 #
 #   tests/bench/test_sweep_emulated.sh BUILD/dropnet-bench-emulated SOURCE_DIR
 set -euo pipefail
@@ -48,4 +48,11 @@ grep -q '"id":"rate=0,max_norm=2,seed=2","status":"failed","failure":"injected f
 cmp -s <(records "$tmp/one/runs.jsonl" | grep -v '"rate=0,max_norm=2,seed=2"') \
        <(records "$tmp/failed/runs.jsonl" | grep -v '"rate=0,max_norm=2,seed=2"') \
   || fail "the runs beside the failed one differ from the study without a failure"
+# A GPU too small for the runs asked for: refused before anything is written, naming how many fit.
+if DROPNET_EMULATION_MEMORY_MIB=200 "$bench" "${args[@]}" --concurrent 4 --out "$tmp/small" >/dev/null 2>"$tmp/small.log"; then
+  fail "--concurrent 4 on a 200 MiB GPU was accepted"
+fi
+grep -qE -- '--concurrent 4: 4 runs need about [0-9]+ MiB of GPU memory .* at most [0-9]+ fit: give --concurrent [0-9]+ or less' \
+  "$tmp/small.log" || { cat "$tmp/small.log" >&2; fail "--concurrent 4 on a small GPU: no error naming how many runs fit"; }
+[[ ! -e $tmp/small/runs.jsonl ]] || fail "a refused study wrote runs.jsonl"
 echo "test_sweep_emulated.sh: all checks passed"
