@@ -77,18 +77,7 @@ PY
 
 # The runs' records without their timings (wall times, images/s, peak memory), in file order: what must not
 # depend on how the study ran.
-records() {
-  python3 - "$1" <<'PY'
-import json, sys
-for line in open(sys.argv[1]).read().splitlines()[1:]:
-    r = json.loads(line)
-    for k in ("wall_seconds", "train_seconds", "images_per_second", "peak_memory_mib"):
-        r.pop(k, None)
-    for e in r.get("epochs", []):
-        e.pop("seconds", None)
-    print(json.dumps(r, sort_keys=True))
-PY
-}
+records() { python3 "$src/tests/bench/run_records.py" "$1"; }  # the records without their timings
 reports=(report.md report.html sweep.csv runs.csv sweep.json accuracy.svg loss.svg gap.svg test_accuracy.svg
          reliability_rate0.svg reliability_rate0.5.svg)
 same_study() {  # same_study DIR_A DIR_B WHAT: records (timings aside) and every report byte-identical

@@ -14,18 +14,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-records() {  # the records of a runs.jsonl without their timings, in file order
-  python3 - "$1" <<'PY'
-import json, sys
-for line in open(sys.argv[1]).read().splitlines()[1:]:
-    r = json.loads(line)
-    for k in ("wall_seconds", "train_seconds", "images_per_second", "peak_memory_mib"):
-        r.pop(k, None)
-    for e in r.get("epochs", []):
-        e.pop("seconds", None)
-    print(json.dumps(r, sort_keys=True))
-PY
-}
+records() { python3 "$src/tests/bench/run_records.py" "$1"; }  # the records without their timings
 
 # 2 rates x 2 seeds; 2 epochs of 2 full batches (the second epoch's step replays the recorded graph).
 args=(sweep --rates 0,0.5 --seeds 2 --mc-samples 2 --epochs 2 --limit 125 --test-limit 50 --batch-size 50
