@@ -190,4 +190,13 @@ for study in cifar10-cpu-5seeds-10epochs cifar10-cpu-5seeds-55epochs; do
     cmp "$committed/$f" "$tmp/committed/$f" || fail "$f rebuilt from $committed/runs.jsonl differs from the committed one"
   done
 done
+# The same for the dropout x batch normalization study (variants dropout and dropout+bn).
+committed=$src/benchmarks/results/cifar10-cpu-5seeds-10epochs-batchnorm
+rm -rf "$tmp/committed"
+"$bench" merge "$tmp/committed" "$committed" >/dev/null 2>"$tmp/committed.log" || { cat "$tmp/committed.log" >&2; fail "merge of $committed"; }
+for f in report.md report.html runs.csv sweep.csv sweep.json accuracy.svg loss.svg gap.svg test_accuracy.svg \
+         reliability_dropout_rate0.svg reliability_dropout_rate0.5.svg reliability_dropout+bn_rate0.svg \
+         reliability_dropout+bn_rate0.5.svg; do
+  cmp "$committed/$f" "$tmp/committed/$f" || fail "$f rebuilt from $committed/runs.jsonl differs from the committed one"
+done
 echo "test_sweep.sh: all checks passed"
