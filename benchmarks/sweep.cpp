@@ -90,8 +90,9 @@ const std::vector<cli::FlagSpec>& sweep_flags() {
       {"concurrent", "N", "1",
        "Train N runs at once in this process, each its own model on its own thread (on a GPU each on its own "
        "stream, with its own recorded CUDA graph; on the CPU each with --threads-per-run threads). The results "
-       "are the same bits for every N; a failing run is recorded and the others go on. On a GPU the sweep "
-       "first checks that N runs fit in its free memory. docs/scaling.md says when it pays."},
+       "do not depend on N (on the CPU the same bits; on a GPU as far as its algorithms are deterministic); a "
+       "failing run is recorded and the others go on. The sweep first checks that the runs fit in the free "
+       "memory (a probe step). docs/scaling.md says when it pays."},
       {"threads-per-run", "T", "",
        "On the CPU: the threads of each run's ops. Default: the CPU threads (DROPNET_CPU_THREADS or the "
        "hardware threads, at most 16) divided by --concurrent, at least 1."},
