@@ -320,16 +320,18 @@ std::size_t resident_bytes() {
   return pages_resident * std::size_t(sysconf(_SC_PAGESIZE));
 }
 
-// --concurrent N: the runs at once (N, or fewer when fewer are left) must fit in the device's free memory (on a GPU its memory, on the CPU the host's
-// available memory). One run's need is measured on a probe, the seed model compiled and stepped once
-// (train_on_batch, then a predict batch), as the free memory it took; a run's later needs (a CUDA graph, the
-// best-weights checkpoint) are small beside it, and a margin of a quarter covers them.
+// --concurrent N: the runs at once (N, or fewer when fewer are left) must fit in the device's free memory
+// (on a GPU its memory, on the CPU the host's available memory). One run's need is measured on a probe, the
+// seed model compiled and stepped once (train_on_batch, then a predict batch); a run's later needs (a CUDA
+// graph, the best-weights checkpoint) are small beside it, and a margin of a quarter covers them.
 void check_concurrent_memory(const SweepConfig& config, int runs, const Tensor& x, const Tensor& y) {
   if (runs < 2) return;
   const std::int64_t b = std::min<std::int64_t>(config.batch_size, x.dim(0));
   // On the CPU a run's memory is the growth of this process's resident set (finer than the host's free
   // memory, which other processes move); on a GPU the fall of its free memory.
   const bool cpu = config.device == Device::CPU;
+  const char* memory = cpu ? "host" : "GPU";
+  constexpr double kMargin = 1.25;
   const std::size_t free_before = device_memory(config.device).free_bytes;
   const std::size_t resident_before = cpu ? resident_bytes() : 0;
   std::size_t need = 0;
@@ -353,17 +355,17 @@ void check_concurrent_memory(const SweepConfig& config, int runs, const Tensor& 
     }
   }
   const double mib = 1024.0 * 1024.0;
-  const std::size_t want = std::size_t(double(need) * 1.25) * std::size_t(runs);
+  const std::size_t want = std::size_t(double(need) * kMargin) * std::size_t(runs);
   fmt::print(stderr, "[sweep] memory: a run takes about {:.0f} MiB of {} memory (measured on a probe step); "
                      "{} at once want {:.0f} MiB, {:.0f} MiB free\n", double(need) / mib,
-             config.device == Device::CPU ? "host" : "GPU", runs, double(want) / mib,
+             memory, runs, double(want) / mib,
              double(free_before) / mib);
   if (want > free_before) {
-    const std::size_t fit = need == 0 ? 0 : std::size_t(double(free_before) / (double(need) * 1.25));
+    const std::size_t fit = need == 0 ? 0 : std::size_t(double(free_before) / (double(need) * kMargin));
     throw cli::UsageError(fmt::format(
         "--concurrent {}: {} runs need about {:.0f} MiB of {} memory ({:.0f} MiB each, measured on a probe run, "
         "plus a quarter), but {:.0f} MiB are free; at most {} fit: give --concurrent {} or less",
-        config.concurrent, runs, double(want) / mib, config.device == Device::CPU ? "host" : "GPU",
+        config.concurrent, runs, double(want) / mib, memory,
         double(need) / mib, double(free_before) / mib, fit, std::max<std::size_t>(fit, 1)));
   }
 }
@@ -430,13 +432,12 @@ void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, con
                  .device = config.device, .seed = run.seed, .cpu_threads = config.threads_per_run});
   run.init_hash = hash_initial_weights(model);
   // Same seed => same initial weights, whatever the rate or max-norm: the premise of the paired comparison.
+  // Checked before training, against the runs finished when this one started (its batch order, the other
+  // half, is checked against every finished run when it is recorded; run_sweep).
   for (const RunRecord& other : done)
-    if (other.seed == run.seed && other.ok && same_architecture(other.variant, run.variant) &&
-        other.init_hash != run.init_hash)
-      throw Error(fmt::format("initial weights differ between {} and {} for seed {}: the library no longer "
-                              "derives layer seeds from the model seed and position alone",
-                              condition_name(config, other.variant, other.rate, other.max_norm),
-                              condition_name(config, run.variant, run.rate, run.max_norm), run.seed));
+    if (const auto why = pairing_conflict(other, run))
+      throw Error(fmt::format("{}: the library no longer derives layer seeds from the model seed and position "
+                              "alone", *why));
   TerminateOnNaN nan_guard;
   ModelCheckpoint best(best_path, {.save_best_only = true, .save_weights_only = true});
   std::vector<Callback*> callbacks = {&progress, &nan_guard};
@@ -447,9 +448,6 @@ void execute_run(const SweepConfig& config, RunRecord& run, const Tensor& x, con
                                             .callbacks = callbacks, .out = stderr});
   // Same seed => same batches in the same order, whatever the rate: the other half of the pairing.
   run.order_hash = hash_batch_order(history);
-  for (const RunRecord& other : done)
-    if (const auto why = pairing_conflict(other, run))
-      throw Error(fmt::format("{}: the training order no longer depends on the model seed alone", *why));
   const Evaluation test = model.evaluate(xt, yt, config.batch_size, 0, nullptr);
   run.test_loss = test.loss;
   run.test_accuracy = test.accuracy;
@@ -664,12 +662,13 @@ int run_sweep(std::span<const std::string> args) {
       run.wall_seconds = seconds_since(run_start);
       try {
         const std::lock_guard lock(shared);
-        // Runs of one seed that were in flight together were not checked against each other yet.
+        // The pairing against every finished run, those that were in flight beside this one included.
         for (const RunRecord& other : done)
-          if (const auto why = pairing_conflict(other, run); why && run.ok) {
+          if (const auto why = pairing_conflict(other, run)) {
             run.ok = false;
             run.failure = *why + ": the library no longer derives initial weights and batch order from the model "
                                  "seed alone";
+            break;
           }
         if (run.ok)
           fmt::print(stderr, "[sweep] {} done: test loss {:.4f} test acc {:.4f}{} in {}\n", label, run.test_loss,

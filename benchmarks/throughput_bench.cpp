@@ -206,14 +206,7 @@ int run_throughput(std::span<const std::string> args) {
 
   // The model's own backend context: the per-layer profile below issues its ops there, as fit does.
   backend::Backend& be = ModelInternals::backend(model);
-  // Asking for every batch's logs makes fit read each batch's running loss back before the next, so the
-  // time between two batch ends is one whole step, finished on any device.
-  struct StepClock : Callback {
-    std::vector<std::chrono::steady_clock::time_point> ends;
-    bool wants_batch_logs() const override { return true; }
-    void on_epoch_begin(int) override { ends.push_back(std::chrono::steady_clock::now()); }
-    void on_batch_end(int, const Logs&) override { ends.push_back(std::chrono::steady_clock::now()); }
-  } clock;
+  StepClock clock;  // when each step ended (throughput_concurrent.hpp)
   model.fit(x_all, y_all, {.batch_size = int(batch), .epochs = 1, .verbose = 0, .callbacks = {&clock}});
   std::vector<double> times;
   for (std::size_t i = std::size_t(warmup) + 1; i < clock.ends.size(); ++i)

@@ -12,35 +12,19 @@
 #include <chrono>
 #include <exception>
 #include <latch>
-#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
 
-#include "backend/cpu/parallel.hpp"
-#include "bench_util.hpp"
 #include "dropnet/dropnet.hpp"
 #include "dropnet/errors.hpp"
 #include "programs/seed_model.hpp"
 #include "throughput_concurrent.hpp"
 
 namespace dropnet::bench {
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// fit's step ends, as in throughput_bench.cpp: asking for every batch's logs makes fit read each batch's
-// loss back before the next, so the time between two batch ends is one whole step, finished on any device.
-struct StepClock : Callback {
-  std::vector<Clock::time_point> ends;  // [0]: the epoch's start; [k]: the end of step k
-  bool wants_batch_logs() const override { return true; }
-  void on_epoch_begin(int) override { ends.push_back(Clock::now()); }
-  void on_batch_end(int, const Logs&) override { ends.push_back(Clock::now()); }
-};
-
-}  // namespace
 
 ConcurrentThroughput measure_concurrent_throughput(const ConcurrentSetup& setup) {
+  using Clock = StepClock::Clock;
   const int runs = setup.runs;
   std::vector<StepClock> clocks(static_cast<std::size_t>(runs));
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(runs));
@@ -51,8 +35,8 @@ ConcurrentThroughput measure_concurrent_throughput(const ConcurrentSetup& setup)
     bool arrived = false;
     try {
       Sequential model = cli::build_seed_model({});
-      model.compile({.loss = "categorical_crossentropy", .device = setup.device, .seed = std::uint64_t(i + 1), .cuda_graphs = setup.cuda_graphs,
-                     .cpu_threads = setup.threads_per_run});
+      model.compile({.loss = "categorical_crossentropy", .device = setup.device, .seed = std::uint64_t(i + 1),
+                     .cuda_graphs = setup.cuda_graphs, .cpu_threads = setup.threads_per_run});
       arrived = true;
       ready.arrive_and_wait();
       model.fit(setup.x, setup.y,

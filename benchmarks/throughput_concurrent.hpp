@@ -2,13 +2,26 @@
 // measured); `dropnet-bench throughput --runs N` reports it against one model.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dropnet/device.hpp"
+#include "dropnet/model.hpp"
 #include "dropnet/tensor.hpp"
 
 namespace dropnet::bench {
+
+// When fit's steps end. Asking for every batch's logs makes fit read each batch's loss back before the
+// next, so the time between two batch ends is one whole step, finished on any device.
+struct StepClock : Callback {
+  using Clock = std::chrono::steady_clock;
+  std::vector<Clock::time_point> ends;  // [0]: the epoch's start; [k]: the end of step k
+  bool wants_batch_logs() const override { return true; }
+  void on_epoch_begin(int) override { ends.push_back(Clock::now()); }
+  void on_batch_end(int, const Logs&) override { ends.push_back(Clock::now()); }
+};
 
 struct ConcurrentSetup {
   int runs = 1;                  // models at once, seeds 1..runs
